@@ -1,0 +1,311 @@
+//! The connector configuration file (TOML): parsing, defaults and validation.
+//!
+//! ```toml
+//! name = "pgconn"
+//! [source]
+//! url = "postgres://user@127.0.0.1:5432/postgres"
+//! schema = "public"
+//! [destination]
+//! url = "postgres://user@127.0.0.1:5433/postgres"
+//! ```
+
+mod connection;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use connection::{ConnectionError, ConnectionSettings};
+
+use crate::model::TableName;
+
+/// The config file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, a key is unknown, or a value has the wrong type.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the key named.
+        message: String,
+    },
+    /// The values parse but do not make sense together.
+    #[error("config file {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A connector: one source database replicated into one destination database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `name = "pgconn"`: the connector name, used for the slot (`pgmorph_<name>`), the
+    /// publication (`pgmorph_<name>`) and the state rows. Lower-case letters, digits and `_`.
+    pub name: String,
+    /// `[source]`: the database to replicate.
+    pub source: SourceConfig,
+    /// `[destination]`: the database to replicate into.
+    pub destination: DestinationConfig,
+    /// `plugin_dir = "plugins"`: directory of `.wasm` plugins, applied in file-name order.
+    #[serde(default)]
+    pub plugin_dir: Option<PathBuf>,
+    /// `[plugins.<file stem>]`: per-plugin settings.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginSettings>,
+    /// `[snapshot]`: initial copy settings.
+    #[serde(default)]
+    pub snapshot: SnapshotConfig,
+}
+
+/// `[source]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// `url = "postgres://user@host:5432/db"`; the password comes from the URL, `password_file`
+    /// or `PGPASSWORD`.
+    pub url: String,
+    /// `password_file = "/run/secrets/pg"`: a file holding the password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// `schema = "public"`: replicate every table of this schema (ignored when `tables` is set).
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// `tables = ["public.orders"]`: replicate exactly these tables.
+    #[serde(default)]
+    pub tables: Option<Vec<String>>,
+    /// `snapshot_tables = ["public.customers"]`: the tables an `always` start re-copies.
+    #[serde(default)]
+    pub snapshot_tables: Option<Vec<String>>,
+}
+
+/// `[destination]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// `url = "postgres://user@host:5433/db"`.
+    pub url: String,
+    /// `password_file = "/run/secrets/pg"`.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// `schema = "postgres"`: where tables land; default: the source database's name.
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// `synchronous_commit = false`: commit applied transactions with `synchronous_commit=off`.
+    #[serde(default)]
+    pub synchronous_commit_off: bool,
+}
+
+/// `[snapshot]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotConfig {
+    /// `parallel = 2`: tables copied at once.
+    #[serde(default = "default_parallel")]
+    pub parallel: usize,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        Self {
+            parallel: default_parallel(),
+        }
+    }
+}
+
+fn default_parallel() -> usize {
+    2
+}
+
+/// What happens to a row when a plugin fails on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Halt before acknowledging; a restart retries the same transaction.
+    #[default]
+    Stop,
+    /// Log, count and drop the row.
+    Skip,
+    /// Write the row to the dead-letter table in the same destination transaction.
+    DeadLetter,
+}
+
+/// `[plugins.<file stem>]`: settings of one plugin.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSettings {
+    /// `on_error = "stop" | "skip" | "dead_letter"`.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// `memory_mb = 64`: the plugin's memory cap.
+    #[serde(default)]
+    pub memory_mb: Option<u64>,
+    /// `timeout_ms = 1000`: CPU deadline of one call.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// `[plugins.<stem>.config]`: handed to the plugin's `init` as JSON.
+    #[serde(default)]
+    pub config: Option<toml::Value>,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` is used in messages only.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.message().to_string() + &location(text, e.span()),
+        })?;
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 50
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !name_ok {
+            return Err(format!(
+                "name {:?} must be 1 to 50 lower-case letters, digits or '_' (it names the replication slot)",
+                self.name
+            ));
+        }
+        if let Some(tables) = &self.source.tables {
+            if tables.is_empty() {
+                return Err("source.tables is empty: list at least one table or use source.schema".into());
+            }
+            for t in tables {
+                if t.split('.').count() != 2 || t.starts_with('.') || t.ends_with('.') {
+                    return Err(format!(
+                        "source.tables entry {t:?} must be schema-qualified, like \"public.orders\""
+                    ));
+                }
+            }
+        }
+        if self.snapshot.parallel == 0 {
+            return Err("snapshot.parallel must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The name of the replication slot and of the publication.
+    pub fn slot_name(&self) -> String {
+        format!("pgmorph_{}", self.name)
+    }
+
+    /// The explicitly listed tables, if any.
+    pub fn listed_tables(&self) -> Option<Vec<TableName>> {
+        self.source
+            .tables
+            .as_ref()
+            .map(|ts| ts.iter().map(|t| TableName::parse(t, "public")).collect())
+    }
+
+    /// The tables an `always` start re-copies, if limited.
+    pub fn snapshot_tables(&self) -> Option<Vec<TableName>> {
+        self.source
+            .snapshot_tables
+            .as_ref()
+            .map(|ts| ts.iter().map(|t| TableName::parse(t, "public")).collect())
+    }
+
+    /// Connection settings of the source.
+    pub fn source_connection(&self) -> Result<ConnectionSettings, ConnectionError> {
+        ConnectionSettings::from_url(
+            "source",
+            &self.source.url,
+            self.source.password_file.as_deref(),
+        )
+    }
+
+    /// Connection settings of the destination.
+    pub fn destination_connection(&self) -> Result<ConnectionSettings, ConnectionError> {
+        ConnectionSettings::from_url(
+            "destination",
+            &self.destination.url,
+            self.destination.password_file.as_deref(),
+        )
+    }
+}
+
+fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!(" (line {line})")
+        }
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "pgconn"
+[source]
+url = "postgres://u@127.0.0.1:5432/postgres"
+tables = ["public.orders"]
+[destination]
+url = "postgres://u@127.0.0.1:5433/postgres"
+[plugins.10-mask]
+on_error = "dead_letter"
+config = { columns = ["email"] }
+"#;
+
+    #[test]
+    fn parses_a_full_config() {
+        let c = Config::parse(GOOD, Path::new("c.toml")).unwrap();
+        assert_eq!(c.slot_name(), "pgmorph_pgconn");
+        assert_eq!(c.listed_tables().unwrap()[0].to_string(), "public.orders");
+        assert_eq!(c.plugins["10-mask"].on_error, OnError::DeadLetter);
+    }
+
+    #[test]
+    fn names_an_unknown_key() {
+        let text = GOOD.replace("tables =", "tabels =");
+        let err = Config::parse(&text, Path::new("c.toml")).unwrap_err().to_string();
+        assert!(err.contains("unknown field `tabels`"), "{err}");
+        assert!(err.contains("line 5"), "{err}");
+    }
+
+    #[test]
+    fn rejects_bad_names_and_tables() {
+        let err = Config::parse(&GOOD.replace("pgconn", "Pg-Conn"), Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lower-case"), "{err}");
+        let err = Config::parse(&GOOD.replace("public.orders", "orders"), Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("schema-qualified"), "{err}");
+    }
+}

@@ -1,0 +1,160 @@
+//! PostgreSQL's COPY text format: rows to lines and lines to rows.
+//!
+//! Columns are separated by tabs, rows end with a newline, NULL is `\N`, and backslash,
+//! tab, newline and carriage return inside values are escaped with a backslash.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::model::{Cell, Row};
+
+/// A COPY text line could not be parsed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("malformed COPY line: {0}")]
+pub struct CopyTextError(&'static str);
+
+/// Appends one row as a COPY text line. `Cell::Unchanged` cannot appear in a COPY and is
+/// written as NULL; callers never pass it.
+pub fn encode_row(out: &mut BytesMut, row: &[Cell]) {
+    for (i, cell) in row.iter().enumerate() {
+        if i > 0 {
+            out.put_u8(b'\t');
+        }
+        match cell {
+            Cell::Null | Cell::Unchanged => out.put_slice(b"\\N"),
+            Cell::Text(v) => escape_into(out, v),
+        }
+    }
+    out.put_u8(b'\n');
+}
+
+fn escape_into(out: &mut BytesMut, v: &[u8]) {
+    let mut start = 0;
+    for (i, &b) in v.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'\\' => b"\\\\",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            _ => continue,
+        };
+        out.put_slice(&v[start..i]);
+        out.put_slice(esc);
+        start = i + 1;
+    }
+    out.put_slice(&v[start..]);
+}
+
+/// Parses one COPY text line (without its trailing newline) into a row.
+pub fn decode_line(line: &[u8]) -> Result<Row, CopyTextError> {
+    let mut row = Vec::new();
+    for field in line.split(|&b| b == b'\t') {
+        if field == b"\\N" {
+            row.push(Cell::Null);
+            continue;
+        }
+        if !field.contains(&b'\\') {
+            row.push(Cell::Text(Bytes::copy_from_slice(field)));
+            continue;
+        }
+        let mut v = Vec::with_capacity(field.len());
+        let mut it = field.iter();
+        while let Some(&b) = it.next() {
+            if b != b'\\' {
+                v.push(b);
+                continue;
+            }
+            let Some(&e) = it.next() else {
+                return Err(CopyTextError("line ends with a backslash"));
+            };
+            v.push(match e {
+                b'n' => b'\n',
+                b't' => b'\t',
+                b'r' => b'\r',
+                b'b' => 8,
+                b'f' => 12,
+                b'v' => 11,
+                other => other,
+            });
+        }
+        row.push(Cell::Text(Bytes::from(v)));
+    }
+    Ok(row)
+}
+
+/// Splits COPY output chunks into complete lines, carrying partial lines across chunks.
+#[derive(Default)]
+pub struct LineSplitter {
+    pending: BytesMut,
+}
+
+impl LineSplitter {
+    /// Feeds a chunk and calls `f` with each complete line (without the newline).
+    pub fn feed<E>(
+        &mut self,
+        chunk: &[u8],
+        mut f: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut rest = chunk;
+        if !self.pending.is_empty() {
+            match rest.iter().position(|&b| b == b'\n') {
+                Some(p) => {
+                    self.pending.put_slice(&rest[..p]);
+                    let line = std::mem::take(&mut self.pending);
+                    f(&line)?;
+                    rest = &rest[p + 1..];
+                }
+                None => {
+                    self.pending.put_slice(rest);
+                    return Ok(());
+                }
+            }
+        }
+        while let Some(p) = rest.iter().position(|&b| b == b'\n') {
+            f(&rest[..p])?;
+            rest = &rest[p + 1..];
+        }
+        self.pending.put_slice(rest);
+        Ok(())
+    }
+
+    /// Whether a partial line is left over.
+    pub fn has_partial(&self) -> bool {
+        !self.pending.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_awkward_values() {
+        let row = vec![
+            Cell::text("plain"),
+            Cell::Null,
+            Cell::text("tab\there\nnew\\line\r"),
+            Cell::text(""),
+            Cell::text("\\N"),
+        ];
+        let mut out = BytesMut::new();
+        encode_row(&mut out, &row);
+        assert_eq!(out.last(), Some(&b'\n'));
+        let back = decode_line(&out[..out.len() - 1]).unwrap();
+        assert_eq!(back, row);
+    }
+
+    #[test]
+    fn splits_lines_across_chunks() {
+        let mut s = LineSplitter::default();
+        let mut lines = Vec::new();
+        for chunk in [&b"a\tb\nc"[..], b"d\te", b"\n\nf\n"] {
+            s.feed::<()>(chunk, |l| {
+                lines.push(l.to_vec());
+                Ok(())
+            })
+            .unwrap();
+        }
+        assert_eq!(lines, vec![b"a\tb".to_vec(), b"cd\te".to_vec(), vec![], b"f".to_vec()]);
+        assert!(!s.has_partial());
+    }
+}

@@ -1,0 +1,75 @@
+//! Row values and row changes as they travel from the source to the destination.
+
+use bytes::Bytes;
+
+/// One value of a row, in PostgreSQL's text form.
+///
+/// Values stay in the text form the source produced (pgoutput and COPY both speak it), so a
+/// row that no plugin touches is forwarded without parsing any value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cell {
+    /// SQL NULL.
+    Null,
+    /// An unchanged TOASTed value that the source did not send: the destination keeps its value.
+    Unchanged,
+    /// The value's text form.
+    Text(Bytes),
+}
+
+impl Cell {
+    /// The text, if the cell holds one.
+    pub fn as_text(&self) -> Option<&[u8]> {
+        match self {
+            Cell::Text(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// Builds a text cell from a string.
+    pub fn text(s: impl Into<String>) -> Self {
+        Cell::Text(Bytes::from(s.into()))
+    }
+}
+
+/// A row: one cell per column of the table it belongs to.
+pub type Row = Vec<Cell>;
+
+/// What happened to a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// Read by the initial snapshot.
+    Snapshot,
+    /// Inserted on the source.
+    Insert,
+    /// Updated on the source.
+    Update,
+    /// Deleted on the source.
+    Delete,
+}
+
+impl Op {
+    /// Lower-case name used in logs and dead-letter rows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Snapshot => "snapshot",
+            Op::Insert => "insert",
+            Op::Update => "update",
+            Op::Delete => "delete",
+        }
+    }
+}
+
+/// One row change in the destination table's column layout.
+///
+/// `old` is set for updates and deletes: the key columns always, every column under
+/// `REPLICA IDENTITY FULL`, and `Cell::Null` for the columns the source did not send.
+/// `new` is set for snapshot rows, inserts and updates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowChange {
+    /// The kind of change.
+    pub op: Op,
+    /// The old row (identity columns), for updates and deletes.
+    pub old: Option<Row>,
+    /// The new row, for snapshot rows, inserts and updates.
+    pub new: Option<Row>,
+}

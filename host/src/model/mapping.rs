@@ -1,0 +1,94 @@
+//! Where a source table lands on the destination, column by column.
+
+use std::sync::Arc;
+
+use super::{Cell, Row, TableName, TableSchema};
+
+/// One destination column and where its value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappedColumn {
+    /// Destination column name.
+    pub name: String,
+    /// Destination SQL type.
+    pub type_sql: String,
+    /// Index of the source column feeding it; `None` for a column computed by a plugin.
+    pub source_index: Option<usize>,
+    /// Whether the destination column is NOT NULL.
+    pub not_null: bool,
+    /// Whether the column identifies the row (primary key on the destination).
+    pub is_key: bool,
+    /// Names of the plugins that changed this column's name or type, in chain order.
+    pub changed_by: Vec<String>,
+}
+
+/// The destination of one source table, computed once per relation version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableMapping {
+    /// The source table as the catalog or the stream described it.
+    pub source: Arc<TableSchema>,
+    /// The destination table.
+    pub destination: TableName,
+    /// Destination columns, in destination order.
+    pub columns: Vec<MappedColumn>,
+    /// Whether the table is not replicated at all.
+    pub skip: bool,
+    /// Whether rows must pass through the row step (false: projection alone is enough).
+    pub transforms_rows: bool,
+}
+
+impl TableMapping {
+    /// The identity mapping: same table name in `dest_schema`, same columns and types.
+    pub fn identity(source: Arc<TableSchema>, dest_schema: &str) -> Self {
+        let columns = source
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| MappedColumn {
+                name: c.name.clone(),
+                type_sql: c.type_sql.clone(),
+                source_index: Some(i),
+                not_null: c.not_null,
+                is_key: c.is_key,
+                changed_by: Vec::new(),
+            })
+            .collect();
+        Self {
+            destination: TableName::new(dest_schema, source.name.name.clone()),
+            source,
+            columns,
+            skip: false,
+            transforms_rows: false,
+        }
+    }
+
+    /// Whether the destination columns are the source columns, in order, without computed ones.
+    pub fn is_plain_projection_of_all(&self) -> bool {
+        self.columns.len() == self.source.columns.len()
+            && self
+                .columns
+                .iter()
+                .enumerate()
+                .all(|(i, c)| c.source_index == Some(i))
+    }
+
+    /// Reorders a source row into the destination layout; computed columns start as NULL.
+    pub fn project(&self, row: Row) -> Row {
+        if self.is_plain_projection_of_all() {
+            return row;
+        }
+        self.columns
+            .iter()
+            .map(|c| match c.source_index {
+                Some(i) => row.get(i).cloned().unwrap_or(Cell::Null),
+                None => Cell::Null,
+            })
+            .collect()
+    }
+
+    /// Indexes (destination layout) of the columns that identify a row.
+    pub fn key_indexes(&self) -> Vec<usize> {
+        (0..self.columns.len())
+            .filter(|&i| self.columns[i].is_key)
+            .collect()
+    }
+}

@@ -1,0 +1,295 @@
+//! The CDC loop: one source transaction at a time, applied as one destination transaction,
+//! acknowledged only after the destination committed it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tokio::sync::{watch, Mutex};
+use tokio_postgres::Client;
+
+use super::relations::{RelationError, RelationUpdate, Relations};
+use super::transform::{Transform, TransformError};
+use crate::model::{Lsn, Op, Row, RowChange, TableMapping};
+use crate::sink::{ddl, ApplyError, Sink};
+use crate::source::pgoutput::Message;
+use crate::source::stream::{ReplicationStream, StreamError, StreamEvent};
+use crate::state::Progress;
+
+/// Changes of one table handed to the row step at once.
+const ROW_BATCH: usize = 1000;
+
+/// The CDC loop stopped with an error; the open transaction was rolled back.
+#[derive(Debug, thiserror::Error)]
+pub enum CdcError {
+    /// The replication stream failed.
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    /// Applying failed.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// A relation could not be mapped.
+    #[error(transparent)]
+    Relation(#[from] RelationError),
+    /// The row step failed under the `stop` policy.
+    #[error("plugin error on table {table}: {source}")]
+    Transform {
+        /// Source table.
+        table: String,
+        /// The error.
+        source: TransformError,
+    },
+    /// Preparing the destination for a changed relation failed.
+    #[error("adapting destination table {table} to a source change: {source}")]
+    Ddl {
+        /// Destination table.
+        table: String,
+        /// The error.
+        source: tokio_postgres::Error,
+    },
+    /// The stream ended on its own.
+    #[error("the source closed the replication stream")]
+    Ended,
+}
+
+/// Why the loop returned without error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Shutdown was requested.
+    Shutdown,
+}
+
+struct OpenTx {
+    final_lsn: Lsn,
+    xid: u32,
+    skip: bool,
+}
+
+/// Runs the CDC loop until shutdown or error.
+pub struct Cdc<'a> {
+    /// The stream.
+    pub stream: &'a mut ReplicationStream,
+    /// The destination apply connection.
+    pub sink: &'a mut Sink,
+    /// Mapping cache.
+    pub relations: &'a mut Relations,
+    /// Plugins.
+    pub transform: Arc<Mutex<Box<dyn Transform>>>,
+    /// A source SQL connection, to resolve types of new columns.
+    pub source: &'a Client,
+    /// End LSN of the last transaction committed on the destination.
+    pub durable: Lsn,
+    /// Shutdown signal.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Cdc<'_> {
+    /// Streams and applies changes until shutdown (Ok) or an error.
+    pub async fn run(mut self) -> Result<Stopped, CdcError> {
+        let result = self.run_inner().await;
+        if result.is_err() {
+            self.sink.rollback().await;
+        }
+        result
+    }
+
+    async fn run_inner(&mut self) -> Result<Stopped, CdcError> {
+        let mut tx: Option<OpenTx> = None;
+        let mut batch: Vec<RowChange> = Vec::new();
+        let mut batch_table: Option<Arc<TableMapping>> = None;
+        let mut needs_ddl_check: HashSet<u32> = HashSet::new();
+        let mut acked = self.durable;
+        loop {
+            let event = tokio::select! {
+                biased;
+                _ = self.shutdown.changed() => {
+                    if tx.is_some() {
+                        tracing::info!("shutdown in the middle of a transaction: rolling it back");
+                    }
+                    self.sink.rollback().await;
+                    return Ok(Stopped::Shutdown);
+                }
+                ev = self.stream.next() => ev?,
+            };
+            let Some(event) = event else {
+                return Err(CdcError::Ended);
+            };
+            match event {
+                StreamEvent::Begin {
+                    final_lsn, xid, ..
+                } => {
+                    let skip = final_lsn < self.durable;
+                    if skip {
+                        tracing::debug!(%final_lsn, xid, "skipping a transaction applied before");
+                    }
+                    tx = Some(OpenTx {
+                        final_lsn,
+                        xid,
+                        skip,
+                    });
+                }
+                StreamEvent::Commit {
+                    end_lsn,
+                    commit_time,
+                    ..
+                } => {
+                    let open = tx.take();
+                    self.flush(&mut batch, &mut batch_table, open.as_ref()).await?;
+                    if self.sink.in_transaction() {
+                        let progress = Progress {
+                            lsn: end_lsn,
+                            xid: open.as_ref().map_or(0, |t| t.xid),
+                            commit_time,
+                        };
+                        self.sink.commit(progress, 0).await?;
+                        self.durable = end_lsn;
+                    }
+                    if end_lsn > acked {
+                        self.stream.acknowledge(end_lsn);
+                        acked = end_lsn;
+                    }
+                }
+                StreamEvent::KeepAlive { wal_end } => {
+                    if tx.is_none() && !self.sink.in_transaction() && wal_end > acked {
+                        self.stream.acknowledge(wal_end);
+                        acked = wal_end;
+                    }
+                }
+                StreamEvent::Logical { prefix, .. } => {
+                    tracing::debug!(prefix, "logical decoding message ignored");
+                }
+                StreamEvent::Message(message) => {
+                    let skip = tx.as_ref().is_some_and(|t| t.skip);
+                    match message {
+                        Message::Relation(rel) => {
+                            let oid = rel.oid;
+                            let mut guard = self.transform.lock().await;
+                            let update = self.relations.on_relation(rel, self.source, guard.as_mut()).await?;
+                            drop(guard);
+                            if let RelationUpdate::Changed { mapping, new_types } = update {
+                                self.flush(&mut batch, &mut batch_table, tx.as_ref()).await?;
+                                tracing::info!(table = %mapping.source.name, "relation changed on the source");
+                                if !new_types.is_empty() {
+                                    let refs: Vec<_> = new_types.iter().collect();
+                                    ddl::ensure_schema_and_types(self.sink.client(), &mapping.destination.schema, &refs)
+                                        .await
+                                        .map_err(|e| CdcError::Ddl {
+                                            table: mapping.destination.to_string(),
+                                            source: match e {
+                                                ddl::DdlError::Statement { source, .. } => source,
+                                                ddl::DdlError::Incompatible { .. } => unreachable!("not produced"),
+                                            },
+                                        })?;
+                                }
+                                needs_ddl_check.insert(oid);
+                            }
+                        }
+                        Message::Type { .. } | Message::Origin { .. } | Message::Boundary(_) => {}
+                        Message::Insert { rel, new } => {
+                            if !skip {
+                                self.push(rel, Op::Insert, None, Some(new), &mut batch, &mut batch_table, &mut needs_ddl_check, tx.as_ref()).await?;
+                            }
+                        }
+                        Message::Update { rel, old, new } => {
+                            if !skip {
+                                let old = old.map(|(_, row)| row);
+                                self.push(rel, Op::Update, old, Some(new), &mut batch, &mut batch_table, &mut needs_ddl_check, tx.as_ref()).await?;
+                            }
+                        }
+                        Message::Delete { rel, old: (_, old) } => {
+                            if !skip {
+                                self.push(rel, Op::Delete, Some(old), None, &mut batch, &mut batch_table, &mut needs_ddl_check, tx.as_ref()).await?;
+                            }
+                        }
+                        Message::Truncate { rels, .. } => {
+                            if !skip {
+                                self.flush(&mut batch, &mut batch_table, tx.as_ref()).await?;
+                                let mut tables = Vec::new();
+                                for oid in rels {
+                                    let m = self.relations.get(oid)?;
+                                    if !m.skip {
+                                        tables.push(m.destination.clone());
+                                    }
+                                }
+                                self.sink.truncate(&tables).await?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn push(
+        &mut self,
+        rel: u32,
+        op: Op,
+        old: Option<Row>,
+        new: Option<Row>,
+        batch: &mut Vec<RowChange>,
+        batch_table: &mut Option<Arc<TableMapping>>,
+        needs_ddl_check: &mut HashSet<u32>,
+        tx: Option<&OpenTx>,
+    ) -> Result<(), CdcError> {
+        let mapping = self.relations.get(rel)?.clone();
+        if mapping.skip {
+            return Ok(());
+        }
+        if needs_ddl_check.remove(&rel) {
+            self.flush(batch, batch_table, tx).await?;
+            let existing = ddl::destination_columns(self.sink.client(), &mapping)
+                .await
+                .map_err(|source| CdcError::Ddl {
+                    table: mapping.destination.to_string(),
+                    source,
+                })?;
+            for sql in ddl::add_missing_columns_sql(&mapping, &existing) {
+                tracing::info!(table = %mapping.destination, sql, "adding a column on the destination");
+                self.sink.execute_ddl(&mapping.destination, &sql).await?;
+            }
+        }
+        let same = batch_table.as_ref().is_some_and(|m| Arc::ptr_eq(m, &mapping));
+        if !same || batch.len() >= ROW_BATCH {
+            self.flush(batch, batch_table, tx).await?;
+            *batch_table = Some(mapping.clone());
+        }
+        batch.push(RowChange {
+            op,
+            old: old.map(|r| mapping.project(r)),
+            new: new.map(|r| mapping.project(r)),
+        });
+        Ok(())
+    }
+
+    async fn flush(
+        &mut self,
+        batch: &mut Vec<RowChange>,
+        batch_table: &mut Option<Arc<TableMapping>>,
+        tx: Option<&OpenTx>,
+    ) -> Result<(), CdcError> {
+        let Some(mapping) = batch_table.take() else {
+            return Ok(());
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut changes = std::mem::take(batch);
+        if mapping.transforms_rows {
+            let outcome = self
+                .transform
+                .lock()
+                .await
+                .transform_rows(&mapping, &mut changes)
+                .map_err(|source| CdcError::Transform {
+                    table: mapping.source.name.to_string(),
+                    source,
+                })?;
+            let lsn = tx.map_or(Lsn::ZERO, |t| t.final_lsn).to_string();
+            self.sink.begin().await?;
+            self.sink.dead_letter(&mapping.source.name, &lsn, &outcome.dead_letters).await?;
+            self.sink.counts.skipped += outcome.skipped as i64;
+        }
+        self.sink.apply(&mapping, changes).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,201 @@
+//! One plugin instance: its store with memory and time limits, calls with a deadline, and
+//! re-instantiation from the pre-instantiated component after a trap.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use wasmtime::component::Component;
+use wasmtime::{Store, StoreLimitsBuilder, Trap};
+
+use super::bindings::{self, wit};
+use super::engine::{runtime, PluginState, EPOCH_TICK};
+use super::PluginError;
+
+/// A call into a plugin failed; every kind is a plugin fault handled by its `on_error` policy.
+#[derive(Debug, Clone)]
+pub(crate) enum CallError {
+    /// The plugin trapped (a panic, an `unreachable`, a host-detected fault).
+    Trap(String),
+    /// The call ran past its CPU deadline.
+    Timeout(u64),
+    /// The plugin tried to grow its memory past its cap.
+    OutOfMemory(u64),
+    /// The plugin returned an error.
+    Plugin(wit::PluginError),
+    /// The plugin's answer does not fit the mapped schema or the wire format.
+    Invalid(String),
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Trap(m) => write!(f, "trapped: {m}"),
+            CallError::Timeout(ms) => write!(f, "ran past its {ms} ms deadline"),
+            CallError::OutOfMemory(mb) => write!(f, "exceeded its memory limit of {mb} MiB"),
+            CallError::Plugin(e) => match e {
+                wit::PluginError::InvalidConfig(m) => write!(f, "reported invalid config: {m}"),
+                wit::PluginError::Unsupported(m) => write!(f, "reported unsupported input: {m}"),
+                wit::PluginError::Failed(m) => write!(f, "reported an error: {m}"),
+            },
+            CallError::Invalid(m) => write!(f, "returned invalid output: {m}"),
+        }
+    }
+}
+
+struct Live {
+    store: Store<PluginState>,
+    plugin: bindings::Plugin,
+}
+
+/// A loaded plugin, instantiated lazily again after any trap.
+pub(crate) struct PluginInstance {
+    pub(crate) name: String,
+    pre: bindings::PluginPre<PluginState>,
+    live: Option<Live>,
+    config_json: String,
+    memory_mb: u64,
+    timeout_ms: u64,
+    /// Tables mapped so far, replayed into a fresh instance after a trap.
+    mapped: BTreeMap<u32, wit::TableSchema>,
+    /// How many times the instance was rebuilt after a fault.
+    pub(crate) restarts: u64,
+}
+
+impl PluginInstance {
+    /// Pre-instantiates the component, instantiates it and calls `init`.
+    pub(crate) fn new(
+        name: &str,
+        component: &Component,
+        config_json: String,
+        memory_mb: u64,
+        timeout_ms: u64,
+    ) -> Result<Self, PluginError> {
+        let rt = runtime()?;
+        let invalid = |e: wasmtime::Error| PluginError::Invalid {
+            path: name.into(),
+            message: format!("{e:#}"),
+        };
+        let pre = rt.linker.instantiate_pre(component).map_err(invalid)?;
+        let pre = bindings::PluginPre::new(pre).map_err(invalid)?;
+        let mut instance = Self {
+            name: name.to_string(),
+            pre,
+            live: None,
+            config_json,
+            memory_mb,
+            timeout_ms,
+            mapped: BTreeMap::new(),
+            restarts: 0,
+        };
+        instance.ensure_live().map_err(|e| PluginError::Init {
+            plugin: name.to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(instance)
+    }
+
+    fn instantiate(&self) -> Result<Live, CallError> {
+        let rt = runtime().map_err(|e| CallError::Trap(e.to_string()))?;
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(usize::try_from(self.memory_mb << 20).unwrap_or(usize::MAX))
+            .trap_on_grow_failure(true)
+            .instances(64)
+            .memories(16)
+            .tables(64)
+            .build();
+        let mut store = Store::new(&rt.engine, PluginState::new(&self.name, limits));
+        store.limiter(|s| &mut s.limits);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(self.deadline_ticks());
+        let plugin = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| self.classify(e))?;
+        Ok(Live { store, plugin })
+    }
+
+    fn deadline_ticks(&self) -> u64 {
+        self.timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64).max(1) + 1
+    }
+
+    fn classify(&self, e: wasmtime::Error) -> CallError {
+        if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            return CallError::Timeout(self.timeout_ms);
+        }
+        let text = format!("{e:?}");
+        if text.contains("forcing trap when growing memory") {
+            return CallError::OutOfMemory(self.memory_mb);
+        }
+        CallError::Trap(format!("{e:#}"))
+    }
+
+    /// Makes sure a working instance exists: instantiate, `init`, replay the mapped tables.
+    fn ensure_live(&mut self) -> Result<(), CallError> {
+        if self.live.is_some() {
+            return Ok(());
+        }
+        let mut live = self.instantiate()?;
+        let init = live
+            .plugin
+            .pgmorph_plugin_transform()
+            .call_init(&mut live.store, &self.config_json)
+            .map_err(|e| self.classify(e))?;
+        init.map_err(CallError::Plugin)?;
+        for (id, schema) in &self.mapped {
+            live.store.set_epoch_deadline(self.deadline_ticks());
+            live.plugin
+                .pgmorph_plugin_transform()
+                .call_map_table(&mut live.store, *id, schema)
+                .map_err(|e| self.classify(e))?
+                .map_err(CallError::Plugin)?;
+        }
+        self.live = Some(live);
+        Ok(())
+    }
+
+    fn call<R>(
+        &mut self,
+        f: impl FnOnce(&bindings::Plugin, &mut Store<PluginState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        if self.live.is_none() {
+            self.restarts += 1;
+            tracing::info!(plugin = %self.name, restarts = self.restarts, "re-instantiating plugin after a fault");
+        }
+        self.ensure_live()?;
+        let ticks = self.deadline_ticks();
+        let live = self.live.as_mut().expect("instance is live");
+        live.store.set_epoch_deadline(ticks);
+        match f(&live.plugin, &mut live.store) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                // After a trap the instance is unusable; the next call builds a fresh one.
+                self.live = None;
+                Err(self.classify(e))
+            }
+        }
+    }
+
+    /// The mapping hook.
+    pub(crate) fn map_table(
+        &mut self,
+        id: u32,
+        schema: &wit::TableSchema,
+    ) -> Result<wit::TableMapping, CallError> {
+        let out = self
+            .call(|p, s| p.pgmorph_plugin_transform().call_map_table(s, id, schema))?
+            .map_err(CallError::Plugin)?;
+        self.mapped.insert(id, schema.clone());
+        Ok(out)
+    }
+
+    /// Forgets a table (its relation changed and it was mapped again under a new id).
+    pub(crate) fn forget_table(&mut self, id: u32) {
+        self.mapped.remove(&id);
+    }
+
+    /// The row hook over one encoded batch.
+    pub(crate) fn transform_rows(&mut self, id: u32, batch: &[u8]) -> Result<Vec<u8>, CallError> {
+        self.call(|p, s| p.pgmorph_plugin_transform().call_transform_rows(s, id, batch))?
+            .map_err(CallError::Plugin)
+    }
+}

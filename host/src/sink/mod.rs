@@ -1,0 +1,8 @@
+//! The destination side: DDL for mapped tables, COPY in, and transactional apply with the
+//! progress row in the same transaction.
+
+pub mod apply;
+pub mod ddl;
+mod params;
+
+pub use apply::{ApplyError, Sink};

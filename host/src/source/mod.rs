@@ -1,0 +1,8 @@
+//! The source side: catalog, publication and slot, the exported snapshot's COPY, the
+//! replication stream and pgoutput decoding.
+
+pub mod catalog;
+pub mod copy_out;
+pub mod pgoutput;
+pub mod setup;
+pub mod stream;

@@ -1,0 +1,106 @@
+//! Source preparation: server checks, the publication and the replication slot.
+
+use tokio_postgres::Client;
+
+use crate::model::{quote_ident, Lsn, TableName};
+
+/// The source server is not ready for logical replication, or setting it up failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// `wal_level` is not `logical`.
+    #[error(
+        "the source server has wal_level={0}; logical replication needs wal_level=logical \
+         (set it in postgresql.conf or with ALTER SYSTEM SET wal_level = logical, then restart the server)"
+    )]
+    WalLevel(String),
+    /// The role lacks the REPLICATION attribute.
+    #[error(
+        "source role {0:?} may not replicate: run ALTER ROLE {1} REPLICATION (or use a superuser)"
+    )]
+    NotReplicationRole(String, String),
+    /// A query failed.
+    #[error("preparing the source failed: {0}")]
+    Query(#[from] tokio_postgres::Error),
+}
+
+/// Checks `wal_level` and the role's replication privilege.
+pub async fn check_server(client: &Client) -> Result<(), SetupError> {
+    let wal_level: String = client.query_one("SHOW wal_level", &[]).await?.get(0);
+    if wal_level != "logical" {
+        return Err(SetupError::WalLevel(wal_level));
+    }
+    let row = client
+        .query_one(
+            "SELECT current_user::text, rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await?;
+    if !row.get::<_, bool>(1) {
+        let user: String = row.get(0);
+        return Err(SetupError::NotReplicationRole(user.clone(), quote_ident(&user)));
+    }
+    Ok(())
+}
+
+/// Creates the publication for `tables`, or makes an existing one publish exactly them.
+pub async fn ensure_publication(
+    client: &Client,
+    name: &str,
+    tables: &[TableName],
+) -> Result<(), SetupError> {
+    let list: Vec<String> = tables.iter().map(TableName::quoted).collect();
+    let list = list.join(", ");
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&name])
+        .await?
+        .is_some();
+    let sql = if exists {
+        format!("ALTER PUBLICATION {} SET TABLE {list}", quote_ident(name))
+    } else {
+        format!("CREATE PUBLICATION {} FOR TABLE {list}", quote_ident(name))
+    };
+    client.batch_execute(&sql).await?;
+    Ok(())
+}
+
+/// The state of the replication slot on the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotInfo {
+    /// The position up to which the source considers changes received.
+    pub confirmed_flush: Option<Lsn>,
+    /// Whether another session currently streams from it.
+    pub active: bool,
+}
+
+/// Looks up a logical slot by name.
+pub async fn slot_info(client: &Client, slot: &str) -> Result<Option<SlotInfo>, SetupError> {
+    let row = client
+        .query_opt(
+            "SELECT confirmed_flush_lsn::text, active FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await?;
+    Ok(row.map(|r| SlotInfo {
+        confirmed_flush: r.get::<_, Option<String>>(0).and_then(|s| s.parse().ok()),
+        active: r.get(1),
+    }))
+}
+
+/// Drops a slot if it exists (waiting for its user to go away).
+pub async fn drop_slot(client: &Client, slot: &str) -> Result<(), SetupError> {
+    client
+        .execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Drops a publication if it exists.
+pub async fn drop_publication(client: &Client, name: &str) -> Result<(), SetupError> {
+    client
+        .batch_execute(&format!("DROP PUBLICATION IF EXISTS {}", quote_ident(name)))
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! Connector state kept in the destination database (schema `pgmorph`): the state row that
+//! `pgmorph status` shows, per-table phases, counters, and the dead-letter table.
+
+mod schema;
+mod store;
+
+/// SQL run by the sink inside each applied transaction.
+pub(crate) mod store_sql {
+    pub(crate) use super::store::{PROGRESS, STATS};
+}
+
+pub use schema::STATE_SCHEMA;
+pub use store::{ConnectorState, Progress, StateError, StateStore, Status, TableStatus, TxCounts};

@@ -1,0 +1,59 @@
+//! DDL of the state tables.
+
+/// The destination schema holding pgmorph's own tables.
+pub const STATE_SCHEMA: &str = "pgmorph";
+
+/// Creates the state tables if missing (run under an advisory lock).
+pub(crate) const CREATE: &str = r#"
+CREATE SCHEMA IF NOT EXISTS pgmorph;
+CREATE TABLE IF NOT EXISTS pgmorph.state (
+    name           text PRIMARY KEY,
+    connector_type text NOT NULL DEFAULT 'postgres',
+    pid            integer NOT NULL DEFAULT -1,
+    stage          text NOT NULL DEFAULT 'initial snapshot',
+    state          text NOT NULL DEFAULT 'stopped',
+    err            text NOT NULL DEFAULT 'no error',
+    last_offset    jsonb,
+    snapshot_done  boolean NOT NULL DEFAULT false,
+    dest_schema    text,
+    updated_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS pgmorph.tables (
+    connector    text NOT NULL,
+    source_table text NOT NULL,
+    dest_table   text NOT NULL,
+    phase        text NOT NULL DEFAULT 'pending',
+    rows_copied  bigint NOT NULL DEFAULT 0,
+    last_change  timestamptz,
+    PRIMARY KEY (connector, source_table)
+);
+CREATE TABLE IF NOT EXISTS pgmorph.stats (
+    connector      text PRIMARY KEY,
+    transactions   bigint NOT NULL DEFAULT 0,
+    inserts        bigint NOT NULL DEFAULT 0,
+    updates        bigint NOT NULL DEFAULT 0,
+    deletes        bigint NOT NULL DEFAULT 0,
+    truncates      bigint NOT NULL DEFAULT 0,
+    skipped        bigint NOT NULL DEFAULT 0,
+    dead_lettered  bigint NOT NULL DEFAULT 0,
+    snapshot_rows  bigint NOT NULL DEFAULT 0,
+    snapshot_begin timestamptz,
+    snapshot_end   timestamptz,
+    first_change_at timestamptz,
+    last_change_at timestamptz,
+    last_source_commit_at timestamptz
+);
+CREATE TABLE IF NOT EXISTS pgmorph.dead_letters (
+    id          bigserial PRIMARY KEY,
+    connector   text NOT NULL,
+    source_table text NOT NULL,
+    op          text NOT NULL,
+    lsn         text NOT NULL,
+    plugin      text NOT NULL,
+    error       text NOT NULL,
+    row_data    jsonb,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE OR REPLACE VIEW pgmorph.state_view AS
+    SELECT name, connector_type, pid, stage, state, err, last_offset FROM pgmorph.state;
+"#;

@@ -1,0 +1,335 @@
+//! Reading and writing the connector's state rows.
+
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use crate::model::Lsn;
+
+/// Reading or writing state failed.
+#[derive(Debug, thiserror::Error)]
+#[error("connector state in the destination: {0}")]
+pub struct StateError(#[from] tokio_postgres::Error);
+
+/// What a start needs to know about earlier runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectorState {
+    /// Whether the initial snapshot completed.
+    pub snapshot_done: bool,
+    /// The end LSN of the last transaction applied on the destination.
+    pub last_lsn: Lsn,
+}
+
+/// The position written with each applied transaction.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    /// End LSN of the applied source transaction.
+    pub lsn: Lsn,
+    /// Source transaction id.
+    pub xid: u32,
+    /// Source commit time, microseconds since 2000-01-01.
+    pub commit_time: i64,
+}
+
+impl Progress {
+    /// The `last_offset` JSON, like SynchDB's (`lsn`, `txId`, `ts_usec` in Unix microseconds).
+    pub fn to_json(self) -> serde_json::Value {
+        serde_json::json!({
+            "lsn": self.lsn.to_string(),
+            "lsn_num": self.lsn.0,
+            "txId": self.xid,
+            "ts_usec": self.commit_time + 946_684_800_000_000,
+        })
+    }
+}
+
+/// Counters of one applied transaction, added to `pgmorph.stats`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TxCounts {
+    /// Rows inserted.
+    pub inserts: i64,
+    /// Rows updated.
+    pub updates: i64,
+    /// Rows deleted.
+    pub deletes: i64,
+    /// Tables truncated.
+    pub truncates: i64,
+    /// Rows skipped by plugins.
+    pub skipped: i64,
+    /// Rows sent to the dead-letter table.
+    pub dead_lettered: i64,
+}
+
+impl TxCounts {
+    /// Whether nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        self.inserts + self.updates + self.deletes + self.truncates + self.skipped + self.dead_lettered == 0
+    }
+}
+
+/// The SQL writing progress in the apply transaction: $1 name, $2 offset JSON.
+pub(crate) const PROGRESS: &str =
+    "UPDATE pgmorph.state SET last_offset = $2::text::jsonb, updated_at = now() WHERE name = $1";
+
+/// The SQL adding a transaction's counters: $1 name, $2..$7 counts, $8 commit time (text).
+pub(crate) const STATS: &str = "UPDATE pgmorph.stats SET transactions = transactions + 1, \
+     inserts = inserts + $2::text::bigint, updates = updates + $3::text::bigint, \
+     deletes = deletes + $4::text::bigint, truncates = truncates + $5::text::bigint, \
+     skipped = skipped + $6::text::bigint, dead_lettered = dead_lettered + $7::text::bigint, \
+     first_change_at = coalesce(first_change_at, now()), last_change_at = now(), \
+     last_source_commit_at = to_timestamp($8::text::double precision / 1e6) WHERE connector = $1";
+
+/// One connector's row of `pgmorph.state`, plus its counters.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// Connector name.
+    pub name: String,
+    /// Always `postgres`.
+    pub connector_type: String,
+    /// Process id, -1 when stopped.
+    pub pid: i32,
+    /// `initial snapshot`, `change data capture` or `schema sync`.
+    pub stage: String,
+    /// `initializing`, `polling`, `stopped`, `error`, `paused`, ...
+    pub state: String,
+    /// `no error` or the last error.
+    pub err: String,
+    /// `{"lsn": ..., "txId": ..., "ts_usec": ...}`.
+    pub last_offset: Option<serde_json::Value>,
+    /// Counters from `pgmorph.stats`.
+    pub stats: serde_json::Value,
+    /// Per-table phases.
+    pub tables: Vec<TableStatus>,
+}
+
+/// One row of `pgmorph.tables`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableStatus {
+    /// Source table.
+    pub source_table: String,
+    /// Destination table.
+    pub dest_table: String,
+    /// `pending`, `copying`, `copied` or `streaming`.
+    pub phase: String,
+    /// Rows copied by the snapshot.
+    pub rows_copied: i64,
+}
+
+/// Access to the state tables over a dedicated destination connection.
+pub struct StateStore {
+    client: Client,
+    name: String,
+}
+
+impl StateStore {
+    /// Creates the state tables if needed and the connector's rows if missing.
+    pub async fn open(client: Client, name: &str) -> Result<Self, StateError> {
+        client
+            .batch_execute(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock(7419283); {} COMMIT;",
+                super::schema::CREATE
+            ))
+            .await?;
+        client
+            .execute(
+                "INSERT INTO pgmorph.state (name) VALUES ($1) ON CONFLICT DO NOTHING",
+                &[&name],
+            )
+            .await?;
+        client
+            .execute(
+                "INSERT INTO pgmorph.stats (connector) VALUES ($1) ON CONFLICT DO NOTHING",
+                &[&name],
+            )
+            .await?;
+        Ok(Self {
+            client,
+            name: name.to_string(),
+        })
+    }
+
+    /// The connector name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The SQL client (for status queries).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Loads what earlier runs left.
+    pub async fn load(&self) -> Result<ConnectorState, StateError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT snapshot_done, last_offset->>'lsn' FROM pgmorph.state WHERE name = $1",
+                &[&self.name],
+            )
+            .await?;
+        Ok(ConnectorState {
+            snapshot_done: row.get(0),
+            last_lsn: row
+                .get::<_, Option<String>>(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_default(),
+        })
+    }
+
+    /// Sets stage, state and error text, and this process's pid (or -1 when stopping).
+    pub async fn set(&self, stage: Option<&str>, state: &str, err: Option<&str>) -> Result<(), StateError> {
+        let pid = if state == "stopped" || state == "error" {
+            -1
+        } else {
+            std::process::id() as i32
+        };
+        self.client
+            .execute(
+                "UPDATE pgmorph.state SET stage = coalesce($2, stage), state = $3, \
+                 err = coalesce($4, err), pid = $5, updated_at = now() WHERE name = $1",
+                &[&self.name, &stage, &state, &err, &pid],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Records the snapshot's start: resets table rows and marks the snapshot not done.
+    pub async fn begin_snapshot(&self, tables: &[(String, String)], dest_schema: &str) -> Result<(), StateError> {
+        self.client
+            .execute(
+                "UPDATE pgmorph.state SET snapshot_done = false, last_offset = NULL, dest_schema = $2 WHERE name = $1",
+                &[&self.name, &dest_schema],
+            )
+            .await?;
+        self.client
+            .execute(
+                "UPDATE pgmorph.stats SET snapshot_begin = now(), snapshot_end = NULL, snapshot_rows = 0 WHERE connector = $1",
+                &[&self.name],
+            )
+            .await?;
+        self.client
+            .execute("DELETE FROM pgmorph.tables WHERE connector = $1", &[&self.name])
+            .await?;
+        for (source, dest) in tables {
+            self.client
+                .execute(
+                    "INSERT INTO pgmorph.tables (connector, source_table, dest_table) VALUES ($1, $2, $3)",
+                    &[&self.name, source, dest],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Sets a table's phase and copied-row count.
+    pub async fn set_table_phase(&self, source: &str, phase: &str, rows: Option<i64>) -> Result<(), StateError> {
+        self.client
+            .execute(
+                "UPDATE pgmorph.tables SET phase = $3, rows_copied = coalesce($4, rows_copied) \
+                 WHERE connector = $1 AND source_table = $2",
+                &[&self.name, &source, &phase, &rows],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Marks the snapshot complete at the slot's consistent point.
+    pub async fn finish_snapshot(&self, consistent_point: Lsn, rows: i64) -> Result<(), StateError> {
+        let offset = Progress {
+            lsn: consistent_point,
+            ..Progress::default()
+        }
+        .to_json()
+        .to_string();
+        self.client
+            .execute(
+                "UPDATE pgmorph.state SET snapshot_done = true, last_offset = $2::text::jsonb, \
+                 stage = 'change data capture' WHERE name = $1",
+                &[&self.name, &offset],
+            )
+            .await?;
+        self.client
+            .execute(
+                "UPDATE pgmorph.stats SET snapshot_end = now(), snapshot_rows = $2 WHERE connector = $1",
+                &[&self.name, &rows],
+            )
+            .await?;
+        self.client
+            .execute(
+                "UPDATE pgmorph.tables SET phase = 'streaming' WHERE connector = $1",
+                &[&self.name],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Reads a connector's status for `pgmorph status`; `None` if it never ran.
+    pub async fn status(client: &Client, name: &str) -> Result<Option<Status>, StateError> {
+        let exists = client
+            .query_opt(
+                "SELECT 1 FROM pg_tables WHERE schemaname = 'pgmorph' AND tablename = 'state'",
+                &[],
+            )
+            .await?
+            .is_some();
+        if !exists {
+            return Ok(None);
+        }
+        let Some(row) = client
+            .query_opt(
+                "SELECT name, connector_type, pid, stage, state, err, last_offset::text FROM pgmorph.state WHERE name = $1",
+                &[&name],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let stats: Option<String> = client
+            .query_opt(
+                "SELECT row_to_json(s)::text FROM pgmorph.stats s WHERE connector = $1",
+                &[&name],
+            )
+            .await?
+            .map(|r| r.get(0));
+        let tables = client
+            .query(
+                "SELECT source_table, dest_table, phase, rows_copied FROM pgmorph.tables WHERE connector = $1 ORDER BY 1",
+                &[&name],
+            )
+            .await?
+            .iter()
+            .map(|r| TableStatus {
+                source_table: r.get(0),
+                dest_table: r.get(1),
+                phase: r.get(2),
+                rows_copied: r.get(3),
+            })
+            .collect();
+        Ok(Some(Status {
+            name: row.get(0),
+            connector_type: row.get(1),
+            pid: row.get(2),
+            stage: row.get(3),
+            state: row.get(4),
+            err: row.get(5),
+            last_offset: row
+                .get::<_, Option<String>>(6)
+                .and_then(|s| serde_json::from_str(&s).ok()),
+            stats: stats
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or(serde_json::Value::Null),
+            tables,
+        }))
+    }
+
+    /// Deletes the connector's rows (for `pgmorph reset`).
+    pub async fn delete(client: &Client, name: &str) -> Result<(), StateError> {
+        for sql in [
+            "DELETE FROM pgmorph.state WHERE name = $1",
+            "DELETE FROM pgmorph.tables WHERE connector = $1",
+            "DELETE FROM pgmorph.stats WHERE connector = $1",
+        ] {
+            client.execute(sql, &[&name]).await?;
+        }
+        Ok(())
+    }
+}
