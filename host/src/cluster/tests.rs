@@ -131,3 +131,16 @@ fn bad_setting_fails_start_with_log() {
         other => panic!("unexpected error: {other}"),
     }
 }
+
+#[test]
+fn panic_in_test_still_cleans_up() {
+    let mut root = None;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let cluster = start(ClusterOptions::destination());
+        root = Some(cluster.socket_dir().to_path_buf());
+        panic!("simulated test failure");
+    }));
+    assert!(result.is_err());
+    let root = root.expect("cluster started");
+    assert!(!root.exists(), "{} still exists", root.display());
+}

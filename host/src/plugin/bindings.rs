@@ -7,5 +7,4 @@ wasmtime::component::bindgen!({
     world: "plugin",
 });
 
-pub(crate) use exports::pgmorph::plugin::transform as guest;
 pub(crate) use pgmorph::plugin::types as wit;

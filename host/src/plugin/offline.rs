@@ -77,7 +77,7 @@ pub fn check(path: &Path) -> Result<PluginReport, PluginError> {
         .imports(&rt.engine)
         .map(|(n, item)| {
             if n.starts_with("pgmorph:") {
-                item_names(&rt.engine, n, &item)
+                item_names(&rt.engine, n, &item.ty)
             } else {
                 n.to_string()
             }
@@ -85,7 +85,7 @@ pub fn check(path: &Path) -> Result<PluginReport, PluginError> {
         .collect();
     let exports = ty
         .exports(&rt.engine)
-        .map(|(n, item)| item_names(&rt.engine, n, &item))
+        .map(|(n, item)| item_names(&rt.engine, n, &item.ty))
         .collect();
     Ok(PluginReport {
         path: path.to_path_buf(),
