@@ -1,1 +1,226 @@
-//! Shared helpers for the end-to-end tests.
+//! Shared helpers for the end-to-end tests: a source and destination server pair, connector
+//! runs (in-process or as the real binary), waiting on conditions, and table comparison.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use pgmorph::cluster::{ClusterOptions, LocalCluster};
+use pgmorph::config::Config;
+use pgmorph::pipeline::transform::{Identity, Transform};
+use pgmorph::pipeline::{self, Mode, RunError, RunOptions};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_postgres::Client;
+
+/// How long a test waits for a condition before failing.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A throwaway source (wal_level=logical) and destination server.
+pub struct Pair {
+    /// The source server.
+    pub source: LocalCluster,
+    /// The destination server.
+    pub dest: LocalCluster,
+    /// A directory for config files, removed at the end.
+    pub dir: tempfile::TempDir,
+}
+
+impl Pair {
+    /// Starts both servers.
+    pub fn start() -> anyhow::Result<Self> {
+        Ok(Self {
+            source: LocalCluster::start(ClusterOptions::source()).context("source server")?,
+            dest: LocalCluster::start(ClusterOptions::destination()).context("destination server")?,
+            dir: tempfile::tempdir()?,
+        })
+    }
+
+    /// SQL connections to the source and destination `postgres` databases.
+    pub async fn clients(&self) -> anyhow::Result<(Client, Client)> {
+        Ok((self.source.connect("postgres").await?, self.dest.connect("postgres").await?))
+    }
+
+    /// Config text for connector `name`; `source_extra` lines go into `[source]`, `top` before it.
+    pub fn config_text(&self, name: &str, top: &str, source_extra: &str) -> String {
+        format!(
+            "name = \"{name}\"\n{top}\n[source]\nurl = \"{}\"\n{source_extra}\n[destination]\nurl = \"{}\"\n",
+            self.source.url("postgres"),
+            self.dest.url("postgres"),
+        )
+    }
+
+    /// Writes a config file and parses it.
+    pub fn config(&self, name: &str, top: &str, source_extra: &str) -> anyhow::Result<(PathBuf, Config)> {
+        let text = self.config_text(name, top, source_extra);
+        let path = self.dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, &text)?;
+        let config = Config::parse(&text, &path)?;
+        Ok((path, config))
+    }
+}
+
+/// A connector running in this process.
+pub struct Running {
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<Result<(), RunError>>,
+}
+
+impl Running {
+    /// Starts a connector with no plugins.
+    pub fn start(config: &Config, mode: Mode) -> Self {
+        Self::start_with(config, mode, Box::new(Identity))
+    }
+
+    /// Starts a connector with the given transform.
+    pub fn start_with(config: &Config, mode: Mode, transform: Box<dyn Transform>) -> Self {
+        let (stop, shutdown) = watch::channel(false);
+        let config = config.clone();
+        let handle = tokio::spawn(async move {
+            pipeline::run(
+                &config,
+                RunOptions {
+                    mode,
+                    shutdown,
+                    transform,
+                },
+            )
+            .await
+        });
+        Self { stop, handle }
+    }
+
+    /// Whether the connector has returned.
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+
+    /// Requests a clean stop and returns the run's result.
+    pub async fn stop(self) -> Result<(), RunError> {
+        let _ = self.stop.send(true);
+        self.handle.await.expect("connector task panicked")
+    }
+
+    /// Waits for the run to end by itself and returns its result.
+    pub async fn join(self) -> Result<(), RunError> {
+        tokio::time::timeout(DEADLINE, self.handle)
+            .await
+            .expect("connector did not finish in time")
+            .expect("connector task panicked")
+    }
+}
+
+/// Polls `sql` (one boolean) until it is true; fails after [`DEADLINE`] or if `running` ended.
+pub async fn wait_until(client: &Client, sql: &str, running: Option<&Running>) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(row)) = client.query_opt(sql, &[]).await {
+            if row.get::<_, Option<bool>>(0) == Some(true) {
+                return Ok(());
+            }
+        }
+        if running.is_some_and(Running::is_finished) {
+            bail!("the connector stopped while waiting for: {sql}");
+        }
+        if start.elapsed() > DEADLINE {
+            bail!("timed out waiting for: {sql}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until connector `name` is streaming changes.
+pub async fn wait_streaming(dest: &Client, name: &str, running: Option<&Running>) -> anyhow::Result<()> {
+    wait_until(
+        dest,
+        &format!("SELECT stage = 'change data capture' AND state = 'polling' FROM pgmorph.state WHERE name = '{name}'"),
+        running,
+    )
+    .await
+}
+
+/// Row count and an order-independent digest of every row's text form.
+pub async fn digest(client: &Client, table: &str) -> anyhow::Result<(i64, String)> {
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT count(*), coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t::text)), '') FROM {table} t"
+            ),
+            &[],
+        )
+        .await
+        .with_context(|| format!("digest of {table}"))?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// Waits until each destination table has the same rows as its source table.
+pub async fn wait_same(
+    src: &Client,
+    dst: &Client,
+    tables: &[(&str, &str)],
+    running: Option<&Running>,
+) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        let mut diff = None;
+        for (s, d) in tables {
+            let a = digest(src, s).await?;
+            let b = digest(dst, d).await.unwrap_or((-1, String::new()));
+            if a != b {
+                diff = Some(format!("{s} has {} rows, {d} has {}", a.0, b.0));
+                break;
+            }
+        }
+        let Some(diff) = diff else { return Ok(()) };
+        if running.is_some_and(Running::is_finished) {
+            bail!("the connector stopped before the tables matched: {diff}");
+        }
+        if start.elapsed() > DEADLINE {
+            bail!("tables still differ after {DEADLINE:?}: {diff}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The `pgmorph` binary, built if it is missing.
+pub fn pgmorph_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/<profile>/pgmorph
+    let profile_dir = exe.parent().and_then(|p| p.parent()).expect("target dir");
+    let bin = profile_dir.join("pgmorph");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "pgmorph", "--bin", "pgmorph"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the pgmorph binary failed");
+    }
+    bin
+}
+
+/// Runs `pgmorph ARGS` to completion and returns (exit success, stdout, stderr).
+pub fn run_bin(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(pgmorph_bin())
+        .args(args)
+        .env("PGMORPH_LOG", "warn")
+        .output()
+        .expect("run pgmorph");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Starts `pgmorph ARGS` in the background, logging to a file in `dir`.
+pub fn spawn_bin(args: &[&str], log: &std::path::Path) -> Child {
+    let file = std::fs::File::create(log).expect("log file");
+    Command::new(pgmorph_bin())
+        .args(args)
+        .env("PGMORPH_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .expect("spawn pgmorph")
+}

@@ -170,13 +170,16 @@ fn loading_reports_config_and_directory_errors() {
 
 #[test]
 fn check_lists_exports_and_rejects_non_components() {
-    let report = pgmorph::plugin::check(&plugin_support::wasm("mask")).unwrap();
+    let report = pgmorph::plugin::check_with(&plugin_support::wasm("mask"), &plugin_support::options()).unwrap();
     let text = report.to_string();
-    assert!(text.contains("pgmorph:plugin/transform@0.1.0: init, map-table, transform-rows"), "{text}");
+    assert!(text.contains("pgmorph:plugin/transform@0.1.0: init, map-table, transform-rows\n"), "{text}");
     let dir = tempfile::tempdir().unwrap();
     let bogus = dir.path().join("bogus.wasm");
     std::fs::write(&bogus, b"\0asm not really").unwrap();
-    assert!(matches!(pgmorph::plugin::check(&bogus), Err(PluginError::Invalid { .. })));
+    assert!(matches!(
+        pgmorph::plugin::check_with(&bogus, &plugin_support::options()),
+        Err(PluginError::Invalid { .. })
+    ));
 }
 
 #[test]
@@ -187,7 +190,14 @@ fn offline_run_reports_every_row() {
 "#;
     let table = pgmorph::plugin::schema_from_jsonl(&TableName::new("public", "users"), rows).unwrap();
     let (_dir, config) = plugin_dir(&[("mask", "mask", r#"config = { salt = "s", hash = ["*.email"] }"#)]);
-    let run = pgmorph::plugin::run_offline(&plugin_support::wasm("mask"), &config.plugins["mask"], &table, rows).unwrap();
+    let run = pgmorph::plugin::run_offline_with(
+        &plugin_support::wasm("mask"),
+        &config.plugins["mask"],
+        &table,
+        rows,
+        &plugin_support::options(),
+    )
+    .unwrap();
     assert_eq!(run.results.len(), 2);
     assert_eq!(run.results[0]["result"], "keep");
     assert_eq!(run.results[0]["new"]["id"], "1");

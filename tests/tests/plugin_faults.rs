@@ -34,7 +34,7 @@ const FAULTS: [(&str, &str, &str); 7] = [
     ("loop", "", "deadline"),
     ("memory", "", "memory limit of 16 MiB"),
     ("wrong-shape", "", "invalid output"),
-    ("bad-value", ", column = \"cust_id\"", "not a valid Integer"),
+    ("bad-value", ", column = \"cust_id\"", "not a valid integer value"),
     ("null-key", ", column = \"id\"", "NULL in a key column"),
     ("error", "", "error on this row"),
 ];

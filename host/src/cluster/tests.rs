@@ -35,6 +35,15 @@ async fn logical_source_has_logical_wal_level() {
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "app");
 
+    // pg_hba allows TCP replication connections from 127.0.0.1.
+    let identify = cluster
+        .psql(
+            "dbname=postgres replication=database host=127.0.0.1",
+            "IDENTIFY_SYSTEM",
+        )
+        .unwrap();
+    assert!(identify.contains('|'), "{identify}");
+
     // Several statements; command tags stay out of the output.
     let out = psql(
         &cluster,

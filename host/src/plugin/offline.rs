@@ -52,7 +52,11 @@ impl fmt::Display for PluginReport {
 fn item_names(engine: &wasmtime::Engine, name: &str, item: &ComponentItem) -> String {
     match item {
         ComponentItem::ComponentInstance(inst) => {
-            let funcs: Vec<&str> = inst.exports(engine).map(|(n, _)| n).collect();
+            let funcs: Vec<&str> = inst
+                .exports(engine)
+                .filter(|(_, e)| matches!(e.ty, ComponentItem::ComponentFunc(_)))
+                .map(|(n, _)| n)
+                .collect();
             format!("{name}: {}", funcs.join(", "))
         }
         _ => name.to_string(),
@@ -62,9 +66,14 @@ fn item_names(engine: &wasmtime::Engine, name: &str, item: &ComponentItem) -> St
 /// Validates a component against the `pgmorph:plugin/plugin@0.1.0` world (its imports can be
 /// satisfied by the sandbox, its exports have the right types) and lists what it exports.
 pub fn check(path: &Path) -> Result<PluginReport, PluginError> {
+    check_with(path, &LoadOptions::default())
+}
+
+/// [`check`] with explicit load options.
+pub fn check_with(path: &Path, options: &LoadOptions) -> Result<PluginReport, PluginError> {
     let rt = runtime()?;
     let started = Instant::now();
-    let component = load_component(rt, path, LoadOptions::default().cache_dir.as_deref())?;
+    let component = load_component(rt, path, options.cache_dir.as_deref())?;
     let load_ms = started.elapsed().as_millis();
     let invalid = |e: wasmtime::Error| PluginError::Invalid {
         path: path.to_path_buf(),
@@ -210,10 +219,21 @@ pub fn run_offline(
     table: &TableSchema,
     rows_jsonl: &str,
 ) -> Result<OfflineRun, PluginError> {
+    run_offline_with(path, settings, table, rows_jsonl, &LoadOptions::default())
+}
+
+/// [`run_offline`] with explicit load options.
+pub fn run_offline_with(
+    path: &Path,
+    settings: &PluginSettings,
+    table: &TableSchema,
+    rows_jsonl: &str,
+    options: &LoadOptions,
+) -> Result<OfflineRun, PluginError> {
     let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let mut settings = settings.clone();
     settings.on_error = OnError::DeadLetter;
-    let mut chain = PluginChain::from_files(&[(name, path.to_path_buf(), settings)], &LoadOptions::default())?;
+    let mut chain = PluginChain::from_files(&[(name, path.to_path_buf(), settings)], options)?;
     let source = Arc::new(table.clone());
     let mapping = chain
         .map_table(source.clone(), &table.name.schema)

@@ -43,6 +43,27 @@ fn hex(s: &str) -> bool {
     s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// The class's name in messages.
+fn class_name(class: TypeClass) -> &'static str {
+    match class {
+        TypeClass::Boolean => "boolean",
+        TypeClass::Integer => "integer",
+        TypeClass::Float => "float",
+        TypeClass::Numeric => "numeric",
+        TypeClass::Text => "text",
+        TypeClass::Bytes => "bytea",
+        TypeClass::Date => "date",
+        TypeClass::Time => "time",
+        TypeClass::Timestamp => "timestamp",
+        TypeClass::Timestamptz => "timestamptz",
+        TypeClass::Interval => "interval",
+        TypeClass::Uuid => "uuid",
+        TypeClass::Json => "json",
+        TypeClass::Array => "array",
+        TypeClass::Other => "text-form",
+    }
+}
+
 /// Whether `text` is a valid text form for `class`; `Err` says why not.
 pub(crate) fn check(class: TypeClass, text: &[u8]) -> Result<(), String> {
     let s = std::str::from_utf8(text).map_err(|_| "it is not UTF-8".to_string())?;
@@ -74,7 +95,7 @@ pub(crate) fn check(class: TypeClass, text: &[u8]) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("{s:?} is not a valid {class:?} value"))
+        Err(format!("{s:?} is not a valid {} value", class_name(class)))
     }
 }
 

@@ -1,0 +1,188 @@
+//! Command-line options.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::workload::Sizes;
+
+/// Compare pgmorph with PostgreSQL's native logical replication and a plain COPY pipe on the
+/// same machine: initial snapshot throughput and CDC backlog-drain (apply) throughput.
+#[derive(Debug, Parser)]
+#[command(name = "pgmorph-bench", version, about)]
+pub struct Args {
+    /// Rows of the mixed-type table `public.mixed` in the snapshot.
+    #[arg(long, default_value_t = 200_000)]
+    pub rows: u64,
+    /// Rows of the wide table `public.wide` (default: rows / 4).
+    #[arg(long)]
+    pub wide_rows: Option<u64>,
+    /// Columns of `public.wide`, the `id` key included.
+    #[arg(long, default_value_t = 30)]
+    pub wide_cols: usize,
+    /// `pgbench -i` scale factor (100,000 `pgbench_accounts` rows per unit).
+    #[arg(long, default_value_t = 1)]
+    pub pgbench_scale: u32,
+    /// CDC: rows inserted into `public.mixed`, in transactions of `--insert-batch` rows.
+    #[arg(long, default_value_t = 100_000)]
+    pub cdc_inserts: u64,
+    /// CDC: rows per insert transaction.
+    #[arg(long, default_value_t = 1_000)]
+    pub insert_batch: u64,
+    /// CDC: single-row UPDATEs of `public.mixed`, grouped in transactions of `--tx-batch`.
+    #[arg(long, default_value_t = 20_000)]
+    pub cdc_updates: u64,
+    /// CDC: single-row DELETEs from `public.mixed` (at most rows / 2), grouped likewise.
+    #[arg(long, default_value_t = 20_000)]
+    pub cdc_deletes: u64,
+    /// CDC: single-row statements per transaction for the update and delete workloads.
+    #[arg(long, default_value_t = 100)]
+    pub tx_batch: u64,
+    /// CDC: pgbench TPC-B transactions in total (4 row changes each).
+    #[arg(long, default_value_t = 4_000)]
+    pub pgbench_tx: u64,
+    /// CDC: pgbench client connections.
+    #[arg(long, default_value_t = 2)]
+    pub pgbench_clients: u64,
+    /// Repetitions of every variant (interleaved); medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Tables copied at once by every variant (pgmorph `snapshot.parallel`, native
+    /// `max_sync_workers_per_subscription`, COPY pipe workers).
+    #[arg(long, default_value_t = 2)]
+    pub parallel: usize,
+    /// Variants to run (the plugin variants also need `--plugins-dir`).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = VariantKind::all())]
+    pub variants: Vec<VariantKind>,
+    /// Workloads to run (`snapshot` always runs: the CDC workloads need it).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Workload::all())]
+    pub workloads: Vec<Workload>,
+    /// Directory with the built plugin components (`pgmorph_plugin_<name>.wasm` or
+    /// `<name>.wasm`), e.g. `target/wasm-plugins/wasm32-wasip2/release`. Without it the
+    /// plugin variants are skipped.
+    #[arg(long)]
+    pub plugins_dir: Option<PathBuf>,
+    /// The pgmorph binary to measure (default: build and use `target/release/pgmorph`).
+    #[arg(long)]
+    pub pgmorph: Option<PathBuf>,
+    /// Do not run `cargo build --release -p pgmorph` before starting.
+    #[arg(long)]
+    pub no_build: bool,
+    /// Keep crash safety on both servers (fsync, synchronous_commit, full_page_writes).
+    #[arg(long)]
+    pub durable: bool,
+    /// Give up waiting for a phase after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout_secs: u64,
+}
+
+impl Args {
+    /// The data sizes, with defaults filled in and limits applied.
+    pub fn sizes(&self) -> Sizes {
+        Sizes {
+            rows: self.rows.max(1),
+            wide_rows: self.wide_rows.unwrap_or(self.rows / 4).max(1),
+            wide_cols: self.wide_cols.max(2),
+            pgbench_scale: self.pgbench_scale.max(1),
+            inserts: self.cdc_inserts,
+            insert_batch: self.insert_batch.max(1),
+            updates: self.cdc_updates,
+            deletes: self.cdc_deletes.min(self.rows / 2),
+            tx_batch: self.tx_batch.max(1),
+            pgbench_clients: self.pgbench_clients.max(1),
+            pgbench_tx_per_client: self.pgbench_tx / self.pgbench_clients.max(1),
+        }
+    }
+
+    /// The phase timeout.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+}
+
+/// One way of moving the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum)]
+pub enum VariantKind {
+    /// PostgreSQL's own logical replication (publication + subscription).
+    Native,
+    /// `COPY ... TO STDOUT` piped into `COPY ... FROM STDIN`: the snapshot speed limit.
+    Copy,
+    /// The pgmorph release binary without plugins.
+    Pgmorph,
+    /// pgmorph with the `passthrough` plugin asking for every row (bare Wasm boundary cost).
+    PgmorphPassthrough,
+    /// pgmorph with the chain rename -> type-remap -> mask.
+    PgmorphChain,
+}
+
+impl VariantKind {
+    /// Every variant, in run order.
+    pub fn all() -> Vec<VariantKind> {
+        vec![
+            VariantKind::Native,
+            VariantKind::Copy,
+            VariantKind::Pgmorph,
+            VariantKind::PgmorphPassthrough,
+            VariantKind::PgmorphChain,
+        ]
+    }
+
+    /// The name printed in the table.
+    pub fn label(self) -> &'static str {
+        match self {
+            VariantKind::Native => "native",
+            VariantKind::Copy => "copy-pipe",
+            VariantKind::Pgmorph => "pgmorph",
+            VariantKind::PgmorphPassthrough => "pgmorph+passthrough",
+            VariantKind::PgmorphChain => "pgmorph+chain",
+        }
+    }
+
+    /// Whether this variant runs pgmorph with plugins.
+    pub fn uses_plugins(self) -> bool {
+        matches!(
+            self,
+            VariantKind::PgmorphPassthrough | VariantKind::PgmorphChain
+        )
+    }
+}
+
+/// One measured phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum)]
+pub enum Workload {
+    /// Initial copy of every table.
+    Snapshot,
+    /// Backlog of inserts in large transactions.
+    Inserts,
+    /// Backlog of single-row updates in small transactions.
+    Updates,
+    /// Backlog of single-row deletes in small transactions.
+    Deletes,
+    /// Backlog of pgbench TPC-B transactions.
+    Pgbench,
+}
+
+impl Workload {
+    /// Every workload, in run order.
+    pub fn all() -> Vec<Workload> {
+        vec![
+            Workload::Snapshot,
+            Workload::Inserts,
+            Workload::Updates,
+            Workload::Deletes,
+            Workload::Pgbench,
+        ]
+    }
+
+    /// The name printed in the table.
+    pub fn label(self) -> &'static str {
+        match self {
+            Workload::Snapshot => "snapshot",
+            Workload::Inserts => "cdc inserts",
+            Workload::Updates => "cdc updates",
+            Workload::Deletes => "cdc deletes",
+            Workload::Pgbench => "cdc pgbench",
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! `pgmorph-bench`: runs the same workload through PostgreSQL's native logical replication,
+//! a plain COPY pipe and pgmorph (optionally with plugins) on fresh throwaway clusters, and
+//! prints medians. See `bench/README.md`.
+
+mod cli;
+mod pair;
+mod process;
+mod report;
+mod variants;
+mod verify;
+mod wait;
+mod workload;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+use cli::{Args, VariantKind, Workload};
+use report::Measurement;
+use variants::Ctx;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // On Ctrl-C the benchmark future is dropped, which stops pgmorph and the clusters.
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            result = bench(args) => result,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bench(args: Args) -> Result<()> {
+    let begun = Instant::now();
+    let mut notes = Vec::new();
+    let pgmorph = match &args.pgmorph {
+        Some(path) => path.clone(),
+        None => build_pgmorph(args.no_build)?,
+    };
+    let mut kinds = Vec::new();
+    for &kind in &args.variants {
+        if kinds.contains(&kind) {
+            continue;
+        }
+        match plugin_problem(kind, args.plugins_dir.as_deref()) {
+            Some(problem) => notes.push(format!("{} skipped: {problem}", kind.label())),
+            None => kinds.push(kind),
+        }
+    }
+    let ctx = Ctx {
+        sizes: args.sizes(),
+        durable: args.durable,
+        parallel: args.parallel.max(1),
+        timeout: args.timeout(),
+        cdc: Workload::all()
+            .into_iter()
+            .filter(|w| *w != Workload::Snapshot && args.workloads.contains(w))
+            .collect(),
+        pgmorph,
+        plugins_dir: args.plugins_dir.clone(),
+    };
+    eprintln!(
+        "pgmorph-bench: {} run(s) of {} | mixed {} rows, wide {} rows x {} cols, pgbench scale {} | \
+         CDC {} | durable {} | pgmorph {}",
+        args.runs,
+        kinds.iter().map(|k| k.label()).collect::<Vec<_>>().join(", "),
+        ctx.sizes.rows,
+        ctx.sizes.wide_rows,
+        ctx.sizes.wide_cols,
+        ctx.sizes.pgbench_scale,
+        ctx.cdc.iter().map(|w| w.label()).collect::<Vec<_>>().join(", "),
+        ctx.durable,
+        ctx.pgmorph.display()
+    );
+
+    let mut results: Vec<Measurement> = Vec::new();
+    for run in 1..=args.runs.max(1) {
+        let mut failed = Vec::new();
+        for &kind in &kinds {
+            match variants::run_once(kind, &ctx, run).await {
+                Ok(measurements) => results.extend(measurements),
+                // Plugin variants depend on work in progress elsewhere: note and go on,
+                // unless the data came out wrong.
+                Err(e) if kind.uses_plugins() && e.downcast_ref::<verify::Mismatch>().is_none() => {
+                    eprintln!("{} failed: {e:#}", kind.label());
+                    notes.push(format!("{} failed in run {run} and was dropped: {e:#}", kind.label()));
+                    failed.push(kind);
+                }
+                Err(e) => return Err(e.context(format!("{} run {run}", kind.label()))),
+            }
+        }
+        kinds.retain(|k| !failed.contains(k));
+    }
+
+    println!();
+    println!(
+        "Medians of {} run(s); 'vs native' = native median time / this median time (>1 = faster \
+         than native); MB/s = source heap+TOAST bytes / time.",
+        args.runs.max(1)
+    );
+    print!("{}", report::table(&results));
+    for note in &notes {
+        println!("note: {note}");
+    }
+    println!(
+        "all destinations verified equal to their sources after every phase; total {:.0} s",
+        begun.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Why a plugin variant cannot run, if it cannot.
+fn plugin_problem(kind: VariantKind, plugins_dir: Option<&Path>) -> Option<String> {
+    let set = variants::plugins::set_for(kind)?;
+    let Some(dir) = plugins_dir else {
+        return Some("no --plugins-dir given".into());
+    };
+    variants::plugins::check_available(&set, dir)
+        .err()
+        .map(|e| e.to_string())
+}
+
+/// Builds `target/release/pgmorph` (unless `no_build`) and returns its path.
+fn build_pgmorph(no_build: bool) -> Result<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("bench crate has no parent directory")?
+        .to_path_buf();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let bin = target.join("release").join("pgmorph");
+    if !no_build {
+        eprintln!("building the pgmorph release binary (cargo build --release -p pgmorph)...");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--release", "-p", "pgmorph", "--bin", "pgmorph"])
+            .current_dir(&root)
+            .status()
+            .context("running cargo build")?;
+        if !status.success() {
+            bail!("cargo build --release -p pgmorph failed");
+        }
+    }
+    if !bin.is_file() {
+        bail!(
+            "{} does not exist: build it with `cargo build --release -p pgmorph` or pass --pgmorph",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}

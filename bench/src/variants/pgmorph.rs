@@ -1,0 +1,159 @@
+//! Variants (c)-(e): the pgmorph release binary as a separate process.
+//!
+//! Snapshot: start `pgmorph run` until `pgmorph.state.stage = 'change data capture'`.
+//! CDC: SIGTERM and wait for the exit, load, start it again (it resumes from its slot).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use tempfile::TempDir;
+
+use super::{plugins, Ctx, Replicator};
+use crate::cli::VariantKind;
+use crate::pair::Pair;
+use crate::process::PgmorphProcess;
+use crate::report::ProcUsage;
+use crate::verify::TableCheck;
+use crate::wait::Deadline;
+use crate::workload::TABLES;
+
+/// Connector name (slot and publication `pgmorph_bench`).
+const NAME: &str = "bench";
+
+/// pgmorph, with the plugins of the variant.
+pub struct Pgmorph {
+    kind: VariantKind,
+    bin: PathBuf,
+    parallel: usize,
+    plugins_dir: Option<PathBuf>,
+    /// Holds the config, the plugin copies and the log.
+    dir: TempDir,
+    process: Option<PgmorphProcess>,
+}
+
+impl Pgmorph {
+    /// A replicator for `kind`, not started yet.
+    pub fn new(ctx: &Ctx, kind: VariantKind) -> Result<Self> {
+        if kind.uses_plugins() && ctx.plugins_dir.is_none() {
+            bail!("{} needs --plugins-dir", kind.label());
+        }
+        Ok(Self {
+            kind,
+            bin: ctx.pgmorph.clone(),
+            parallel: ctx.parallel,
+            plugins_dir: ctx.plugins_dir.clone(),
+            dir: tempfile::Builder::new().prefix("pgmorph-bench-").tempdir()?,
+            process: None,
+        })
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.toml")
+    }
+
+    fn plugin_path(&self) -> Option<PathBuf> {
+        self.kind
+            .uses_plugins()
+            .then(|| self.dir.path().join("plugins"))
+    }
+
+    fn start(&mut self) -> Result<()> {
+        let process = PgmorphProcess::spawn(
+            &self.bin,
+            &self.config_path(),
+            self.plugin_path().as_deref(),
+            &self.dir.path().join("pgmorph.log"),
+        )?;
+        self.process = Some(process);
+        Ok(())
+    }
+
+    /// The connector config for this pair.
+    fn config(&self, pair: &Pair) -> String {
+        let tables: Vec<String> = TABLES.iter().map(|t| format!("\"{t}\"")).collect();
+        let mut text = format!(
+            "name = \"{NAME}\"\n\
+             [source]\nurl = \"{}\"\ntables = [{}]\n\
+             [destination]\nurl = \"{}\"\nschema = \"public\"\n\
+             # native apply commits with synchronous_commit=off too\n\
+             synchronous_commit_off = true\n\
+             [snapshot]\nparallel = {}\n",
+            pair.source.url("postgres"),
+            tables.join(", "),
+            pair.dest.url("postgres"),
+            self.parallel
+        );
+        if let Some(set) = plugins::set_for(self.kind) {
+            text.push_str(set.toml);
+        }
+        text
+    }
+}
+
+impl Replicator for Pgmorph {
+    async fn prepare(&mut self, pair: &Pair) -> Result<()> {
+        std::fs::write(self.config_path(), self.config(pair))?;
+        if let (Some(set), Some(from), Some(to)) = (
+            plugins::set_for(self.kind),
+            &self.plugins_dir,
+            self.plugin_path(),
+        ) {
+            plugins::install(&set, from, &to)?;
+        }
+        Ok(())
+    }
+
+    async fn snapshot(&mut self, pair: &Pair, deadline: &Deadline) -> Result<()> {
+        self.start()?;
+        loop {
+            self.check(pair).await?;
+            let stage: Option<String> = pair
+                .dst
+                .query_opt(
+                    "SELECT stage FROM pgmorph.state WHERE name = $1",
+                    &[&NAME],
+                )
+                .await
+                .ok()
+                .flatten()
+                .map(|row| row.get(0));
+            if stage.as_deref() == Some("change data capture") {
+                return Ok(());
+            }
+            deadline.tick().await?;
+        }
+    }
+
+    async fn pause(&mut self, _pair: &Pair, _deadline: &Deadline) -> Result<()> {
+        if let Some(process) = self.process.take() {
+            process.stop().await?;
+        }
+        Ok(())
+    }
+
+    async fn resume(&mut self, _pair: &Pair) -> Result<()> {
+        self.start()
+    }
+
+    async fn check(&mut self, _pair: &Pair) -> Result<()> {
+        match &mut self.process {
+            Some(process) => process.check_alive(),
+            None => bail!("pgmorph is not running"),
+        }
+    }
+
+    fn usage(&self) -> Option<ProcUsage> {
+        self.process.as_ref().and_then(PgmorphProcess::usage)
+    }
+
+    fn checks(&self) -> Vec<TableCheck> {
+        plugins::checks_for(self.kind)
+    }
+
+    async fn finish(&mut self) -> Result<()> {
+        if let Some(process) = self.process.take() {
+            process.stop().await?;
+        }
+        Ok(())
+    }
+}
