@@ -155,6 +155,7 @@ macro_rules! debug {
 macro_rules! export {
     ($plugin:ty) => {
         #[doc(hidden)]
+        #[allow(dead_code)]
         struct __PgmorphExport;
 
         impl $crate::bindings::exports::pgmorph::plugin::transform::Guest for __PgmorphExport {
@@ -186,6 +187,8 @@ macro_rules! export {
             }
         }
 
+        // Only components export symbols: WIT export names do not link into native libraries.
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::__export_world!(__PgmorphExport with_types_in $crate::bindings);
     };
 }

@@ -106,6 +106,7 @@ thread_local! {
 }
 
 /// The hand-written export: the SDK runtime plus output corruption and whole-batch errors.
+#[allow(dead_code)]
 struct Export;
 
 impl Guest for Export {
@@ -137,4 +138,5 @@ impl Guest for Export {
     }
 }
 
+#[cfg(target_arch = "wasm32")]
 pgmorph_plugin_sdk::bindings::__export_world!(Export with_types_in pgmorph_plugin_sdk::bindings);

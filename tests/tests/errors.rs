@@ -1,0 +1,112 @@
+//! Bad input gets a clear, one-line error naming what to fix, and a non-zero exit.
+
+use pgmorph::cluster::{ClusterOptions, LocalCluster};
+use pgmorph_e2e::{run_bin, Pair};
+
+fn run_fails(config: &std::path::Path) -> String {
+    let (ok, _, err) = run_bin(&["run", "--config", config.to_str().unwrap()]);
+    assert!(!ok, "pgmorph run should fail");
+    let last = err.lines().last().unwrap_or_default().to_string();
+    assert!(last.starts_with("error: "), "{err}");
+    last
+}
+
+#[test]
+fn unknown_config_key_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        "name = \"x\"\n[source]\nurl = \"postgres://a@127.0.0.1:1/db\"\nsehcma = \"public\"\n[destination]\nurl = \"postgres://a@127.0.0.1:2/db\"\n",
+    )
+    .unwrap();
+    let err = run_fails(&path);
+    assert!(err.contains("unknown field `sehcma`") && err.contains("line 4"), "{err}");
+}
+
+#[test]
+fn unreachable_server_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(
+        &path,
+        format!("name = \"x\"\n[source]\nurl = \"postgres://a@127.0.0.1:{port}/db\"\n[destination]\nurl = \"postgres://a@127.0.0.1:{port}/db\"\n"),
+    )
+    .unwrap();
+    let err = run_fails(&path);
+    assert!(err.contains("cannot connect to the destination") && err.contains(&port.to_string()), "{err}");
+}
+
+#[test]
+fn wal_level_not_logical_is_explained() -> anyhow::Result<()> {
+    let pair = Pair {
+        source: LocalCluster::start(ClusterOptions::destination())?,
+        dest: LocalCluster::start(ClusterOptions::destination())?,
+        dir: tempfile::tempdir()?,
+    };
+    pair.source.psql("postgres", "CREATE TABLE t (id int PRIMARY KEY)")?;
+    let (path, _) = pair.config("wal", "", "")?;
+    let err = run_fails(&path);
+    assert!(err.contains("wal_level=replica") && err.contains("wal_level = logical"), "{err}");
+    // The state row carries the error too.
+    let state = pair.dest.psql("postgres", "SELECT state || ': ' || err FROM pgmorph.state WHERE name = 'wal'")?;
+    assert!(state.starts_with("error: ") && state.contains("wal_level"), "{state}");
+    Ok(())
+}
+
+#[test]
+fn wrong_password_is_reported() -> anyhow::Result<()> {
+    let source = LocalCluster::start(ClusterOptions::source().with_password("right"))?;
+    let dest = LocalCluster::start(ClusterOptions::destination())?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"pw\"\n[source]\nurl = \"postgres://postgres:wrong@127.0.0.1:{}/postgres\"\n[destination]\nurl = \"{}\"\n",
+            source.port(),
+            dest.url("postgres")
+        ),
+    )?;
+    let err = run_fails(&path);
+    assert!(err.contains("cannot connect to the source") && err.contains("password authentication failed"), "{err}");
+    assert!(!err.contains("wrong"), "the password must not be printed: {err}");
+    Ok(())
+}
+
+#[test]
+fn table_without_key_is_named_with_the_fix() -> anyhow::Result<()> {
+    let pair = Pair::start()?;
+    pair.source.psql("postgres", "CREATE TABLE good (id int PRIMARY KEY); CREATE TABLE keyless (a int)")?;
+    let (path, _) = pair.config("nokey", "", "schema = \"public\"")?;
+    let err = run_fails(&path);
+    assert!(
+        err.contains("table public.keyless has no primary key or replica identity")
+            && err.contains("REPLICA IDENTITY FULL"),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[test]
+fn two_tables_landing_on_one_name_are_refused() -> anyhow::Result<()> {
+    let pair = Pair::start()?;
+    pair.source.psql(
+        "postgres",
+        "CREATE SCHEMA sales; CREATE TABLE public.a (id int PRIMARY KEY); CREATE TABLE sales.a (id int PRIMARY KEY)",
+    )?;
+    let (path, _) = pair.config("clash", "", "tables = [\"public.a\", \"sales.a\"]")?;
+    let err = run_fails(&path);
+    assert!(err.contains("public.a") && err.contains("sales.a") && err.contains("postgres.a"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn missing_table_is_named() -> anyhow::Result<()> {
+    let pair = Pair::start()?;
+    let (path, _) = pair.config("missing", "", "tables = [\"public.nope\"]")?;
+    let err = run_fails(&path);
+    assert!(err.contains("table public.nope does not exist"), "{err}");
+    Ok(())
+}
