@@ -256,8 +256,10 @@ impl<'a> Row<'a> {
     pub fn set_bytes(&mut self, name: &str, value: &[u8]) -> Result<(), Error> {
         let mut text = String::with_capacity(2 + value.len() * 2);
         text.push_str("\\x");
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         for b in value {
-            text.push_str(&format!("{b:02x}"));
+            text.push(HEX[usize::from(b >> 4)] as char);
+            text.push(HEX[usize::from(b & 15)] as char);
         }
         self.set_str(name, &text)
     }

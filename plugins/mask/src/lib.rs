@@ -56,7 +56,13 @@ impl Mask {
         h.update(self.settings.salt.as_bytes());
         h.update([0u8]);
         h.update(value.as_bytes());
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(64);
+        for b in h.finalize() {
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 15)] as char);
+        }
+        out
     }
 }
 
