@@ -154,7 +154,10 @@ mod tests {
             })
             .unwrap();
         }
-        assert_eq!(lines, vec![b"a\tb".to_vec(), b"cd\te".to_vec(), vec![], b"f".to_vec()]);
+        assert_eq!(
+            lines,
+            vec![b"a\tb".to_vec(), b"cd\te".to_vec(), vec![], b"f".to_vec()]
+        );
         assert!(!s.has_partial());
     }
 }

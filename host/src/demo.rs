@@ -43,7 +43,9 @@ DELETE FROM orders WHERE id = 8;
 
 /// Runs the demo end to end.
 pub async fn run() -> anyhow::Result<()> {
-    println!("Starting a throwaway source (wal_level=logical) and destination PostgreSQL server...");
+    println!(
+        "Starting a throwaway source (wal_level=logical) and destination PostgreSQL server..."
+    );
     let source = tokio::task::spawn_blocking(|| LocalCluster::start(ClusterOptions::source()))
         .await?
         .context("starting the source server")?;
@@ -54,7 +56,9 @@ pub async fn run() -> anyhow::Result<()> {
     println!("  destination: {}", dest.url("postgres"));
 
     let src = source.connect("postgres").await?;
-    src.batch_execute(SAMPLE).await.context("loading sample data")?;
+    src.batch_execute(SAMPLE)
+        .await
+        .context("loading sample data")?;
     let dst = dest.connect("postgres").await?;
 
     let text = format!(
@@ -96,7 +100,11 @@ pub async fn run() -> anyhow::Result<()> {
     .await?;
     println!("\nThe destination caught up:");
     show(&dst, "SELECT * FROM postgres.orders ORDER BY id").await?;
-    show(&dst, "SELECT name, stage, state, err, last_offset FROM pgmorph.state_view").await?;
+    show(
+        &dst,
+        "SELECT name, stage, state, err, last_offset FROM pgmorph.state_view",
+    )
+    .await?;
 
     let _ = stop.send(true);
     runner.await??;
@@ -136,7 +144,9 @@ async fn show(client: &Client, sql: &str) -> anyhow::Result<()> {
                 println!("  {}", names.join(" | "));
                 header = true;
             }
-            let values: Vec<&str> = (0..row.len()).map(|i| row.get(i).unwrap_or("NULL")).collect();
+            let values: Vec<&str> = (0..row.len())
+                .map(|i| row.get(i).unwrap_or("NULL"))
+                .collect();
             println!("  {}", values.join(" | "));
         }
     }

@@ -11,7 +11,7 @@ pub mod config;
 pub mod copy_text;
 pub mod model;
 pub mod pipeline;
+pub mod plugin;
 pub mod sink;
 pub mod source;
 pub mod state;
-pub mod plugin;

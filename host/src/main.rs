@@ -65,7 +65,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -140,7 +143,11 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot connect to the destination {}", dest.describe()))?;
     let Some(s) = StateStore::status(&client, &config.name).await? else {
-        anyhow::bail!("connector {} has never run against {}", config.name, dest.describe());
+        anyhow::bail!(
+            "connector {} has never run against {}",
+            config.name,
+            dest.describe()
+        );
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);
@@ -154,7 +161,9 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
     println!("err             {}", s.err);
     println!(
         "last_offset     {}",
-        s.last_offset.map(|o| o.to_string()).unwrap_or_else(|| "-".into())
+        s.last_offset
+            .map(|o| o.to_string())
+            .unwrap_or_else(|| "-".into())
     );
     if let serde_json::Value::Object(stats) = &s.stats {
         for key in [
@@ -175,9 +184,15 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
     }
     if !s.tables.is_empty() {
         println!();
-        println!("{:<32} {:<32} {:<10} {:>12}", "source table", "destination table", "phase", "rows copied");
+        println!(
+            "{:<32} {:<32} {:<10} {:>12}",
+            "source table", "destination table", "phase", "rows copied"
+        );
         for t in &s.tables {
-            println!("{:<32} {:<32} {:<10} {:>12}", t.source_table, t.dest_table, t.phase, t.rows_copied);
+            println!(
+                "{:<32} {:<32} {:<10} {:>12}",
+                t.source_table, t.dest_table, t.phase, t.rows_copied
+            );
         }
     }
     Ok(())

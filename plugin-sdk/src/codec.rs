@@ -91,8 +91,11 @@ pub(crate) fn decode_batch<'a>(
     Ok(changes)
 }
 
+/// A row as cell texts (`None` for NULL), in the order of the row columns.
+pub(crate) type TextRow = Vec<Option<String>>;
+
 /// Encodes a batch the way the host does (used by the native test helper).
-pub(crate) fn encode_batch(changes: &[(Op, Option<Vec<Option<String>>>, Option<Vec<Option<String>>>)]) -> Vec<u8> {
+pub(crate) fn encode_batch(changes: &[(Op, Option<TextRow>, Option<TextRow>)]) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&(changes.len() as u32).to_le_bytes());
     for (op, old, new) in changes {

@@ -32,14 +32,18 @@ impl Pair {
     pub fn start() -> anyhow::Result<Self> {
         Ok(Self {
             source: LocalCluster::start(ClusterOptions::source()).context("source server")?,
-            dest: LocalCluster::start(ClusterOptions::destination()).context("destination server")?,
+            dest: LocalCluster::start(ClusterOptions::destination())
+                .context("destination server")?,
             dir: tempfile::tempdir()?,
         })
     }
 
     /// SQL connections to the source and destination `postgres` databases.
     pub async fn clients(&self) -> anyhow::Result<(Client, Client)> {
-        Ok((self.source.connect("postgres").await?, self.dest.connect("postgres").await?))
+        Ok((
+            self.source.connect("postgres").await?,
+            self.dest.connect("postgres").await?,
+        ))
     }
 
     /// Config text for connector `name`; `source_extra` lines go into `[source]`, `top` before it.
@@ -52,7 +56,12 @@ impl Pair {
     }
 
     /// Writes a config file and parses it.
-    pub fn config(&self, name: &str, top: &str, source_extra: &str) -> anyhow::Result<(PathBuf, Config)> {
+    pub fn config(
+        &self,
+        name: &str,
+        top: &str,
+        source_extra: &str,
+    ) -> anyhow::Result<(PathBuf, Config)> {
         let text = self.config_text(name, top, source_extra);
         let path = self.dir.path().join(format!("{name}.toml"));
         std::fs::write(&path, &text)?;
@@ -112,7 +121,11 @@ impl Running {
 }
 
 /// Polls `sql` (one boolean) until it is true; fails after [`DEADLINE`] or if `running` ended.
-pub async fn wait_until(client: &Client, sql: &str, running: Option<&Running>) -> anyhow::Result<()> {
+pub async fn wait_until(
+    client: &Client,
+    sql: &str,
+    running: Option<&Running>,
+) -> anyhow::Result<()> {
     let start = Instant::now();
     loop {
         if let Ok(Some(row)) = client.query_opt(sql, &[]).await {
@@ -131,7 +144,11 @@ pub async fn wait_until(client: &Client, sql: &str, running: Option<&Running>) -
 }
 
 /// Waits until connector `name` is streaming changes.
-pub async fn wait_streaming(dest: &Client, name: &str, running: Option<&Running>) -> anyhow::Result<()> {
+pub async fn wait_streaming(
+    dest: &Client,
+    name: &str,
+    running: Option<&Running>,
+) -> anyhow::Result<()> {
     wait_until(
         dest,
         &format!("SELECT stage = 'change data capture' AND state = 'polling' FROM pgmorph.state WHERE name = '{name}'"),
@@ -213,14 +230,46 @@ pub fn run_bin(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// Starts `pgmorph ARGS` in the background, logging to a file in `dir`.
-pub fn spawn_bin(args: &[&str], log: &std::path::Path) -> Child {
-    let file = std::fs::File::create(log).expect("log file");
-    Command::new(pgmorph_bin())
+/// A `pgmorph` process started by a test; killed when dropped, so a failing test leaves none.
+pub struct BinProcess {
+    child: Child,
+}
+
+impl BinProcess {
+    /// Kills the process without warning (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Asks the process to stop (SIGTERM) and waits for its exit status.
+    pub fn terminate(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        self.child.wait()
+    }
+}
+
+impl Drop for BinProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts `pgmorph ARGS` in the background, appending its log to `log`.
+pub fn spawn_bin(args: &[&str], log: &std::path::Path) -> BinProcess {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    let child = Command::new(pgmorph_bin())
         .args(args)
         .env("PGMORPH_LOG", "info")
         .stdout(Stdio::null())
         .stderr(file)
         .spawn()
-        .expect("spawn pgmorph")
+        .expect("spawn pgmorph");
+    BinProcess { child }
 }

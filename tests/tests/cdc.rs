@@ -42,25 +42,40 @@ async fn applies_every_change_kind_exactly() -> anyhow::Result<()> {
     )
     .await?;
     // Unchanged TOASTed column: the update must not null it out.
-    src.batch_execute("UPDATE accounts SET balance = 1 WHERE id = 1").await?;
+    src.batch_execute("UPDATE accounts SET balance = 1 WHERE id = 1")
+        .await?;
     // Primary key changes, single and composite.
-    src.batch_execute("UPDATE accounts SET id = 1000 WHERE id = 4").await?;
-    src.batch_execute("UPDATE pairs SET b = 'z' WHERE a = 1 AND b = 'y'").await?;
+    src.batch_execute("UPDATE accounts SET id = 1000 WHERE id = 4")
+        .await?;
+    src.batch_execute("UPDATE pairs SET b = 'z' WHERE a = 1 AND b = 'y'")
+        .await?;
     // Keyless table under REPLICA IDENTITY FULL: exactly one of two identical rows changes.
-    src.batch_execute("UPDATE events SET kind = 'changed' WHERE ctid = (SELECT min(ctid) FROM events)").await?;
-    src.batch_execute("INSERT INTO events VALUES ('x', NULL, NULL); DELETE FROM events WHERE kind = 'x'").await?;
+    src.batch_execute(
+        "UPDATE events SET kind = 'changed' WHERE ctid = (SELECT min(ctid) FROM events)",
+    )
+    .await?;
+    src.batch_execute(
+        "INSERT INTO events VALUES ('x', NULL, NULL); DELETE FROM events WHERE kind = 'x'",
+    )
+    .await?;
     // Deletes.
-    src.batch_execute("DELETE FROM accounts WHERE id IN (5, 6)").await?;
+    src.batch_execute("DELETE FROM accounts WHERE id IN (5, 6)")
+        .await?;
     // A rolled-back transaction leaves no trace.
     src.batch_execute("BEGIN; INSERT INTO accounts VALUES (77, 'ghost', 0); DELETE FROM accounts WHERE id = 7; ROLLBACK;")
         .await?;
     // Many rows in one transaction (batched into COPY), then a marker.
-    src.batch_execute("INSERT INTO entries (account, amount) SELECT g % 10, g FROM generate_series(1, 5000) g")
-        .await?;
+    src.batch_execute(
+        "INSERT INTO entries (account, amount) SELECT g % 10, g FROM generate_series(1, 5000) g",
+    )
+    .await?;
     wait_same(&src, &dst, &TABLES, Some(&running)).await?;
 
     let toast: i64 = dst
-        .query_one("SELECT length(doc)::int8 FROM postgres.accounts WHERE id = 1", &[])
+        .query_one(
+            "SELECT length(doc)::int8 FROM postgres.accounts WHERE id = 1",
+            &[],
+        )
         .await?
         .get(0);
     assert_eq!(toast, 450_000, "the unchanged TOASTed value was kept");
@@ -71,7 +86,8 @@ async fn applies_every_change_kind_exactly() -> anyhow::Result<()> {
 
     // TRUNCATE of two tables in one statement.
     src.batch_execute("TRUNCATE entries, pairs").await?;
-    src.batch_execute("INSERT INTO pairs VALUES (9, 'after', 'truncate')").await?;
+    src.batch_execute("INSERT INTO pairs VALUES (9, 'after', 'truncate')")
+        .await?;
     wait_same(&src, &dst, &TABLES, Some(&running)).await?;
     assert_eq!(digest(&dst, "postgres.entries").await?.0, 0);
 
@@ -82,7 +98,10 @@ async fn applies_every_change_kind_exactly() -> anyhow::Result<()> {
             .await?;
         (r.get(0), r.get(1), r.get(2), r.get(3))
     };
-    assert!(ins >= 5005 && upd >= 6 && del >= 3 && tru == 2, "{ins} {upd} {del} {tru}");
+    assert!(
+        ins >= 5005 && upd >= 6 && del >= 3 && tru == 2,
+        "{ins} {upd} {del} {tru}"
+    );
     running.stop().await?;
     Ok(())
 }
@@ -91,15 +110,26 @@ async fn applies_every_change_kind_exactly() -> anyhow::Result<()> {
 async fn source_column_added_while_streaming_reaches_the_destination() -> anyhow::Result<()> {
     let pair = Pair::start()?;
     let (src, dst) = pair.clients().await?;
-    src.batch_execute("CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'a')")
-        .await?;
+    src.batch_execute(
+        "CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'a')",
+    )
+    .await?;
     let (_, config) = pair.config("evolve", "", "tables = [\"public.items\"]")?;
     let running = Running::start(&config, Mode::Initial);
     wait_streaming(&dst, "evolve", Some(&running)).await?;
-    src.batch_execute("ALTER TABLE items ADD COLUMN price numeric(8,2); INSERT INTO items VALUES (2, 'b', 9.99)")
+    src.batch_execute(
+        "ALTER TABLE items ADD COLUMN price numeric(8,2); INSERT INTO items VALUES (2, 'b', 9.99)",
+    )
+    .await?;
+    src.batch_execute("UPDATE items SET price = 1.50 WHERE id = 1")
         .await?;
-    src.batch_execute("UPDATE items SET price = 1.50 WHERE id = 1").await?;
-    wait_same(&src, &dst, &[("public.items", "postgres.items")], Some(&running)).await?;
+    wait_same(
+        &src,
+        &dst,
+        &[("public.items", "postgres.items")],
+        Some(&running),
+    )
+    .await?;
     running.stop().await?;
     Ok(())
 }

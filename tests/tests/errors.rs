@@ -21,21 +21,31 @@ fn unknown_config_key_is_named() {
     )
     .unwrap();
     let err = run_fails(&path);
-    assert!(err.contains("unknown field `sehcma`") && err.contains("line 4"), "{err}");
+    assert!(
+        err.contains("unknown field `sehcma`") && err.contains("line 4"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unreachable_server_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     std::fs::write(
         &path,
         format!("name = \"x\"\n[source]\nurl = \"postgres://a@127.0.0.1:{port}/db\"\n[destination]\nurl = \"postgres://a@127.0.0.1:{port}/db\"\n"),
     )
     .unwrap();
     let err = run_fails(&path);
-    assert!(err.contains("cannot connect to the destination") && err.contains(&port.to_string()), "{err}");
+    assert!(
+        err.contains("cannot connect to the destination") && err.contains(&port.to_string()),
+        "{err}"
+    );
 }
 
 #[test]
@@ -45,13 +55,23 @@ fn wal_level_not_logical_is_explained() -> anyhow::Result<()> {
         dest: LocalCluster::start(ClusterOptions::destination())?,
         dir: tempfile::tempdir()?,
     };
-    pair.source.psql("postgres", "CREATE TABLE t (id int PRIMARY KEY)")?;
+    pair.source
+        .psql("postgres", "CREATE TABLE t (id int PRIMARY KEY)")?;
     let (path, _) = pair.config("wal", "", "")?;
     let err = run_fails(&path);
-    assert!(err.contains("wal_level=replica") && err.contains("wal_level = logical"), "{err}");
+    assert!(
+        err.contains("wal_level=replica") && err.contains("wal_level = logical"),
+        "{err}"
+    );
     // The state row carries the error too.
-    let state = pair.dest.psql("postgres", "SELECT state || ': ' || err FROM pgmorph.state WHERE name = 'wal'")?;
-    assert!(state.starts_with("error: ") && state.contains("wal_level"), "{state}");
+    let state = pair.dest.psql(
+        "postgres",
+        "SELECT state || ': ' || err FROM pgmorph.state WHERE name = 'wal'",
+    )?;
+    assert!(
+        state.starts_with("error: ") && state.contains("wal_level"),
+        "{state}"
+    );
     Ok(())
 }
 
@@ -70,15 +90,25 @@ fn wrong_password_is_reported() -> anyhow::Result<()> {
         ),
     )?;
     let err = run_fails(&path);
-    assert!(err.contains("cannot connect to the source") && err.contains("password authentication failed"), "{err}");
-    assert!(!err.contains("wrong"), "the password must not be printed: {err}");
+    assert!(
+        err.contains("cannot connect to the source")
+            && err.contains("password authentication failed"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("wrong"),
+        "the password must not be printed: {err}"
+    );
     Ok(())
 }
 
 #[test]
 fn table_without_key_is_named_with_the_fix() -> anyhow::Result<()> {
     let pair = Pair::start()?;
-    pair.source.psql("postgres", "CREATE TABLE good (id int PRIMARY KEY); CREATE TABLE keyless (a int)")?;
+    pair.source.psql(
+        "postgres",
+        "CREATE TABLE good (id int PRIMARY KEY); CREATE TABLE keyless (a int)",
+    )?;
     let (path, _) = pair.config("nokey", "", "schema = \"public\"")?;
     let err = run_fails(&path);
     assert!(
@@ -98,7 +128,10 @@ fn two_tables_landing_on_one_name_are_refused() -> anyhow::Result<()> {
     )?;
     let (path, _) = pair.config("clash", "", "tables = [\"public.a\", \"sales.a\"]")?;
     let err = run_fails(&path);
-    assert!(err.contains("public.a") && err.contains("sales.a") && err.contains("postgres.a"), "{err}");
+    assert!(
+        err.contains("public.a") && err.contains("sales.a") && err.contains("postgres.a"),
+        "{err}"
+    );
     Ok(())
 }
 

@@ -43,12 +43,18 @@ async fn clean_restart_resumes_without_redoing_the_snapshot() -> anyhow::Result<
     wait_same(&src, &dst, &TABLES, Some(&running)).await?;
     running.stop().await?;
     let state: String = dst
-        .query_one("SELECT state FROM pgmorph.state WHERE name = 'restart'", &[])
+        .query_one(
+            "SELECT state FROM pgmorph.state WHERE name = 'restart'",
+            &[],
+        )
         .await?
         .get(0);
     assert_eq!(state, "stopped");
     let snap_end: String = dst
-        .query_one("SELECT snapshot_end::text FROM pgmorph.stats WHERE connector = 'restart'", &[])
+        .query_one(
+            "SELECT snapshot_end::text FROM pgmorph.stats WHERE connector = 'restart'",
+            &[],
+        )
         .await?
         .get(0);
 
@@ -57,13 +63,19 @@ async fn clean_restart_resumes_without_redoing_the_snapshot() -> anyhow::Result<
     let running = Running::start(&config, Mode::Initial);
     wait_same(&src, &dst, &TABLES, Some(&running)).await?;
     let snap_end_after: String = dst
-        .query_one("SELECT snapshot_end::text FROM pgmorph.stats WHERE connector = 'restart'", &[])
+        .query_one(
+            "SELECT snapshot_end::text FROM pgmorph.stats WHERE connector = 'restart'",
+            &[],
+        )
         .await?
         .get(0);
     assert_eq!(snap_end, snap_end_after, "the snapshot must not be redone");
     // The slot's confirmed position follows what the destination committed.
     let dest_lsn: String = dst
-        .query_one("SELECT last_offset->>'lsn' FROM pgmorph.state WHERE name = 'restart'", &[])
+        .query_one(
+            "SELECT last_offset->>'lsn' FROM pgmorph.state WHERE name = 'restart'",
+            &[],
+        )
         .await?
         .get(0);
     wait_until(
@@ -95,22 +107,28 @@ async fn kill_during_cdc_under_load_loses_and_repeats_nothing() -> anyhow::Resul
             .await?;
         // Let it apply for a while, then kill it without warning.
         tokio::time::sleep(Duration::from_millis(300 + 200 * round)).await;
-        child.kill()?;
-        child.wait()?;
-        dst.batch_execute("UPDATE pgmorph.state SET state = 'killed' WHERE name = 'crash'").await?;
+        child.kill();
+        dst.batch_execute("UPDATE pgmorph.state SET state = 'killed' WHERE name = 'crash'")
+            .await?;
     }
     writer.await??;
     let mut child = spawn_bin(&["run", "--config", &path], &log);
     wait_same(&src, &dst, &TABLES, None).await?;
     let dups: i64 = dst
-        .query_one("SELECT count(*) - count(DISTINCT seq) FROM postgres.events", &[])
+        .query_one(
+            "SELECT count(*) - count(DISTINCT seq) FROM postgres.events",
+            &[],
+        )
         .await?
         .get(0);
     assert_eq!(dups, 0);
     // A clean stop by SIGTERM exits 0.
-    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
-    let status = child.wait()?;
-    assert!(status.success(), "exit status {status}: {}", std::fs::read_to_string(&log)?);
+    let status = child.terminate()?;
+    assert!(
+        status.success(),
+        "exit status {status}: {}",
+        std::fs::read_to_string(&log)?
+    );
     Ok(())
 }
 
@@ -119,8 +137,10 @@ async fn kill_during_snapshot_then_restart_copies_everything_once() -> anyhow::R
     let pair = Pair::start()?;
     let (src, dst) = pair.clients().await?;
     src.batch_execute(SCHEMA).await?;
-    src.batch_execute("INSERT INTO events SELECT 0, g, repeat('s', 200) FROM generate_series(1, 400000) g")
-        .await?;
+    src.batch_execute(
+        "INSERT INTO events SELECT 0, g, repeat('s', 200) FROM generate_series(1, 400000) g",
+    )
+    .await?;
     let (path, _) = pair.config("snapcrash", "", "schema = \"public\"")?;
     let path = path.to_str().unwrap().to_string();
     let log = pair.dir.path().join("snapcrash.log");
@@ -132,16 +152,14 @@ async fn kill_during_snapshot_then_restart_copies_everything_once() -> anyhow::R
         None,
     )
     .await?;
-    child.kill()?;
-    child.wait()?;
+    child.kill();
     // Changes made between the crash and the restart are not lost.
     write_batch(&src, 0, 20).await?;
     let mut child = spawn_bin(&["run", "--config", &path], &log);
     wait_same(&src, &dst, &TABLES, None).await?;
     write_batch(&src, 20, 40).await?;
     wait_same(&src, &dst, &TABLES, None).await?;
-    child.kill()?;
-    child.wait()?;
+    child.kill();
     let (ok, out, err) = run_bin(&["status", "--config", &path]);
     assert!(ok, "{err}");
     assert!(out.contains("change data capture"), "{out}");

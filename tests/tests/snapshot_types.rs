@@ -58,7 +58,8 @@ async fn every_type_round_trips_through_snapshot_and_cdc() -> anyhow::Result<()>
     for id in 1..=3 {
         src.batch_execute(&core_row(id)).await?;
     }
-    src.batch_execute("INSERT INTO core_types (id) VALUES (100)").await?; // all NULLs
+    src.batch_execute("INSERT INTO core_types (id) VALUES (100)")
+        .await?; // all NULLs
     src.batch_execute(OTHER_ROW).await?;
 
     let (_, config) = pair.config("types", "", "schema = \"public\"")?;
@@ -84,7 +85,10 @@ async fn every_type_round_trips_through_snapshot_and_cdc() -> anyhow::Result<()>
         .collect();
     assert!(types.contains(&"numeric(40,20)".to_string()), "{types:?}");
     assert!(types.contains(&"postgres.mood[]".to_string()), "{types:?}");
-    assert!(types.contains(&"postgres.positive".to_string()), "{types:?}");
+    assert!(
+        types.contains(&"postgres.positive".to_string()),
+        "{types:?}"
+    );
 
     dst.batch_execute("RESET search_path").await?;
 
@@ -92,11 +96,16 @@ async fn every_type_round_trips_through_snapshot_and_cdc() -> anyhow::Result<()>
     for id in 4..=5 {
         src.batch_execute(&core_row(id)).await?;
     }
-    src.batch_execute(&OTHER_ROW.replace("VALUES (1,", "VALUES (2,")).await?;
-    src.batch_execute("INSERT INTO core_types (id) VALUES (101)").await?;
+    src.batch_execute(&OTHER_ROW.replace("VALUES (1,", "VALUES (2,"))
+        .await?;
+    src.batch_execute("INSERT INTO core_types (id) VALUES (101)")
+        .await?;
     wait_same(&src, &dst, &tables, Some(&running)).await?;
     let big: i32 = dst
-        .query_one("SELECT length(big) FROM postgres.core_types WHERE id = 5", &[])
+        .query_one(
+            "SELECT length(big) FROM postgres.core_types WHERE id = 5",
+            &[],
+        )
         .await?
         .get(0);
     assert_eq!(big, 1_100_001);

@@ -64,12 +64,12 @@ impl ConnectionSettings {
         url: &str,
         password_file: Option<&Path>,
     ) -> Result<Self, ConnectionError> {
-        let parsed: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
-            ConnectionError::Url {
-                side,
-                message: e.to_string(),
-            }
-        })?;
+        let parsed: tokio_postgres::Config =
+            url.parse()
+                .map_err(|e: tokio_postgres::Error| ConnectionError::Url {
+                    side,
+                    message: e.to_string(),
+                })?;
         let host = match parsed.get_hosts().first() {
             Some(Host::Tcp(h)) => h.clone(),
             Some(Host::Unix(p)) => p.display().to_string(),
@@ -186,9 +186,16 @@ mod tests {
 
     #[test]
     fn reads_url_parts_and_hides_the_password() {
-        let s = ConnectionSettings::from_url("source", "postgres://bob:secret@10.0.0.1:6000/shop", None)
-            .unwrap();
-        assert_eq!((s.host.as_str(), s.port, s.user.as_str()), ("10.0.0.1", 6000, "bob"));
+        let s = ConnectionSettings::from_url(
+            "source",
+            "postgres://bob:secret@10.0.0.1:6000/shop",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            (s.host.as_str(), s.port, s.user.as_str()),
+            ("10.0.0.1", 6000, "bob")
+        );
         assert_eq!(s.dbname, "shop");
         assert!(!format!("{s:?}").contains("secret"));
     }
@@ -204,7 +211,8 @@ mod tests {
 
     #[test]
     fn rejects_a_bad_url() {
-        let e = ConnectionSettings::from_url("source", "postgres://h:notaport/db", None).unwrap_err();
+        let e =
+            ConnectionSettings::from_url("source", "postgres://h:notaport/db", None).unwrap_err();
         assert!(e.to_string().starts_with("source url"), "{e}");
     }
 }

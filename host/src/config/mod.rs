@@ -199,7 +199,9 @@ impl Config {
         }
         if let Some(tables) = &self.source.tables {
             if tables.is_empty() {
-                return Err("source.tables is empty: list at least one table or use source.schema".into());
+                return Err(
+                    "source.tables is empty: list at least one table or use source.schema".into(),
+                );
             }
             for t in tables {
                 if t.split('.').count() != 2 || t.starts_with('.') || t.ends_with('.') {
@@ -292,7 +294,9 @@ config = { columns = ["email"] }
     #[test]
     fn names_an_unknown_key() {
         let text = GOOD.replace("tables =", "tabels =");
-        let err = Config::parse(&text, Path::new("c.toml")).unwrap_err().to_string();
+        let err = Config::parse(&text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field `tabels`"), "{err}");
         assert!(err.contains("line 5"), "{err}");
     }
@@ -303,9 +307,12 @@ config = { columns = ["email"] }
             .unwrap_err()
             .to_string();
         assert!(err.contains("lower-case"), "{err}");
-        let err = Config::parse(&GOOD.replace("public.orders", "orders"), Path::new("c.toml"))
-            .unwrap_err()
-            .to_string();
+        let err = Config::parse(
+            &GOOD.replace("public.orders", "orders"),
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("schema-qualified"), "{err}");
     }
 }

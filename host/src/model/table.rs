@@ -124,7 +124,10 @@ mod tests {
     fn parses_and_quotes_names() {
         let t = TableName::parse("orders", "public");
         assert_eq!(t, TableName::new("public", "orders"));
-        assert_eq!(TableName::new("we\"ird", "x").quoted(), "\"we\"\"ird\".\"x\"");
+        assert_eq!(
+            TableName::new("we\"ird", "x").quoted(),
+            "\"we\"\"ird\".\"x\""
+        );
         assert_eq!(quote_literal("it's"), "'it''s'");
     }
 }

@@ -114,9 +114,7 @@ impl Cdc<'_> {
                 return Err(CdcError::Ended);
             };
             match event {
-                StreamEvent::Begin {
-                    final_lsn, xid, ..
-                } => {
+                StreamEvent::Begin { final_lsn, xid, .. } => {
                     let skip = final_lsn < self.durable;
                     if skip {
                         tracing::debug!(%final_lsn, xid, "skipping a transaction applied before");
@@ -133,7 +131,8 @@ impl Cdc<'_> {
                     ..
                 } => {
                     let open = tx.take();
-                    self.flush(&mut batch, &mut batch_table, open.as_ref()).await?;
+                    self.flush(&mut batch, &mut batch_table, open.as_ref())
+                        .await?;
                     if self.sink.in_transaction() {
                         let progress = Progress {
                             lsn: end_lsn,
@@ -163,22 +162,34 @@ impl Cdc<'_> {
                         Message::Relation(rel) => {
                             let oid = rel.oid;
                             let mut guard = self.transform.lock().await;
-                            let update = self.relations.on_relation(rel, self.source, guard.as_mut()).await?;
+                            let update = self
+                                .relations
+                                .on_relation(rel, self.source, guard.as_mut())
+                                .await?;
                             drop(guard);
                             if let RelationUpdate::Changed { mapping, new_types } = update {
-                                self.flush(&mut batch, &mut batch_table, tx.as_ref()).await?;
+                                self.flush(&mut batch, &mut batch_table, tx.as_ref())
+                                    .await?;
                                 tracing::info!(table = %mapping.source.name, "relation changed on the source");
                                 if !new_types.is_empty() {
                                     let refs: Vec<_> = new_types.iter().collect();
-                                    ddl::ensure_schema_and_types(self.sink.client(), &mapping.destination.schema, &refs)
-                                        .await
-                                        .map_err(|e| CdcError::Ddl {
+                                    ddl::ensure_schema_and_types(
+                                        self.sink.client(),
+                                        &mapping.destination.schema,
+                                        &refs,
+                                    )
+                                    .await
+                                    .map_err(|e| {
+                                        CdcError::Ddl {
                                             table: mapping.destination.to_string(),
                                             source: match e {
                                                 ddl::DdlError::Statement { source, .. } => source,
-                                                ddl::DdlError::Incompatible { .. } => unreachable!("not produced"),
+                                                ddl::DdlError::Incompatible { .. } => {
+                                                    unreachable!("not produced")
+                                                }
                                             },
-                                        })?;
+                                        }
+                                    })?;
                                 }
                                 needs_ddl_check.insert(oid);
                             }
@@ -186,23 +197,54 @@ impl Cdc<'_> {
                         Message::Type { .. } | Message::Origin { .. } | Message::Boundary(_) => {}
                         Message::Insert { rel, new } => {
                             if !skip {
-                                self.push(rel, Op::Insert, None, Some(new), &mut batch, &mut batch_table, &mut needs_ddl_check, tx.as_ref()).await?;
+                                self.push(
+                                    rel,
+                                    Op::Insert,
+                                    None,
+                                    Some(new),
+                                    &mut batch,
+                                    &mut batch_table,
+                                    &mut needs_ddl_check,
+                                    tx.as_ref(),
+                                )
+                                .await?;
                             }
                         }
                         Message::Update { rel, old, new } => {
                             if !skip {
                                 let old = old.map(|(_, row)| row);
-                                self.push(rel, Op::Update, old, Some(new), &mut batch, &mut batch_table, &mut needs_ddl_check, tx.as_ref()).await?;
+                                self.push(
+                                    rel,
+                                    Op::Update,
+                                    old,
+                                    Some(new),
+                                    &mut batch,
+                                    &mut batch_table,
+                                    &mut needs_ddl_check,
+                                    tx.as_ref(),
+                                )
+                                .await?;
                             }
                         }
                         Message::Delete { rel, old: (_, old) } => {
                             if !skip {
-                                self.push(rel, Op::Delete, Some(old), None, &mut batch, &mut batch_table, &mut needs_ddl_check, tx.as_ref()).await?;
+                                self.push(
+                                    rel,
+                                    Op::Delete,
+                                    Some(old),
+                                    None,
+                                    &mut batch,
+                                    &mut batch_table,
+                                    &mut needs_ddl_check,
+                                    tx.as_ref(),
+                                )
+                                .await?;
                             }
                         }
                         Message::Truncate { rels, .. } => {
                             if !skip {
-                                self.flush(&mut batch, &mut batch_table, tx.as_ref()).await?;
+                                self.flush(&mut batch, &mut batch_table, tx.as_ref())
+                                    .await?;
                                 let mut tables = Vec::new();
                                 for oid in rels {
                                     let m = self.relations.get(oid)?;
@@ -248,7 +290,9 @@ impl Cdc<'_> {
                 self.sink.execute_ddl(&mapping.destination, &sql).await?;
             }
         }
-        let same = batch_table.as_ref().is_some_and(|m| Arc::ptr_eq(m, &mapping));
+        let same = batch_table
+            .as_ref()
+            .is_some_and(|m| Arc::ptr_eq(m, &mapping));
         if !same || batch.len() >= ROW_BATCH {
             self.flush(batch, batch_table, tx).await?;
             *batch_table = Some(mapping.clone());
@@ -286,7 +330,9 @@ impl Cdc<'_> {
                 })?;
             let lsn = tx.map_or(Lsn::ZERO, |t| t.final_lsn).to_string();
             self.sink.begin().await?;
-            self.sink.dead_letter(&mapping.source.name, &lsn, &outcome.dead_letters).await?;
+            self.sink
+                .dead_letter(&mapping.source.name, &lsn, &outcome.dead_letters)
+                .await?;
             self.sink.counts.skipped += outcome.skipped as i64;
         }
         self.sink.apply(&mapping, changes).await?;

@@ -59,7 +59,9 @@ pub enum RunError {
     #[error(transparent)]
     Transform(#[from] TransformError),
     /// Two source tables map to one destination table.
-    #[error("source tables {a} and {b} would both land in destination table {dest}: map one elsewhere")]
+    #[error(
+        "source tables {a} and {b} would both land in destination table {dest}: map one elsewhere"
+    )]
     Collision {
         /// First source table.
         a: String,
@@ -104,7 +106,10 @@ pub struct RunOptions {
     pub transform: Box<dyn Transform>,
 }
 
-async fn connect(settings: &ConnectionSettings, app: &str) -> Result<tokio_postgres::Client, RunError> {
+async fn connect(
+    settings: &ConnectionSettings,
+    app: &str,
+) -> Result<tokio_postgres::Client, RunError> {
     settings.connect(app).await.map_err(|e| RunError::Connect {
         side: settings.side,
         who: settings.describe(),
@@ -164,7 +169,11 @@ async fn run_with_state(
         .clone()
         .unwrap_or_else(|| source_settings.dbname.clone());
     let listed = config.listed_tables();
-    let schema = config.source.schema.clone().unwrap_or_else(|| "public".into());
+    let schema = config
+        .source
+        .schema
+        .clone()
+        .unwrap_or_else(|| "public".into());
     let oids = catalog::select_tables(&source, &schema, listed.as_deref()).await?;
     let selection = catalog::describe(&source, &oids, &dest_schema).await?;
 
@@ -173,7 +182,9 @@ async fn run_with_state(
     {
         let mut t = transform.lock().await;
         for table in &selection.tables {
-            mappings.push(Arc::new(t.map_table(Arc::new(table.clone()), &dest_schema)?));
+            mappings.push(Arc::new(
+                t.map_table(Arc::new(table.clone()), &dest_schema)?,
+            ));
         }
     }
     check_collisions(&mappings)?;
@@ -196,7 +207,9 @@ async fn run_with_state(
     }
     let need_snapshot = match mode {
         Mode::Always => true,
-        Mode::Initial | Mode::InitialOnly | Mode::NoData | Mode::Schemasync => !previous.snapshot_done,
+        Mode::Initial | Mode::InitialOnly | Mode::NoData | Mode::Schemasync => {
+            !previous.snapshot_done
+        }
     };
     if !need_snapshot && slot_info.is_none() && mode != Mode::InitialOnly {
         return Err(RunError::SlotLost(slot));
@@ -214,14 +227,22 @@ async fn run_with_state(
             ddl::create_table(&dest, m, false).await?;
         }
         state.set(Some("schema sync"), "paused", None).await?;
-        tracing::info!(tables = active.len(), "schema sync done: destination tables created, connector paused");
+        tracing::info!(
+            tables = active.len(),
+            "schema sync done: destination tables created, connector paused"
+        );
         return Ok(());
     }
 
     let (mut stream, durable) = if need_snapshot {
-        state.set(Some("initial snapshot"), "initializing", None).await?;
+        state
+            .set(Some("initial snapshot"), "initializing", None)
+            .await?;
         if slot_info.is_some() {
-            tracing::info!(slot, "dropping the old replication slot before a new snapshot");
+            tracing::info!(
+                slot,
+                "dropping the old replication slot before a new snapshot"
+            );
             setup::drop_slot(&source, &slot).await?;
         }
         ddl::ensure_schema_and_types(&dest, &dest_schema, &user_types).await?;
@@ -229,7 +250,8 @@ async fn run_with_state(
         for m in &active {
             ddl::create_table(&dest, m, rebuild).await?;
         }
-        let created = ReplicationStream::create_slot_with_snapshot(source_settings, &slot, &slot).await?;
+        let created =
+            ReplicationStream::create_slot_with_snapshot(source_settings, &slot, &slot).await?;
         tracing::info!(slot, consistent_point = %created.consistent_point, "replication slot created");
         let pairs: Vec<(String, String)> = active
             .iter()
@@ -252,7 +274,9 @@ async fn run_with_state(
             })
             .await?
         };
-        state.finish_snapshot(created.consistent_point, rows as i64).await?;
+        state
+            .finish_snapshot(created.consistent_point, rows as i64)
+            .await?;
         tracing::info!(rows, "initial snapshot finished");
         let mut stream = created.stream;
         if mode == Mode::InitialOnly {
@@ -269,11 +293,14 @@ async fn run_with_state(
             state.set(Some("initial snapshot"), "done", None).await?;
             return Ok(());
         }
-        let stream = ReplicationStream::open(source_settings, &slot, &slot, previous.last_lsn).await?;
+        let stream =
+            ReplicationStream::open(source_settings, &slot, &slot, previous.last_lsn).await?;
         (stream, previous.last_lsn)
     };
 
-    state.set(Some("change data capture"), "polling", None).await?;
+    state
+        .set(Some("change data capture"), "polling", None)
+        .await?;
     tracing::info!(slot, from = %durable, "streaming changes");
     let mut relations = Relations::new(&dest_schema);
     for m in &mappings {
@@ -304,7 +331,11 @@ fn check_collisions(mappings: &[Arc<TableMapping>]) -> Result<(), RunError> {
         let dest = m.destination.to_string();
         let src = m.source.name.to_string();
         if let Some(other) = seen.insert(dest.clone(), src.clone()) {
-            return Err(RunError::Collision { a: other, b: src, dest });
+            return Err(RunError::Collision {
+                a: other,
+                b: src,
+                dest,
+            });
         }
     }
     Ok(())

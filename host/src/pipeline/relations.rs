@@ -81,7 +81,9 @@ impl Relations {
                 && p.name.name == rel.name
                 && p.columns.len() == rel.columns.len()
                 && p.columns.iter().zip(&rel.columns).all(|(a, b)| {
-                    a.name == b.name && a.type_oid == b.type_oid && a.type_modifier == b.type_modifier
+                    a.name == b.name
+                        && a.type_oid == b.type_oid
+                        && a.type_modifier == b.type_modifier
                 })
         });
         if same {
@@ -92,9 +94,11 @@ impl Relations {
         let mut columns = Vec::with_capacity(rel.columns.len());
         for rc in &rel.columns {
             let known = previous.as_ref().and_then(|p| {
-                p.columns
-                    .iter()
-                    .find(|c| c.name == rc.name && c.type_oid == rc.type_oid && c.type_modifier == rc.type_modifier)
+                p.columns.iter().find(|c| {
+                    c.name == rc.name
+                        && c.type_oid == rc.type_oid
+                        && c.type_modifier == rc.type_modifier
+                })
             });
             let column = match known {
                 Some(c) => c.clone(),

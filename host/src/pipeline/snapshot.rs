@@ -144,7 +144,9 @@ async fn copy_table(
         source,
     };
     let started = Instant::now();
-    job.state.set_table_phase(&table, "copying", Some(0)).await?;
+    job.state
+        .set_table_phase(&table, "copying", Some(0))
+        .await?;
     tracing::info!(table = %table, destination = %mapping.destination, "snapshot copy started");
 
     dest.batch_execute(&format!("BEGIN; TRUNCATE {}", mapping.destination.quoted()))
@@ -175,7 +177,9 @@ async fn copy_table(
     let mut rows: u64 = 0;
     let mut out = BytesMut::with_capacity(SEND_CHUNK * 2);
     let mut last_report = Instant::now();
-    let mut row_path = mapping.transforms_rows.then(|| RowPath::new(mapping.clone()));
+    let mut row_path = mapping
+        .transforms_rows
+        .then(|| RowPath::new(mapping.clone()));
     let mut dead_letters = Vec::new();
     let mut skipped = 0u64;
     while let Some(chunk) = stream.next().await {
@@ -223,7 +227,9 @@ async fn copy_table(
         .map_err(dst_err)?;
     }
     dest.batch_execute("COMMIT").await.map_err(dst_err)?;
-    job.state.set_table_phase(&table, "copied", Some(rows as i64)).await?;
+    job.state
+        .set_table_phase(&table, "copied", Some(rows as i64))
+        .await?;
     let secs = started.elapsed().as_secs_f64();
     tracing::info!(
         table = %table,

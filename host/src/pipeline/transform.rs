@@ -41,8 +41,11 @@ pub struct DeadLetter {
 /// Reshapes tables and rows between the source and the destination.
 pub trait Transform: Send {
     /// Computes where a source table lands. Called once per relation version.
-    fn map_table(&mut self, source: Arc<TableSchema>, dest_schema: &str)
-        -> Result<TableMapping, TransformError>;
+    fn map_table(
+        &mut self,
+        source: Arc<TableSchema>,
+        dest_schema: &str,
+    ) -> Result<TableMapping, TransformError>;
 
     /// Transforms a batch of changes of one table in place (rows already in the mapping's
     /// destination layout). Changes removed from `batch` are not applied.

@@ -246,7 +246,9 @@ fn apply(step: &RowStep, change: &mut RowChange, verdict: Verdict) -> Result<boo
     match verdict {
         Verdict::Keep => Ok(true),
         Verdict::Skip => Ok(false),
-        Verdict::Error(m) => Err(CallError::Plugin(super::bindings::wit::PluginError::Failed(m))),
+        Verdict::Error(m) => Err(CallError::Plugin(
+            super::bindings::wit::PluginError::Failed(m),
+        )),
         Verdict::Route(t) => Err(CallError::Invalid(format!(
             "a route to table {t}, which this version of pgmorph does not support"
         ))),
@@ -280,7 +282,12 @@ fn apply(step: &RowStep, change: &mut RowChange, verdict: Verdict) -> Result<boo
 /// Validates a row the plugin modified against the columns it declared.
 fn check_row(step: &RowStep, out: &Row, input: &Row, is_new: bool) -> Result<(), CallError> {
     for ((cell, column), &p) in out.iter().zip(&step.columns).zip(&step.positions) {
-        let bad = |why: String| Err(CallError::Invalid(format!("column {:?}: {why}", column.name)));
+        let bad = |why: String| {
+            Err(CallError::Invalid(format!(
+                "column {:?}: {why}",
+                column.name
+            )))
+        };
         match cell {
             Cell::Unchanged if input.get(p) != Some(&Cell::Unchanged) => {
                 return bad("the unchanged-TOAST marker on a value the source sent".into());

@@ -45,10 +45,7 @@ pub(crate) fn encode(out: &mut Vec<u8>, changes: &[RowChange], positions: &[usiz
 #[derive(Debug)]
 pub(crate) enum Verdict {
     Keep,
-    Modified {
-        old: Option<Row>,
-        new: Option<Row>,
-    },
+    Modified { old: Option<Row>, new: Option<Row> },
     Skip,
     Error(String),
     Route(String),
@@ -119,8 +116,16 @@ pub(crate) fn decode(buf: Vec<u8>, count: usize, width: usize) -> Result<Vec<Ver
             0 => Verdict::Keep,
             1 => {
                 let flags = r.u8()?;
-                let old = if flags & 1 != 0 { Some(r.row(width)?) } else { None };
-                let new = if flags & 2 != 0 { Some(r.row(width)?) } else { None };
+                let old = if flags & 1 != 0 {
+                    Some(r.row(width)?)
+                } else {
+                    None
+                };
+                let new = if flags & 2 != 0 {
+                    Some(r.row(width)?)
+                } else {
+                    None
+                };
                 Verdict::Modified { old, new }
             }
             2 => Verdict::Skip,
@@ -152,10 +157,7 @@ mod tests {
         };
         let mut out = Vec::new();
         encode(&mut out, &[change], &[2, 1]);
-        assert_eq!(
-            out,
-            [1, 0, 0, 0, 2, 3, 0, 0, 2, 2, 0, 0, 0, b'x', b'y', 1]
-        );
+        assert_eq!(out, [1, 0, 0, 0, 2, 3, 0, 0, 2, 2, 0, 0, 0, b'x', b'y', 1]);
     }
 
     #[test]
@@ -164,7 +166,10 @@ mod tests {
         let v = decode(buf.clone(), 4, 1).unwrap();
         assert!(matches!(v[0], Verdict::Keep));
         match &v[1] {
-            Verdict::Modified { old: None, new: Some(row) } => assert_eq!(row[0], Cell::text("z")),
+            Verdict::Modified {
+                old: None,
+                new: Some(row),
+            } => assert_eq!(row[0], Cell::text("z")),
             other => panic!("{other:?}"),
         }
         assert!(matches!(v[2], Verdict::Skip));

@@ -251,11 +251,10 @@ pub(crate) fn load_component(
         }
     }
     let started = Instant::now();
-    let component =
-        Component::new(&runtime.engine, &bytes).map_err(|e| PluginError::Invalid {
-            path: path.to_path_buf(),
-            message: format!("{e:#}"),
-        })?;
+    let component = Component::new(&runtime.engine, &bytes).map_err(|e| PluginError::Invalid {
+        path: path.to_path_buf(),
+        message: format!("{e:#}"),
+    })?;
     tracing::info!(plugin = %path.display(), ms = started.elapsed().as_millis() as u64, "plugin compiled");
     if let Some(cached) = cached {
         if let Err(e) = store_in_cache(&component, &cached) {

@@ -115,7 +115,10 @@ impl PluginInstance {
     }
 
     fn deadline_ticks(&self) -> u64 {
-        self.timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64).max(1) + 1
+        self.timeout_ms
+            .div_ceil(EPOCH_TICK.as_millis() as u64)
+            .max(1)
+            + 1
     }
 
     fn classify(&self, e: wasmtime::Error) -> CallError {
@@ -195,7 +198,10 @@ impl PluginInstance {
 
     /// The row hook over one encoded batch.
     pub(crate) fn transform_rows(&mut self, id: u32, batch: &[u8]) -> Result<Vec<u8>, CallError> {
-        self.call(|p, s| p.pgmorph_plugin_transform().call_transform_rows(s, id, batch))?
-            .map_err(CallError::Plugin)
+        self.call(|p, s| {
+            p.pgmorph_plugin_transform()
+                .call_transform_rows(s, id, batch)
+        })?
+        .map_err(CallError::Plugin)
     }
 }

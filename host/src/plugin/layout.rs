@@ -119,7 +119,10 @@ pub(crate) fn compose(
     for (k, plugin) in plugins.iter_mut().enumerate() {
         let input = to_wit(&name, &columns);
         let out = plugin.map_table(ids[k], &input).map_err(|e| {
-            format!("plugin {} failed to map table {}: {e}", plugin.name, source.name)
+            format!(
+                "plugin {} failed to map table {}: {e}",
+                plugin.name, source.name
+            )
         })?;
         let out = match out {
             wit::TableMapping::Skip => {
@@ -133,7 +136,12 @@ pub(crate) fn compose(
             }
             wit::TableMapping::Keep(out) => out,
         };
-        let fail = |what: String| format!("plugin {} mapped table {} wrongly: {what}", plugin.name, source.name);
+        let fail = |what: String| {
+            format!(
+                "plugin {} mapped table {} wrongly: {what}",
+                plugin.name, source.name
+            )
+        };
         if out.schema.is_empty() || out.name.is_empty() {
             return Err(fail("empty destination schema or table name".into()));
         }
@@ -142,13 +150,19 @@ pub(crate) fn compose(
         let mut old_to_new: Vec<Option<usize>> = vec![None; columns.len()];
         for (q, c) in out.columns.iter().enumerate() {
             if c.name.is_empty() || !seen.insert(c.name.as_str()) {
-                return Err(fail(format!("column name {:?} is empty or repeated", c.name)));
+                return Err(fail(format!(
+                    "column name {:?} is empty or repeated",
+                    c.name
+                )));
             }
             let column = match c.source {
                 wit::ColumnSource::Input(i) => {
                     let i = i as usize;
                     let Some(prev) = columns.get(i) else {
-                        return Err(fail(format!("column {:?} refers to input column {i}, which does not exist", c.name)));
+                        return Err(fail(format!(
+                            "column {:?} refers to input column {i}, which does not exist",
+                            c.name
+                        )));
                     };
                     old_to_new[i].get_or_insert(q);
                     let mut column = prev.clone();
@@ -174,7 +188,10 @@ pub(crate) fn compose(
         }
         for (i, prev) in columns.iter().enumerate() {
             if prev.is_key && old_to_new[i].is_none() {
-                return Err(fail(format!("it drops key column {:?}, which updates and deletes need", prev.name)));
+                return Err(fail(format!(
+                    "it drops key column {:?}, which updates and deletes need",
+                    prev.name
+                )));
             }
         }
         for (_, positions) in &mut steps {
@@ -187,7 +204,9 @@ pub(crate) fn compose(
             let mut step_columns = Vec::with_capacity(wanted.len());
             for w in wanted {
                 let Some(q) = out.columns.iter().position(|c| &c.name == w) else {
-                    return Err(fail(format!("it asks for rows with column {w:?}, which it does not output")));
+                    return Err(fail(format!(
+                        "it asks for rows with column {w:?}, which it does not output"
+                    )));
                 };
                 if positions.contains(&Some(q)) {
                     return Err(fail(format!("it asks for column {w:?} twice")));
@@ -202,7 +221,10 @@ pub(crate) fn compose(
             }
             for c in &out.columns {
                 if matches!(c.source, wit::ColumnSource::Computed) && !wanted.contains(&c.name) {
-                    return Err(fail(format!("computed column {:?} is not among the row columns that fill it", c.name)));
+                    return Err(fail(format!(
+                        "computed column {:?} is not among the row columns that fill it",
+                        c.name
+                    )));
                 }
             }
             steps.push((
@@ -214,8 +236,15 @@ pub(crate) fn compose(
                 },
                 positions,
             ));
-        } else if let Some(c) = out.columns.iter().find(|c| matches!(c.source, wit::ColumnSource::Computed)) {
-            return Err(fail(format!("computed column {:?} needs the row hook, but it asks for no rows", c.name)));
+        } else if let Some(c) = out
+            .columns
+            .iter()
+            .find(|c| matches!(c.source, wit::ColumnSource::Computed))
+        {
+            return Err(fail(format!(
+                "computed column {:?} needs the row hook, but it asks for no rows",
+                c.name
+            )));
         }
         schema_changed |= out.schema != name.schema;
         name = TableName::new(out.schema, out.name);

@@ -21,8 +21,8 @@ use std::path::PathBuf;
 pub use chain::{LoadOptions, PluginChain};
 pub use engine::default_cache_dir;
 pub use offline::{
-    check, check_with, describe_mapping, run_offline, run_offline_with, schema_from_jsonl, OfflineRun,
-    PluginReport,
+    check, check_with, describe_mapping, run_offline, run_offline_with, schema_from_jsonl,
+    OfflineRun, PluginReport,
 };
 
 /// Default memory cap of one plugin instance.

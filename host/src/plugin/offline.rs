@@ -9,7 +9,9 @@ use std::time::Instant;
 use wasmtime::component::types::ComponentItem;
 
 use crate::config::{OnError, PluginSettings};
-use crate::model::{Cell, Column, Op, ReplicaIdentity, Row, RowChange, TableMapping, TableName, TableSchema};
+use crate::model::{
+    Cell, Column, Op, ReplicaIdentity, Row, RowChange, TableMapping, TableName, TableSchema,
+};
 use crate::pipeline::transform::Transform;
 
 use super::bindings;
@@ -36,7 +38,14 @@ pub struct PluginReport {
 
 impl fmt::Display for PluginReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{}: valid {} component ({} bytes, loaded in {} ms)", self.path.display(), self.world, self.size, self.load_ms)?;
+        writeln!(
+            f,
+            "{}: valid {} component ({} bytes, loaded in {} ms)",
+            self.path.display(),
+            self.world,
+            self.size,
+            self.load_ms
+        )?;
         writeln!(f, "exports:")?;
         for e in &self.exports {
             writeln!(f, "  {e}")?;
@@ -114,13 +123,26 @@ pub fn describe_mapping(mapping: &TableMapping) -> String {
         out.push_str(&format!("{} -> skipped\n", source.name));
         return out;
     }
-    out.push_str(&format!("{} -> {}{}\n", source.name, mapping.destination, if mapping.transforms_rows { " (row plugins)" } else { "" }));
+    out.push_str(&format!(
+        "{} -> {}{}\n",
+        source.name,
+        mapping.destination,
+        if mapping.transforms_rows {
+            " (row plugins)"
+        } else {
+            ""
+        }
+    ));
     for c in &mapping.columns {
         let from = match c.source_index.and_then(|i| source.columns.get(i)) {
             Some(s) => format!("{} {}", s.name, s.type_sql),
             None => "(computed)".to_string(),
         };
-        let by = if c.changed_by.is_empty() { String::new() } else { format!("  [{}]", c.changed_by.join(", ")) };
+        let by = if c.changed_by.is_empty() {
+            String::new()
+        } else {
+            format!("  [{}]", c.changed_by.join(", "))
+        };
         let key = if c.is_key { " key" } else { "" };
         out.push_str(&format!("  {from} -> {} {}{key}{by}\n", c.name, c.type_sql));
     }
@@ -136,12 +158,19 @@ pub fn describe_mapping(mapping: &TableMapping) -> String {
 /// "key": true}, ...]}`, or else inferred from the first row's keys (in alphabetical order; a
 /// column named `id` is the key).
 pub fn schema_from_jsonl(name: &TableName, rows_jsonl: &str) -> Result<TableSchema, PluginError> {
-    let first = rows_jsonl.lines().find(|l| !l.trim().is_empty()).ok_or_else(|| PluginError::Input("the rows file is empty".into()))?;
-    let value: serde_json::Value = serde_json::from_str(first).map_err(|e| PluginError::Input(format!("line 1 is not JSON: {e}")))?;
+    let first = rows_jsonl
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .ok_or_else(|| PluginError::Input("the rows file is empty".into()))?;
+    let value: serde_json::Value = serde_json::from_str(first)
+        .map_err(|e| PluginError::Input(format!("line 1 is not JSON: {e}")))?;
     let mut columns = Vec::new();
     if let Some(cols) = value.get("columns").and_then(|c| c.as_array()) {
         for c in cols {
-            let col_name = c.get("name").and_then(|n| n.as_str()).ok_or_else(|| PluginError::Input("a column needs a \"name\"".into()))?;
+            let col_name = c
+                .get("name")
+                .and_then(|n| n.as_str())
+                .ok_or_else(|| PluginError::Input("a column needs a \"name\"".into()))?;
             let type_sql = c.get("type").and_then(|n| n.as_str()).unwrap_or("text");
             let is_key = c.get("key").and_then(|k| k.as_bool()).unwrap_or(false);
             let not_null = is_key || c.get("not_null").and_then(|k| k.as_bool()).unwrap_or(false);
@@ -149,7 +178,9 @@ pub fn schema_from_jsonl(name: &TableName, rows_jsonl: &str) -> Result<TableSche
         }
     } else {
         let row = value.get("new").or(value.get("old")).unwrap_or(&value);
-        let obj = row.as_object().ok_or_else(|| PluginError::Input("line 1 is not a JSON object".into()))?;
+        let obj = row
+            .as_object()
+            .ok_or_else(|| PluginError::Input("line 1 is not a JSON object".into()))?;
         for (k, v) in obj {
             let type_sql = match v {
                 serde_json::Value::Bool(_) => "boolean",
@@ -201,7 +232,9 @@ fn json_cell(v: &serde_json::Value) -> Cell {
 }
 
 fn source_row(table: &TableSchema, v: &serde_json::Value) -> Result<Row, PluginError> {
-    let obj = v.as_object().ok_or_else(|| PluginError::Input("a row must be a JSON object".into()))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| PluginError::Input("a row must be a JSON object".into()))?;
     Ok(table
         .columns
         .iter()
@@ -230,7 +263,10 @@ pub fn run_offline_with(
     rows_jsonl: &str,
     options: &LoadOptions,
 ) -> Result<OfflineRun, PluginError> {
-    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut settings = settings.clone();
     settings.on_error = OnError::DeadLetter;
     let mut chain = PluginChain::from_files(&[(name, path.to_path_buf(), settings)], options)?;
@@ -243,7 +279,8 @@ pub fn run_offline_with(
         if line.trim().is_empty() {
             continue;
         }
-        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| PluginError::Input(format!("line {}: {e}", n + 1)))?;
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| PluginError::Input(format!("line {}: {e}", n + 1)))?;
         if v.get("columns").is_some() {
             continue;
         }
@@ -255,15 +292,25 @@ pub fn run_offline_with(
                     "insert" => Op::Insert,
                     "update" => Op::Update,
                     "delete" => Op::Delete,
-                    other => return Err(PluginError::Input(format!("line {}: unknown op {other:?}", n + 1))),
+                    other => {
+                        return Err(PluginError::Input(format!(
+                            "line {}: unknown op {other:?}",
+                            n + 1
+                        )))
+                    }
                 };
                 (op, v.get("old"), v.get("new"))
             }
         };
         let project = |r: Option<&serde_json::Value>| -> Result<Option<Row>, PluginError> {
-            r.map(|r| source_row(table, r).map(|row| mapping.project(row))).transpose()
+            r.map(|r| source_row(table, r).map(|row| mapping.project(row)))
+                .transpose()
         };
-        let mut batch = vec![RowChange { op, old: project(old)?, new: project(new)? }];
+        let mut batch = vec![RowChange {
+            op,
+            old: project(old)?,
+            new: project(new)?,
+        }];
         let mut result = serde_json::Map::new();
         result.insert("line".into(), (n + 1).into());
         if mapping.skip {
@@ -271,7 +318,9 @@ pub fn run_offline_with(
             results.push(result.into());
             continue;
         }
-        let outcome = chain.transform_rows(&mapping, &mut batch).map_err(|e| PluginError::Input(e.message))?;
+        let outcome = chain
+            .transform_rows(&mapping, &mut batch)
+            .map_err(|e| PluginError::Input(e.message))?;
         if let Some(dead) = outcome.dead_letters.first() {
             result.insert("result".into(), "dead_letter".into());
             result.insert("error".into(), dead.error.clone().into());

@@ -22,7 +22,11 @@ fn numeric(s: &str) -> bool {
         None => (s, None),
     };
     let mantissa_ok = match mantissa.split_once('.') {
-        Some((a, b)) => (a.is_empty() || digits(a)) && (b.is_empty() || digits(b)) && !(a.is_empty() && b.is_empty()),
+        Some((a, b)) => {
+            (a.is_empty() || digits(a))
+                && (b.is_empty() || digits(b))
+                && !(a.is_empty() && b.is_empty())
+        }
         None => digits(mantissa),
     };
     mantissa_ok && exponent.is_none_or(integer)
@@ -79,17 +83,24 @@ pub(crate) fn check(class: TypeClass, text: &[u8]) -> Result<(), String> {
         TypeClass::Integer => integer(s),
         TypeClass::Float => numeric(s) || s.trim().parse::<f64>().is_ok(),
         TypeClass::Numeric => numeric(s),
-        TypeClass::Bytes => s.strip_prefix("\\x").is_some_and(|h| h.len() % 2 == 0 && hex(h)),
+        TypeClass::Bytes => s
+            .strip_prefix("\\x")
+            .is_some_and(|h| h.len() % 2 == 0 && hex(h)),
         TypeClass::Date => special || date_prefix(s),
         TypeClass::Timestamp | TypeClass::Timestamptz => special || date_prefix(s),
         TypeClass::Time => s.bytes().next().is_some_and(|b| b.is_ascii_digit()),
         TypeClass::Interval => !s.trim().is_empty(),
         TypeClass::Uuid => {
-            let h: String = s.chars().filter(|c| !matches!(c, '-' | '{' | '}')).collect();
+            let h: String = s
+                .chars()
+                .filter(|c| !matches!(c, '-' | '{' | '}'))
+                .collect();
             h.len() == 32 && hex(&h)
         }
         TypeClass::Json => serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok(),
-        TypeClass::Array => s.trim_end().ends_with('}') && (s.starts_with('{') || s.starts_with('[')),
+        TypeClass::Array => {
+            s.trim_end().ends_with('}') && (s.starts_with('{') || s.starts_with('['))
+        }
         TypeClass::Text | TypeClass::Other => true,
     };
     if ok {

@@ -112,7 +112,11 @@ impl Sink {
     }
 
     /// Applies changes of one table, in order.
-    pub async fn apply(&mut self, mapping: &Arc<TableMapping>, changes: Vec<RowChange>) -> Result<(), ApplyError> {
+    pub async fn apply(
+        &mut self,
+        mapping: &Arc<TableMapping>,
+        changes: Vec<RowChange>,
+    ) -> Result<(), ApplyError> {
         self.begin().await?;
         for change in changes {
             match change.op {
@@ -141,7 +145,12 @@ impl Sink {
     }
 
     /// Writes dead-lettered rows in the open transaction.
-    pub async fn dead_letter(&mut self, source: &TableName, lsn: &str, rows: &[DeadLetter]) -> Result<(), ApplyError> {
+    pub async fn dead_letter(
+        &mut self,
+        source: &TableName,
+        lsn: &str,
+        rows: &[DeadLetter],
+    ) -> Result<(), ApplyError> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -166,7 +175,13 @@ impl Sink {
                 d.row.to_string(),
             ];
             self.client
-                .execute(&stmt, &[&params[0], &params[1], &params[2], &params[3], &params[4], &params[5], &params[6]])
+                .execute(
+                    &stmt,
+                    &[
+                        &params[0], &params[1], &params[2], &params[3], &params[4], &params[5],
+                        &params[6],
+                    ],
+                )
                 .await
                 .map_err(failed(&table))?;
         }
@@ -187,26 +202,39 @@ impl Sink {
         }
         self.flush().await?;
         let state = TableName::new("pgmorph", "state");
-        let p = self.prepare(&state, crate::state::store_sql::PROGRESS).await?;
+        let p = self
+            .prepare(&state, crate::state::store_sql::PROGRESS)
+            .await?;
         let s = self.prepare(&state, crate::state::store_sql::STATS).await?;
         self.counts.skipped += skipped;
         let c = self.counts;
         let offset = progress.to_json().to_string();
-        let nums: Vec<String> = [c.inserts, c.updates, c.deletes, c.truncates, c.skipped, c.dead_lettered]
-            .iter()
-            .map(i64::to_string)
-            .collect();
+        let nums: Vec<String> = [
+            c.inserts,
+            c.updates,
+            c.deletes,
+            c.truncates,
+            c.skipped,
+            c.dead_lettered,
+        ]
+        .iter()
+        .map(i64::to_string)
+        .collect();
         let commit_us = (progress.commit_time + 946_684_800_000_000).to_string();
         let name = self.connector.clone();
         let progress_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&name, &offset];
-        let stats_params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] =
-            [&name, &nums[0], &nums[1], &nums[2], &nums[3], &nums[4], &nums[5], &commit_us];
+        let stats_params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+            &name, &nums[0], &nums[1], &nums[2], &nums[3], &nums[4], &nums[5], &commit_us,
+        ];
         let progress_fut = self.client.execute(&p, &progress_params);
         let stats_fut = self.client.execute(&s, &stats_params);
         let (a, b) = futures_util::future::join(progress_fut, stats_fut).await;
         a.map_err(failed(&state))?;
         b.map_err(failed(&state))?;
-        self.client.batch_execute("COMMIT").await.map_err(failed(&state))?;
+        self.client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(failed(&state))?;
         self.in_tx = false;
         Ok(())
     }
@@ -232,7 +260,11 @@ impl Sink {
         Ok(s)
     }
 
-    async fn push_insert(&mut self, mapping: &Arc<TableMapping>, change: RowChange) -> Result<(), ApplyError> {
+    async fn push_insert(
+        &mut self,
+        mapping: &Arc<TableMapping>,
+        change: RowChange,
+    ) -> Result<(), ApplyError> {
         let Some(row) = change.new else {
             return Err(ApplyError::Unusable {
                 table: mapping.destination.to_string(),
@@ -262,15 +294,29 @@ impl Sink {
         };
         let m = &pending.mapping;
         let cols: Vec<String> = m.columns.iter().map(|c| quote_ident(&c.name)).collect();
-        let sql = format!("COPY {} ({}) FROM STDIN", m.destination.quoted(), cols.join(", "));
-        let sink = self.client.copy_in::<_, Bytes>(&sql).await.map_err(failed(&m.destination))?;
+        let sql = format!(
+            "COPY {} ({}) FROM STDIN",
+            m.destination.quoted(),
+            cols.join(", ")
+        );
+        let sink = self
+            .client
+            .copy_in::<_, Bytes>(&sql)
+            .await
+            .map_err(failed(&m.destination))?;
         futures_util::pin_mut!(sink);
-        sink.send(pending.data.freeze()).await.map_err(failed(&m.destination))?;
+        sink.send(pending.data.freeze())
+            .await
+            .map_err(failed(&m.destination))?;
         sink.finish().await.map_err(failed(&m.destination))?;
         Ok(())
     }
 
-    async fn push_update(&mut self, mapping: &Arc<TableMapping>, change: RowChange) -> Result<(), ApplyError> {
+    async fn push_update(
+        &mut self,
+        mapping: &Arc<TableMapping>,
+        change: RowChange,
+    ) -> Result<(), ApplyError> {
         self.flush_copy().await?;
         let table = mapping.destination.clone();
         let new = change.new.ok_or_else(|| ApplyError::Unusable {
@@ -301,7 +347,8 @@ impl Sink {
         }
         self.push_where(mapping, old, &mut sql, &mut params)?;
         let stmt = self.prepare(&table, &sql).await?;
-        self.pipeline.push((stmt, params, mapping.clone(), Op::Update));
+        self.pipeline
+            .push((stmt, params, mapping.clone(), Op::Update));
         self.counts.updates += 1;
         if self.pipeline.len() >= MAX_PIPELINE {
             self.flush_pipeline().await?;
@@ -309,7 +356,11 @@ impl Sink {
         Ok(())
     }
 
-    async fn push_delete(&mut self, mapping: &Arc<TableMapping>, change: RowChange) -> Result<(), ApplyError> {
+    async fn push_delete(
+        &mut self,
+        mapping: &Arc<TableMapping>,
+        change: RowChange,
+    ) -> Result<(), ApplyError> {
         self.flush_copy().await?;
         let table = mapping.destination.clone();
         let old = change.old.ok_or_else(|| ApplyError::Unusable {
@@ -320,7 +371,8 @@ impl Sink {
         let mut params = Vec::new();
         self.push_where(mapping, &old, &mut sql, &mut params)?;
         let stmt = self.prepare(&table, &sql).await?;
-        self.pipeline.push((stmt, params, mapping.clone(), Op::Delete));
+        self.pipeline
+            .push((stmt, params, mapping.clone(), Op::Delete));
         self.counts.deletes += 1;
         if self.pipeline.len() >= MAX_PIPELINE {
             self.flush_pipeline().await?;
@@ -351,7 +403,11 @@ impl Sink {
                     });
                 }
                 params.push(param(&old[i]));
-                sql.push_str(&format!("{} = ${}", quote_ident(&mapping.columns[i].name), params.len()));
+                sql.push_str(&format!(
+                    "{} = ${}",
+                    quote_ident(&mapping.columns[i].name),
+                    params.len()
+                ));
             }
             return Ok(());
         }

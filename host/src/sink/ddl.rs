@@ -41,7 +41,10 @@ pub async fn ensure_schema_and_types(
     types: &[&UserType],
 ) -> Result<(), DdlError> {
     client
-        .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema)))
+        .batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {}",
+            quote_ident(schema)
+        ))
         .await
         .map_err(stmt(format!("schema {schema}")))?;
     for t in types {
@@ -86,12 +89,20 @@ pub fn create_table_sql(m: &TableMapping) -> String {
     if !keys.is_empty() {
         parts.push(format!("PRIMARY KEY ({})", keys.join(", ")));
     }
-    format!("CREATE TABLE {} ({})", m.destination.quoted(), parts.join(", "))
+    format!(
+        "CREATE TABLE {} ({})",
+        m.destination.quoted(),
+        parts.join(", ")
+    )
 }
 
 /// Creates the destination table. With `rebuild`, an existing table is dropped first;
 /// otherwise an existing table is kept if it has every mapped column.
-pub async fn create_table(client: &Client, m: &TableMapping, rebuild: bool) -> Result<(), DdlError> {
+pub async fn create_table(
+    client: &Client,
+    m: &TableMapping,
+    rebuild: bool,
+) -> Result<(), DdlError> {
     let what = format!("table {}", m.destination);
     if rebuild {
         client
@@ -99,7 +110,9 @@ pub async fn create_table(client: &Client, m: &TableMapping, rebuild: bool) -> R
             .await
             .map_err(stmt(what.clone()))?;
     }
-    let existing = destination_columns(client, m).await.map_err(stmt(what.clone()))?;
+    let existing = destination_columns(client, m)
+        .await
+        .map_err(stmt(what.clone()))?;
     if existing.is_empty() {
         client
             .batch_execute(&create_table_sql(m))

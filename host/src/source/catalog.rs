@@ -105,7 +105,12 @@ pub async fn select_tables(
             }
             Ok(rows
                 .iter()
-                .map(|r| (r.get(0), TableName::new(r.get::<_, String>(1), r.get::<_, String>(2))))
+                .map(|r| {
+                    (
+                        r.get(0),
+                        TableName::new(r.get::<_, String>(1), r.get::<_, String>(2)),
+                    )
+                })
                 .collect())
         }
     }
@@ -120,7 +125,8 @@ pub async fn describe(
 ) -> Result<Selection, CatalogError> {
     let mut selection = Selection::default();
     for (oid, name) in tables {
-        let table = describe_table(client, *oid, name, dest_schema, &mut selection.user_types).await?;
+        let table =
+            describe_table(client, *oid, name, dest_schema, &mut selection.user_types).await?;
         let keyless = table.columns.iter().all(|c| !c.is_key);
         if table.identity == ReplicaIdentity::Nothing
             || (keyless && table.identity != ReplicaIdentity::Full)
@@ -180,7 +186,8 @@ async fn describe_table(
         let col_name: String = r.get(0);
         let type_oid: u32 = r.get(1);
         let type_modifier: i32 = r.get(2);
-        let type_sql = resolve_type(client, type_oid, type_modifier, dest_schema, user_types).await?;
+        let type_sql =
+            resolve_type(client, type_oid, type_modifier, dest_schema, user_types).await?;
         columns.push(Column {
             is_key: keys.contains(&col_name),
             name: col_name,
@@ -219,18 +226,32 @@ pub async fn resolve_type(
     let formatted: String = row.get(0);
     let elem: u32 = row.get(3);
     if elem != 0 {
-        let inner = Box::pin(resolve_type(client, elem, type_modifier, dest_schema, user_types)).await?;
+        let inner = Box::pin(resolve_type(
+            client,
+            elem,
+            type_modifier,
+            dest_schema,
+            user_types,
+        ))
+        .await?;
         if inner == "text" && !row.get::<_, bool>(2) {
             return Ok("text".into());
         }
-        return Ok(if row.get::<_, bool>(2) { formatted } else { format!("{inner}[]") });
+        return Ok(if row.get::<_, bool>(2) {
+            formatted
+        } else {
+            format!("{inner}[]")
+        });
     }
     if row.get::<_, bool>(2) {
         return Ok(formatted);
     }
     let typtype: String = row.get(1);
     let own_name: String = client
-        .query_one("SELECT typname::text FROM pg_type WHERE oid = $1", &[&type_oid])
+        .query_one(
+            "SELECT typname::text FROM pg_type WHERE oid = $1",
+            &[&type_oid],
+        )
         .await?
         .get(0);
     let qualified = format!("{}.{}", quote_ident(dest_schema), quote_ident(&own_name));
@@ -245,7 +266,13 @@ pub async fn resolve_type(
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
-            user_types.insert(own_name.clone(), UserType::Enum { name: own_name, labels });
+            user_types.insert(
+                own_name.clone(),
+                UserType::Enum {
+                    name: own_name,
+                    labels,
+                },
+            );
             Ok(qualified)
         }
         "d" => {
@@ -257,7 +284,14 @@ pub async fn resolve_type(
                 .await?;
             let base_oid: u32 = d.get(0);
             let base_mod: i32 = d.get(1);
-            let base_sql = Box::pin(resolve_type(client, base_oid, base_mod, dest_schema, user_types)).await?;
+            let base_sql = Box::pin(resolve_type(
+                client,
+                base_oid,
+                base_mod,
+                dest_schema,
+                user_types,
+            ))
+            .await?;
             let checks = client
                 .query(
                     "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE contypid = $1 AND contype = 'c' ORDER BY conname",

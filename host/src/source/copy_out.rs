@@ -34,7 +34,10 @@ pub async fn open_reader(
 }
 
 /// Streams the mapped source columns of a table, in destination order, in COPY text format.
-pub async fn copy_table(client: &Client, mapping: &TableMapping) -> Result<CopyOutStream, CopyOutError> {
+pub async fn copy_table(
+    client: &Client,
+    mapping: &TableMapping,
+) -> Result<CopyOutStream, CopyOutError> {
     let cols: Vec<String> = mapping
         .columns
         .iter()

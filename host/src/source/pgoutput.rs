@@ -364,7 +364,10 @@ mod tests {
             panic!("not a relation")
         };
         assert_eq!(rel.oid, 16384);
-        assert_eq!((rel.schema.as_str(), rel.name.as_str()), ("public", "orders"));
+        assert_eq!(
+            (rel.schema.as_str(), rel.name.as_str()),
+            ("public", "orders")
+        );
         assert_eq!(rel.identity, ReplicaIdentity::Default);
         assert!(rel.columns[0].is_key && !rel.columns[1].is_key);
         assert_eq!(rel.columns[1].type_oid, 25);
@@ -398,7 +401,10 @@ mod tests {
         b.put_u32(7);
         b.put_u8(b'N');
         tuple(&mut b, &[Some("héllo"), None]);
-        assert!(matches!(decode(b.freeze()).unwrap(), Message::Insert { rel: 7, .. }));
+        assert!(matches!(
+            decode(b.freeze()).unwrap(),
+            Message::Insert { rel: 7, .. }
+        ));
 
         let mut b = BytesMut::new();
         b.put_u8(b'D');
@@ -407,7 +413,10 @@ mod tests {
         tuple(&mut b, &[Some("1"), Some("x")]);
         assert!(matches!(
             decode(b.freeze()).unwrap(),
-            Message::Delete { old: (OldTuple::Full, _), .. }
+            Message::Delete {
+                old: (OldTuple::Full, _),
+                ..
+            }
         ));
 
         let mut b = BytesMut::new();

@@ -37,7 +37,10 @@ pub async fn check_server(client: &Client) -> Result<(), SetupError> {
         .await?;
     if !row.get::<_, bool>(1) {
         let user: String = row.get(0);
-        return Err(SetupError::NotReplicationRole(user.clone(), quote_ident(&user)));
+        return Err(SetupError::NotReplicationRole(
+            user.clone(),
+            quote_ident(&user),
+        ));
     }
     Ok(())
 }

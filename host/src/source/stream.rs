@@ -122,14 +122,16 @@ impl ReplicationStream {
             ))
             .await
             .map_err(|e| StreamError::from_wire(settings, e))?;
-        let row = rows
-            .first()
-            .ok_or_else(|| StreamError::Protocol("CREATE_REPLICATION_SLOT returned no row".into()))?;
+        let row = rows.first().ok_or_else(|| {
+            StreamError::Protocol("CREATE_REPLICATION_SLOT returned no row".into())
+        })?;
         let field = |i: usize| -> Result<String, StreamError> {
             row.get(i)
                 .and_then(|v| v.as_ref())
                 .map(|b| String::from_utf8_lossy(b).into_owned())
-                .ok_or_else(|| StreamError::Protocol(format!("CREATE_REPLICATION_SLOT field {i} missing")))
+                .ok_or_else(|| {
+                    StreamError::Protocol(format!("CREATE_REPLICATION_SLOT field {i} missing"))
+                })
         };
         let consistent_point: Lsn = field(1)?
             .parse()

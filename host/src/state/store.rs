@@ -62,7 +62,13 @@ pub struct TxCounts {
 impl TxCounts {
     /// Whether nothing was counted.
     pub fn is_empty(&self) -> bool {
-        self.inserts + self.updates + self.deletes + self.truncates + self.skipped + self.dead_lettered == 0
+        self.inserts
+            + self.updates
+            + self.deletes
+            + self.truncates
+            + self.skipped
+            + self.dead_lettered
+            == 0
     }
 }
 
@@ -176,7 +182,12 @@ impl StateStore {
     }
 
     /// Sets stage, state and error text, and this process's pid (or -1 when stopping).
-    pub async fn set(&self, stage: Option<&str>, state: &str, err: Option<&str>) -> Result<(), StateError> {
+    pub async fn set(
+        &self,
+        stage: Option<&str>,
+        state: &str,
+        err: Option<&str>,
+    ) -> Result<(), StateError> {
         let pid = if state == "stopped" || state == "error" {
             -1
         } else {
@@ -193,7 +204,11 @@ impl StateStore {
     }
 
     /// Records the snapshot's start: resets table rows and marks the snapshot not done.
-    pub async fn begin_snapshot(&self, tables: &[(String, String)], dest_schema: &str) -> Result<(), StateError> {
+    pub async fn begin_snapshot(
+        &self,
+        tables: &[(String, String)],
+        dest_schema: &str,
+    ) -> Result<(), StateError> {
         self.client
             .execute(
                 "UPDATE pgmorph.state SET snapshot_done = false, last_offset = NULL, dest_schema = $2 WHERE name = $1",
@@ -207,7 +222,10 @@ impl StateStore {
             )
             .await?;
         self.client
-            .execute("DELETE FROM pgmorph.tables WHERE connector = $1", &[&self.name])
+            .execute(
+                "DELETE FROM pgmorph.tables WHERE connector = $1",
+                &[&self.name],
+            )
             .await?;
         for (source, dest) in tables {
             self.client
@@ -221,7 +239,12 @@ impl StateStore {
     }
 
     /// Sets a table's phase and copied-row count.
-    pub async fn set_table_phase(&self, source: &str, phase: &str, rows: Option<i64>) -> Result<(), StateError> {
+    pub async fn set_table_phase(
+        &self,
+        source: &str,
+        phase: &str,
+        rows: Option<i64>,
+    ) -> Result<(), StateError> {
         self.client
             .execute(
                 "UPDATE pgmorph.tables SET phase = $3, rows_copied = coalesce($4, rows_copied) \
@@ -233,7 +256,11 @@ impl StateStore {
     }
 
     /// Marks the snapshot complete at the slot's consistent point.
-    pub async fn finish_snapshot(&self, consistent_point: Lsn, rows: i64) -> Result<(), StateError> {
+    pub async fn finish_snapshot(
+        &self,
+        consistent_point: Lsn,
+        rows: i64,
+    ) -> Result<(), StateError> {
         let offset = Progress {
             lsn: consistent_point,
             ..Progress::default()
