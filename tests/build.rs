@@ -7,8 +7,13 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
-    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let root = manifest_dir.parent().expect("tests/ lives in the workspace").to_path_buf();
+    let manifest_dir = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    );
+    let root = manifest_dir
+        .parent()
+        .expect("tests/ lives in the workspace")
+        .to_path_buf();
     for watched in ["plugins", "plugin-sdk", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
@@ -20,14 +25,33 @@ fn main() {
     let target_dir = target_root.join("wasm-plugins");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
-        .arg(root.join("plugins").join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir);
+    cmd.args([
+        "build",
+        "--release",
+        "--target",
+        "wasm32-wasip2",
+        "--manifest-path",
+    ])
+    .arg(root.join("plugins").join("Cargo.toml"))
+    .arg("--target-dir")
+    .arg(&target_dir);
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy();
         if key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_NET_OFFLINE"
-            || ["RUSTFLAGS", "RUSTC_WORKSPACE_WRAPPER", "MAKEFLAGS", "MFLAGS", "DEBUG", "OPT_LEVEL", "PROFILE", "TARGET", "HOST", "OUT_DIR", "NUM_JOBS"].contains(&key.as_ref())
+            || [
+                "RUSTFLAGS",
+                "RUSTC_WORKSPACE_WRAPPER",
+                "MAKEFLAGS",
+                "MFLAGS",
+                "DEBUG",
+                "OPT_LEVEL",
+                "PROFILE",
+                "TARGET",
+                "HOST",
+                "OUT_DIR",
+                "NUM_JOBS",
+            ]
+            .contains(&key.as_ref())
         {
             cmd.env_remove(key.as_ref());
         }

@@ -25,10 +25,7 @@ impl<'a> Reader<'a> {
     }
 
     fn u32(&mut self) -> Result<u32, Error> {
-        let bytes = self
-            .buf
-            .get(self.pos..self.pos + 4)
-            .ok_or_else(truncated)?;
+        let bytes = self.buf.get(self.pos..self.pos + 4).ok_or_else(truncated)?;
         self.pos += 4;
         Ok(u32::from_le_bytes(bytes.try_into().expect("4 bytes")))
     }
@@ -138,7 +135,11 @@ fn encode_row(out: &mut Vec<u8>, row: &Row<'_>) {
 }
 
 /// Appends one change's verdict to the result buffer.
-pub(crate) fn encode_verdict(out: &mut Vec<u8>, change: &Change<'_>, verdict: Result<Verdict, Error>) {
+pub(crate) fn encode_verdict(
+    out: &mut Vec<u8>,
+    change: &Change<'_>,
+    verdict: Result<Verdict, Error>,
+) {
     match verdict {
         Ok(Verdict::Skip) => out.push(VERDICT_SKIP),
         Ok(Verdict::Keep) => {

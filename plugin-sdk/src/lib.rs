@@ -50,7 +50,7 @@ pub mod testing;
 pub use config::Config;
 pub use error::Error;
 pub use row::{Change, Op, Row, Verdict};
-pub use schema::{Column, ColumnSource, Mapping, MappedColumn, Table, TableSchema, TypeClass};
+pub use schema::{Column, ColumnSource, MappedColumn, Mapping, Table, TableSchema, TypeClass};
 
 /// The generated WIT bindings; not part of the SDK's API.
 #[doc(hidden)]

@@ -6,7 +6,9 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use crate::bindings::pgmorph::plugin::types as wit;
-use crate::{codec, Column, ColumnSource, Config, Error, Mapping, Plugin, Table, TableSchema, TypeClass};
+use crate::{
+    codec, Column, ColumnSource, Config, Error, Mapping, Plugin, Table, TableSchema, TypeClass,
+};
 
 /// A plugin and the tables it has mapped.
 pub struct Runtime<P> {
@@ -36,8 +38,7 @@ impl<P: Plugin> Runtime<P> {
                 }
             }
         }
-        self.tables
-            .insert(id, Table::new(schema, mapping.clone()));
+        self.tables.insert(id, Table::new(schema, mapping.clone()));
         Ok(mapping)
     }
 

@@ -64,13 +64,11 @@ impl TypeClass {
             | "smallserial" | "serial" | "bigserial" => TypeClass::Integer,
             "real" | "double precision" | "float4" | "float8" | "float" => TypeClass::Float,
             "numeric" | "decimal" | "money" => TypeClass::Numeric,
-            "text" | "varchar" | "character varying" | "character" | "char" | "bpchar"
-            | "name" | "citext" => TypeClass::Text,
+            "text" | "varchar" | "character varying" | "character" | "char" | "bpchar" | "name"
+            | "citext" => TypeClass::Text,
             "bytea" => TypeClass::Bytes,
             "date" => TypeClass::Date,
-            "time" | "time without time zone" | "time with time zone" | "timetz" => {
-                TypeClass::Time
-            }
+            "time" | "time without time zone" | "time with time zone" | "timetz" => TypeClass::Time,
             "timestamp" | "timestamp without time zone" => TypeClass::Timestamp,
             "timestamptz" | "timestamp with time zone" => TypeClass::Timestamptz,
             "interval" => TypeClass::Interval,
@@ -386,7 +384,10 @@ mod tests {
         let t = TableSchema::new(
             "public",
             "orders",
-            vec![Column::new("id", "bigint").key(), Column::new("email", "text")],
+            vec![
+                Column::new("id", "bigint").key(),
+                Column::new("email", "text"),
+            ],
         );
         let mut m = Mapping::from_schema(&t);
         m.rename_table("sales", "orders_v2");

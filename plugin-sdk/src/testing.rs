@@ -105,7 +105,10 @@ impl<P: Plugin> TestHost<P> {
         let out = self.runtime.transform_rows(id, &batch)?;
         let bad = || Error::failed("malformed verdict");
         let u32_at = |pos: usize| -> Result<usize, Error> {
-            Ok(u32::from_le_bytes(out.get(pos..pos + 4).ok_or_else(bad)?.try_into().unwrap()) as usize)
+            Ok(
+                u32::from_le_bytes(out.get(pos..pos + 4).ok_or_else(bad)?.try_into().unwrap())
+                    as usize,
+            )
         };
         match *out.first().ok_or_else(bad)? {
             VERDICT_KEEP => Ok(Outcome::Kept { old, new }),

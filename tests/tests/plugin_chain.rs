@@ -39,8 +39,22 @@ fn type_remap_converts_only_what_needs_converting() {
     .unwrap();
     let m = safe.map_table(orders(1, "orders"), "dst").unwrap();
     let types: Vec<&str> = m.columns.iter().map(|c| c.type_sql.as_str()).collect();
-    assert_eq!(types, ["bigint", "bigint", "text", "text", "text", "timestamp with time zone", "jsonb"]);
-    assert!(!m.transforms_rows, "text-safe conversions are left to the destination's cast");
+    assert_eq!(
+        types,
+        [
+            "bigint",
+            "bigint",
+            "text",
+            "text",
+            "text",
+            "timestamp with time zone",
+            "jsonb"
+        ]
+    );
+    assert!(
+        !m.transforms_rows,
+        "text-safe conversions are left to the destination's cast"
+    );
 
     let mut tz = chain(&[(
         "30-type-remap",
@@ -52,9 +66,19 @@ fn type_remap_converts_only_what_needs_converting() {
     assert!(m.transforms_rows);
     // Row 2's status cannot become an integer: the default policy (stop) halts.
     let err = tz
-        .transform_rows(&m, &mut vec![insert(m.project(order(1, "42"))), insert(m.project(order(2, "paid")))])
+        .transform_rows(
+            &m,
+            &mut vec![
+                insert(m.project(order(1, "42"))),
+                insert(m.project(order(2, "paid"))),
+            ],
+        )
         .unwrap_err();
-    assert!(err.message.contains("30-type-remap") && err.message.contains("paid"), "{}", err.message);
+    assert!(
+        err.message.contains("30-type-remap") && err.message.contains("paid"),
+        "{}",
+        err.message
+    );
     let mut ok = vec![insert(m.project(order(1, "42")))];
     tz.transform_rows(&m, &mut ok).unwrap();
     let new = ok[0].new.as_ref().unwrap();
@@ -80,13 +104,24 @@ fn filter_skips_tables_columns_and_rows() {
         insert(m.project(order(3, "paid"))),
         RowChange {
             op: Op::Delete,
-            old: Some(m.project(vec![Cell::text("99"), Cell::Null, Cell::Null, Cell::Null, Cell::Null, Cell::Null, Cell::Null])),
+            old: Some(m.project(vec![
+                Cell::text("99"),
+                Cell::Null,
+                Cell::Null,
+                Cell::Null,
+                Cell::Null,
+                Cell::Null,
+                Cell::Null,
+            ])),
             new: None,
         },
     ];
     let out = chain.transform_rows(&m, &mut batch).unwrap();
     assert_eq!(out.skipped, 2);
-    let ids: Vec<_> = batch.iter().map(|c| text(&c.new.as_ref().unwrap()[0]).unwrap().to_string()).collect();
+    let ids: Vec<_> = batch
+        .iter()
+        .map(|c| text(&c.new.as_ref().unwrap()[0]).unwrap().to_string())
+        .collect();
     assert_eq!(ids, ["1", "3"]);
 }
 
@@ -99,12 +134,23 @@ fn mask_hashes_stably_and_reads_only_its_columns() {
     )])
     .unwrap();
     let m = chain.map_table(orders(1, "orders"), "dst").unwrap();
-    assert_eq!(m.columns[0].type_sql, "text", "a hashed bigint key becomes text");
+    assert_eq!(
+        m.columns[0].type_sql, "text",
+        "a hashed bigint key becomes text"
+    );
     let mut batch = vec![
         insert(m.project(order(1, "paid"))),
         RowChange {
             op: Op::Update,
-            old: Some(m.project(vec![Cell::text("1"), Cell::Null, Cell::Null, Cell::Null, Cell::Null, Cell::Null, Cell::Null])),
+            old: Some(m.project(vec![
+                Cell::text("1"),
+                Cell::Null,
+                Cell::Null,
+                Cell::Null,
+                Cell::Null,
+                Cell::Null,
+                Cell::Null,
+            ])),
             new: Some(m.project(order(1, "shipped"))),
         },
     ];
@@ -113,11 +159,18 @@ fn mask_hashes_stably_and_reads_only_its_columns() {
     let upd_old = batch[1].old.as_ref().unwrap();
     let upd_new = batch[1].new.as_ref().unwrap();
     assert_eq!(text(&ins[0]).unwrap().len(), 64);
-    assert_eq!(ins[0], upd_old[0], "the hashed key of an update finds the inserted row");
+    assert_eq!(
+        ins[0], upd_old[0],
+        "the hashed key of an update finds the inserted row"
+    );
     assert_eq!(ins[0], upd_new[0]);
     assert_ne!(text(&ins[2]), Some("user1@example.com"));
     assert_eq!(text(&ins[4]), Some("REDACTED"));
-    assert_eq!(text(&ins[3]), Some("12.50"), "columns the plugin did not declare are untouched");
+    assert_eq!(
+        text(&ins[3]),
+        Some("12.50"),
+        "columns the plugin did not declare are untouched"
+    );
     assert_eq!(upd_old[4], Cell::Null, "NULLs stay NULL");
 }
 
@@ -125,23 +178,45 @@ fn mask_hashes_stably_and_reads_only_its_columns() {
 fn chain_composes_in_file_name_order() {
     let plugins = [
         // Loaded in file-name order, whatever the order here.
-        ("30-mask", "mask", r#"config = { salt = "s", hash = ["*.mail"] }"#),
-        ("10-filter", "filter", r#"config = { skip_columns = ["*.meta"], skip_rows = [{ table = "public.orders", column = "status", equals = "test" }] }"#),
-        ("20-rename", "rename", r#"config = { tables = { "public.orders" = "sales.orders_v2" }, columns = { "*.email" = "mail", "*.cust_id" = "customer_id" } }"#),
+        (
+            "30-mask",
+            "mask",
+            r#"config = { salt = "s", hash = ["*.mail"] }"#,
+        ),
+        (
+            "10-filter",
+            "filter",
+            r#"config = { skip_columns = ["*.meta"], skip_rows = [{ table = "public.orders", column = "status", equals = "test" }] }"#,
+        ),
+        (
+            "20-rename",
+            "rename",
+            r#"config = { tables = { "public.orders" = "sales.orders_v2" }, columns = { "*.email" = "mail", "*.cust_id" = "customer_id" } }"#,
+        ),
     ];
     let mut chain = chain(&plugins).unwrap();
     assert_eq!(chain.names(), ["10-filter", "20-rename", "30-mask"]);
     let m = chain.map_table(orders(1, "orders"), "dst").unwrap();
     assert_eq!(m.destination, TableName::new("sales", "orders_v2"));
     let names: Vec<&str> = m.columns.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, ["id", "customer_id", "mail", "amount", "status", "created"]);
+    assert_eq!(
+        names,
+        ["id", "customer_id", "mail", "amount", "status", "created"]
+    );
     assert_eq!(m.columns[2].changed_by, ["20-rename"]);
-    let mut batch = vec![insert(m.project(order(1, "paid"))), insert(m.project(order(2, "test")))];
+    let mut batch = vec![
+        insert(m.project(order(1, "paid"))),
+        insert(m.project(order(2, "test"))),
+    ];
     let out = chain.transform_rows(&m, &mut batch).unwrap();
     assert_eq!(out.skipped, 1);
     assert_eq!(batch.len(), 1);
     let mail = text(&batch[0].new.as_ref().unwrap()[2]).unwrap();
-    assert_eq!(mail.len(), 64, "mask saw the column under rename's new name: {mail}");
+    assert_eq!(
+        mail.len(),
+        64,
+        "mask saw the column under rename's new name: {mail}"
+    );
     println!("{}", describe_mapping(&m));
 }
 
@@ -153,26 +228,46 @@ fn a_plugin_that_drops_a_column_another_reads_is_rejected() {
     ])
     .unwrap();
     let err = chain.map_table(orders(1, "orders"), "dst").unwrap_err();
-    assert!(err.message.contains("10-filter") && err.message.contains("status"), "{}", err.message);
+    assert!(
+        err.message.contains("10-filter") && err.message.contains("status"),
+        "{}",
+        err.message
+    );
 }
 
 #[test]
 fn loading_reports_config_and_directory_errors() {
-    let err = chain(&[("10-filter", "filter", r#"config = { skip_rows = [{ table = "x", column = "y" }] }"#)]).unwrap_err();
+    let err = chain(&[(
+        "10-filter",
+        "filter",
+        r#"config = { skip_rows = [{ table = "x", column = "y" }] }"#,
+    )])
+    .unwrap_err();
     assert!(matches!(err, PluginError::Init { .. }), "{err}");
     assert!(err.to_string().contains("exactly one of"), "{err}");
 
     let (dir, mut config) = plugin_dir(&[("10-filter", "filter", "")]);
-    config.plugins.insert("99-missing".into(), Default::default());
-    let err = PluginChain::load_with(dir.path(), &config.plugins, &plugin_support::options()).unwrap_err();
-    assert!(matches!(err, PluginError::UnknownPlugin(ref s) if s == "99-missing"), "{err}");
+    config
+        .plugins
+        .insert("99-missing".into(), Default::default());
+    let err = PluginChain::load_with(dir.path(), &config.plugins, &plugin_support::options())
+        .unwrap_err();
+    assert!(
+        matches!(err, PluginError::UnknownPlugin(ref s) if s == "99-missing"),
+        "{err}"
+    );
 }
 
 #[test]
 fn check_lists_exports_and_rejects_non_components() {
-    let report = pgmorph::plugin::check_with(&plugin_support::wasm("mask"), &plugin_support::options()).unwrap();
+    let report =
+        pgmorph::plugin::check_with(&plugin_support::wasm("mask"), &plugin_support::options())
+            .unwrap();
     let text = report.to_string();
-    assert!(text.contains("pgmorph:plugin/transform@0.1.0: init, map-table, transform-rows\n"), "{text}");
+    assert!(
+        text.contains("pgmorph:plugin/transform@0.1.0: init, map-table, transform-rows\n"),
+        "{text}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let bogus = dir.path().join("bogus.wasm");
     std::fs::write(&bogus, b"\0asm not really").unwrap();
@@ -188,8 +283,13 @@ fn offline_run_reports_every_row() {
 {"id": 1, "email": "a@example.com"}
 {"op": "delete", "old": {"id": 2}}
 "#;
-    let table = pgmorph::plugin::schema_from_jsonl(&TableName::new("public", "users"), rows).unwrap();
-    let (_dir, config) = plugin_dir(&[("mask", "mask", r#"config = { salt = "s", hash = ["*.email"] }"#)]);
+    let table =
+        pgmorph::plugin::schema_from_jsonl(&TableName::new("public", "users"), rows).unwrap();
+    let (_dir, config) = plugin_dir(&[(
+        "mask",
+        "mask",
+        r#"config = { salt = "s", hash = ["*.email"] }"#,
+    )]);
     let run = pgmorph::plugin::run_offline_with(
         &plugin_support::wasm("mask"),
         &config.plugins["mask"],
@@ -203,4 +303,28 @@ fn offline_run_reports_every_row() {
     assert_eq!(run.results[0]["new"]["id"], "1");
     assert_eq!(run.results[0]["new"]["email"].as_str().unwrap().len(), 64);
     assert_eq!(run.results[1]["old"]["id"], "2");
+}
+
+#[test]
+fn compiled_components_are_cached_by_content() {
+    let cache = tempfile::tempdir().unwrap();
+    let options = pgmorph::plugin::LoadOptions {
+        cache_dir: Some(cache.path().to_path_buf()),
+    };
+    let files = [(
+        "00-pass".to_string(),
+        plugin_support::wasm("passthrough"),
+        Default::default(),
+    )];
+    let started = std::time::Instant::now();
+    PluginChain::from_files(&files, &options).unwrap();
+    let compiled = started.elapsed();
+    let entries: Vec<_> = std::fs::read_dir(cache.path()).unwrap().collect();
+    assert_eq!(entries.len(), 1, "one compiled component in the cache");
+    let started = std::time::Instant::now();
+    let mut chain = PluginChain::from_files(&files, &options).unwrap();
+    let cached = started.elapsed();
+    println!("compile + instantiate: {compiled:?}; from cache: {cached:?}");
+    assert!(cached < compiled, "compile {compiled:?}, cached {cached:?}");
+    chain.map_table(orders(1, "orders"), "dst").unwrap();
 }

@@ -10,7 +10,9 @@ mod plugin_support;
 use std::sync::Arc;
 use std::time::Instant;
 
-use pgmorph::model::{Cell, Column, ReplicaIdentity, RowChange, TableMapping, TableName, TableSchema};
+use pgmorph::model::{
+    Cell, Column, ReplicaIdentity, RowChange, TableMapping, TableName, TableSchema,
+};
 use pgmorph::pipeline::transform::{Identity, Transform};
 use plugin_support::{chain, insert};
 
@@ -18,7 +20,18 @@ const ROWS: usize = 200_000;
 const BATCH: usize = 1_000;
 
 fn table() -> Arc<TableSchema> {
-    let types = ["bigint", "text", "text", "integer", "numeric(12,2)", "timestamp with time zone", "boolean", "text", "double precision", "jsonb"];
+    let types = [
+        "bigint",
+        "text",
+        "text",
+        "integer",
+        "numeric(12,2)",
+        "timestamp with time zone",
+        "boolean",
+        "text",
+        "double precision",
+        "jsonb",
+    ];
     Arc::new(TableSchema {
         oid: 1,
         name: TableName::new("public", "bench"),
@@ -26,7 +39,11 @@ fn table() -> Arc<TableSchema> {
             .iter()
             .enumerate()
             .map(|(i, t)| Column {
-                name: if i == 2 { "email".into() } else { format!("c{i}") },
+                name: if i == 2 {
+                    "email".into()
+                } else {
+                    format!("c{i}")
+                },
                 type_oid: 0,
                 type_modifier: -1,
                 type_sql: t.to_string(),
@@ -78,7 +95,11 @@ fn measure(label: &str, t: &mut dyn Transform) -> f64 {
     }
     let secs = started.elapsed().as_secs_f64();
     let ns = secs * 1e9 / ROWS as f64;
-    println!("{label:<44} {:>10.0} rows/s {ns:>8.0} ns/row  (kept {kept}, row step: {})", ROWS as f64 / secs, m.transforms_rows);
+    println!(
+        "{label:<44} {:>10.0} rows/s {ns:>8.0} ns/row  (kept {kept}, row step: {})",
+        ROWS as f64 / secs,
+        m.transforms_rows
+    );
     ns
 }
 
@@ -87,9 +108,23 @@ fn measure(label: &str, t: &mut dyn Transform) -> f64 {
 fn plugin_cost() {
     println!("{ROWS} rows of 10 columns in batches of {BATCH}");
     let base = measure("no plugin (Identity, batch clone only)", &mut Identity);
-    measure("passthrough, mapping only", &mut chain(&[("00-pass", "passthrough", "")]).unwrap());
-    let pass = measure("passthrough, all 10 columns per row", &mut chain(&[("00-pass", "passthrough", "config = { rows = true }")]).unwrap());
-    measure("mask of 1 column (email)", &mut chain(&[("30-mask", "mask", r#"config = { salt = "s", hash = ["*.email"] }"#)]).unwrap());
+    measure(
+        "passthrough, mapping only",
+        &mut chain(&[("00-pass", "passthrough", "")]).unwrap(),
+    );
+    let pass = measure(
+        "passthrough, all 10 columns per row",
+        &mut chain(&[("00-pass", "passthrough", "config = { rows = true }")]).unwrap(),
+    );
+    measure(
+        "mask of 1 column (email)",
+        &mut chain(&[(
+            "30-mask",
+            "mask",
+            r#"config = { salt = "s", hash = ["*.email"] }"#,
+        )])
+        .unwrap(),
+    );
     measure(
         "chain filter + rename + mask",
         &mut chain(&[
@@ -99,6 +134,20 @@ fn plugin_cost() {
         ])
         .unwrap(),
     );
+    // The same inside a Tokio worker, where each call steps out of async (block_in_place).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        tokio::spawn(async {
+            let mut pass =
+                chain(&[("00-pass", "passthrough", "config = { rows = true }")]).unwrap();
+            measure("passthrough, all 10 columns, in a Tokio task", &mut pass);
+        })
+        .await
+        .unwrap();
+    });
     // The bare call: a one-column table, one row per call.
     let mut one = chain(&[("00-pass", "passthrough", "config = { rows = true }")]).unwrap();
     let t = Arc::new(TableSchema {
@@ -117,6 +166,12 @@ fn plugin_cost() {
         one.transform_rows(&m, &mut batch).unwrap();
     }
     let call_ns = started.elapsed().as_secs_f64() * 1e9 / calls as f64;
-    println!("{:<44} {call_ns:>8.0} ns/call", "bare call (1 row, 1 column)");
-    println!("pass-through crossing cost: {:.0} ns/row over no plugin", pass - base);
+    println!(
+        "{:<44} {call_ns:>8.0} ns/call",
+        "bare call (1 row, 1 column)"
+    );
+    println!(
+        "pass-through crossing cost: {:.0} ns/row over no plugin",
+        pass - base
+    );
 }

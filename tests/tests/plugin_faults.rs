@@ -26,7 +26,10 @@ fn batch(m: &TableMapping, ids: std::ops::RangeInclusive<i64>) -> Vec<pgmorph::m
 }
 
 fn ids(batch: &[pgmorph::model::RowChange]) -> Vec<String> {
-    batch.iter().map(|c| text(&c.new.as_ref().unwrap()[0]).unwrap().to_string()).collect()
+    batch
+        .iter()
+        .map(|c| text(&c.new.as_ref().unwrap()[0]).unwrap().to_string())
+        .collect()
 }
 
 const FAULTS: [(&str, &str, &str); 7] = [
@@ -34,7 +37,11 @@ const FAULTS: [(&str, &str, &str); 7] = [
     ("loop", "", "deadline"),
     ("memory", "", "memory limit of 16 MiB"),
     ("wrong-shape", "", "invalid output"),
-    ("bad-value", ", column = \"cust_id\"", "not a valid integer value"),
+    (
+        "bad-value",
+        ", column = \"cust_id\"",
+        "not a valid integer value",
+    ),
     ("null-key", ", column = \"id\"", "NULL in a key column"),
     ("error", "", "error on this row"),
 ];
@@ -46,9 +53,17 @@ fn stop_halts_with_an_error_naming_plugin_and_table() {
         let mut rows = batch(&m, 1..=5);
         let started = Instant::now();
         let err = chain.transform_rows(&m, &mut rows).unwrap_err();
-        assert!(err.message.contains("50-fault") && err.message.contains("public.orders"), "{mode}: {}", err.message);
+        assert!(
+            err.message.contains("50-fault") && err.message.contains("public.orders"),
+            "{mode}: {}",
+            err.message
+        );
         assert!(err.message.contains(expected), "{mode}: {}", err.message);
-        assert!(started.elapsed() < Duration::from_secs(5), "{mode} took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{mode} took {:?}",
+            started.elapsed()
+        );
         // The host survives: the next batch without the bad row goes through.
         let mut clean = batch(&m, 4..=6);
         chain.transform_rows(&m, &mut clean).unwrap();
@@ -68,7 +83,11 @@ fn skip_drops_only_the_bad_row() {
         // The same fault again, after any re-instantiation: still handled.
         let mut again = batch(&m, 3..=4);
         let out = chain.transform_rows(&m, &mut again).unwrap();
-        assert_eq!((out.skipped, ids(&again)), (1, vec!["4".to_string()]), "{mode}");
+        assert_eq!(
+            (out.skipped, ids(&again)),
+            (1, vec!["4".to_string()]),
+            "{mode}"
+        );
     }
 }
 
@@ -80,12 +99,17 @@ fn dead_letter_keeps_the_bad_row_with_its_error() {
         let out = chain.transform_rows(&m, &mut rows).unwrap();
         assert_eq!(out.skipped, 0, "{mode}");
         assert_eq!(ids(&rows), ["1", "2", "4", "5"], "{mode}");
-        let [dead] = &out.dead_letters[..] else { panic!("{mode}: {:?}", out.dead_letters) };
+        let [dead] = &out.dead_letters[..] else {
+            panic!("{mode}: {:?}", out.dead_letters)
+        };
         assert_eq!(dead.plugin, "50-fault");
         assert_eq!(dead.op, pgmorph::model::Op::Insert);
         assert!(dead.error.contains(expected), "{mode}: {}", dead.error);
         assert_eq!(dead.row["new"]["id"], "3", "{mode}: {}", dead.row);
-        assert_eq!(dead.row["new"]["email"], "user3@example.com", "the row as it was before the plugin");
+        assert_eq!(
+            dead.row["new"]["email"], "user3@example.com",
+            "the row as it was before the plugin"
+        );
     }
 }
 
@@ -99,19 +123,35 @@ fn the_host_survives_repeated_traps() {
         assert_eq!(ids(&rows), ["2", "4"]);
     }
     let restarts = chain.restarts()[0].1;
-    assert!(restarts >= 20, "each trap re-instantiates the plugin (restarts = {restarts})");
+    assert!(
+        restarts >= 20,
+        "each trap re-instantiates the plugin (restarts = {restarts})"
+    );
 }
 
 #[test]
 fn whole_batch_errors_and_init_errors_are_reported() {
-    let mut chain = chain(&[("50-fault", "fault", "on_error = \"dead_letter\"\nconfig = { mode = \"batch-error\" }")]).unwrap();
+    let mut chain = chain(&[(
+        "50-fault",
+        "fault",
+        "on_error = \"dead_letter\"\nconfig = { mode = \"batch-error\" }",
+    )])
+    .unwrap();
     let m = chain.map_table(orders(1, "orders"), "dst").unwrap();
     let mut rows = batch(&m, 1..=3);
     let out = chain.transform_rows(&m, &mut rows).unwrap();
     assert!(rows.is_empty());
     assert_eq!(out.dead_letters.len(), 3);
-    assert!(out.dead_letters[0].error.contains("batch-error"), "{}", out.dead_letters[0].error);
+    assert!(
+        out.dead_letters[0].error.contains("batch-error"),
+        "{}",
+        out.dead_letters[0].error
+    );
 
-    let err = plugin_support::chain(&[("50-fault", "fault", "config = { mode = \"init-error\" }")]).unwrap_err();
-    assert!(err.to_string().contains("50-fault failed to start"), "{err}");
+    let err = plugin_support::chain(&[("50-fault", "fault", "config = { mode = \"init-error\" }")])
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("50-fault failed to start"),
+        "{err}"
+    );
 }

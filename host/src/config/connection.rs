@@ -9,7 +9,7 @@ use tokio_postgres::config::Host;
 /// sides (pgoutput, COPY and the destination all use them).
 pub const SESSION_OPTIONS: &str = "-c TimeZone=UTC -c DateStyle=ISO,MDY -c IntervalStyle=postgres \
      -c extra_float_digits=3 -c bytea_output=hex -c idle_in_transaction_session_timeout=0 \
-     -c statement_timeout=0";
+     -c statement_timeout=0 -c client_min_messages=warning";
 
 /// A connection URL could not be used.
 #[derive(Debug, thiserror::Error)]

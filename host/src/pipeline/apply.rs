@@ -1,7 +1,7 @@
 //! The CDC loop: one source transaction at a time, applied as one destination transaction,
 //! acknowledged only after the destination committed it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::sync::{watch, Mutex};
@@ -78,6 +78,9 @@ pub struct Cdc<'a> {
     pub source: &'a Client,
     /// End LSN of the last transaction committed on the destination.
     pub durable: Lsn,
+    /// Per relation: changes of transactions committed before this position are already in
+    /// the table's copy and are skipped.
+    pub sync: HashMap<u32, Lsn>,
     /// Shutdown signal.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -248,7 +251,7 @@ impl Cdc<'_> {
                                 let mut tables = Vec::new();
                                 for oid in rels {
                                     let m = self.relations.get(oid)?;
-                                    if !m.skip {
+                                    if !m.skip && !self.copied_after(oid, tx.as_ref()) {
                                         tables.push(m.destination.clone());
                                     }
                                 }
@@ -274,7 +277,7 @@ impl Cdc<'_> {
         tx: Option<&OpenTx>,
     ) -> Result<(), CdcError> {
         let mapping = self.relations.get(rel)?.clone();
-        if mapping.skip {
+        if mapping.skip || self.copied_after(rel, tx) {
             return Ok(());
         }
         if needs_ddl_check.remove(&rel) {
@@ -303,6 +306,14 @@ impl Cdc<'_> {
             new: new.map(|r| mapping.project(r)),
         });
         Ok(())
+    }
+
+    /// Whether the table's copy already contains this transaction's changes.
+    fn copied_after(&self, rel: u32, tx: Option<&OpenTx>) -> bool {
+        match (self.sync.get(&rel), tx) {
+            (Some(sync), Some(tx)) => tx.final_lsn < *sync,
+            _ => false,
+        }
     }
 
     async fn flush(

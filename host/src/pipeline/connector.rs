@@ -200,18 +200,7 @@ async fn run_with_state(
 
     let previous = state.load().await?;
     let slot_info = setup::slot_info(&source, &slot).await?;
-    if mode == Mode::Always && config.snapshot_tables().is_some() {
-        return Err(RunError::Unsupported(
-            "source.snapshot_tables (re-copying only some tables in mode always) is not supported in this version".into(),
-        ));
-    }
-    let need_snapshot = match mode {
-        Mode::Always => true,
-        Mode::Initial | Mode::InitialOnly | Mode::NoData | Mode::Schemasync => {
-            !previous.snapshot_done
-        }
-    };
-    if !need_snapshot && slot_info.is_none() && mode != Mode::InitialOnly {
+    if previous.snapshot_done && slot_info.is_none() && !matches!(mode, Mode::Always | Mode::InitialOnly) {
         return Err(RunError::SlotLost(slot));
     }
 
@@ -220,9 +209,9 @@ async fn run_with_state(
         let _ = dest.batch_execute("SET synchronous_commit = off").await;
     }
     let user_types: Vec<_> = selection.user_types.values().collect();
+    ddl::ensure_schema_and_types(&dest, &dest_schema, &user_types).await?;
 
     if mode == Mode::Schemasync {
-        ddl::ensure_schema_and_types(&dest, &dest_schema, &user_types).await?;
         for m in &active {
             ddl::create_table(&dest, m, false).await?;
         }
@@ -233,69 +222,122 @@ async fn run_with_state(
         );
         return Ok(());
     }
+    let selected: Vec<String> = active.iter().map(|m| m.source.name.to_string()).collect();
+    state.forget_tables_except(&selected).await?;
 
-    let (mut stream, durable) = if need_snapshot {
+    // A first start (or a start after the slot was dropped) creates the main slot; its
+    // exported snapshot serves the copy of every table.
+    let mut fresh = None;
+    if slot_info.is_none() {
         state
             .set(Some("initial snapshot"), "initializing", None)
             .await?;
-        if slot_info.is_some() {
-            tracing::info!(
-                slot,
-                "dropping the old replication slot before a new snapshot"
-            );
-            setup::drop_slot(&source, &slot).await?;
-        }
-        ddl::ensure_schema_and_types(&dest, &dest_schema, &user_types).await?;
-        let rebuild = mode == Mode::Always;
-        for m in &active {
-            ddl::create_table(&dest, m, rebuild).await?;
-        }
         let created =
-            ReplicationStream::create_slot_with_snapshot(source_settings, &slot, &slot).await?;
+            ReplicationStream::create_slot_with_snapshot(source_settings, &slot, &slot, false)
+                .await?;
         tracing::info!(slot, consistent_point = %created.consistent_point, "replication slot created");
-        let pairs: Vec<(String, String)> = active
-            .iter()
-            .map(|m| (m.source.name.to_string(), m.destination.to_string()))
-            .collect();
-        state.begin_snapshot(&pairs, &dest_schema).await?;
-        let rows = if mode == Mode::NoData {
-            0
-        } else {
-            state.set(None, "copying", None).await?;
-            snapshot::copy_all(SnapshotJob {
-                source: source_settings.clone(),
-                destination: dest_settings.clone(),
-                snapshot_name: created.snapshot_name.clone(),
-                tables: active.clone(),
-                parallel: config.snapshot.parallel,
-                transform: transform.clone(),
-                state: state.clone(),
-                async_commit: config.destination.synchronous_commit_off,
-            })
-            .await?
-        };
         state
-            .finish_snapshot(created.consistent_point, rows as i64)
+            .start_initial(&dest_schema, created.consistent_point)
             .await?;
-        tracing::info!(rows, "initial snapshot finished");
-        let mut stream = created.stream;
-        if mode == Mode::InitialOnly {
-            drop(stream);
-            state.set(Some("initial snapshot"), "done", None).await?;
-            tracing::info!("initial_only: snapshot done, not streaming");
-            return Ok(());
+        fresh = Some(created);
+    }
+
+    // Tables to copy now: never copied (new, or interrupted), or re-copied by mode `always`.
+    let known = state.tables().await?;
+    let only = config.snapshot_tables();
+    let to_copy: Vec<Arc<TableMapping>> = active
+        .iter()
+        .filter(|m| {
+            let copied = known
+                .get(&m.source.name.to_string())
+                .is_some_and(|t| t.is_copied());
+            let requested = mode == Mode::Always
+                && only
+                    .as_ref()
+                    .is_none_or(|list| list.contains(&m.source.name));
+            !copied || requested
+        })
+        .cloned()
+        .collect();
+    for m in &active {
+        let rebuild = mode == Mode::Always && to_copy.iter().any(|c| Arc::ptr_eq(c, m));
+        ddl::create_table(&dest, m, rebuild).await?;
+    }
+    let pairs: Vec<(String, String)> = to_copy
+        .iter()
+        .map(|m| (m.source.name.to_string(), m.destination.to_string()))
+        .collect();
+    if mode == Mode::NoData {
+        state.mark_streaming(&pairs).await?;
+        state.finish_snapshot(0).await?;
+    } else if !to_copy.is_empty() {
+        state
+            .set(Some("initial snapshot"), "copying", None)
+            .await?;
+        // A resumed connector copies under a temporary slot's snapshot; the stream then skips
+        // those tables' changes committed before that slot's consistent point.
+        let temporary = match &fresh {
+            Some(_) => None,
+            None => Some(
+                ReplicationStream::create_slot_with_snapshot(
+                    source_settings,
+                    &format!("{slot}_sync"),
+                    &slot,
+                    true,
+                )
+                .await?,
+            ),
+        };
+        let exported = fresh.as_ref().or(temporary.as_ref()).expect("one slot");
+        tracing::info!(tables = to_copy.len(), sync_point = %exported.consistent_point, "copying tables");
+        state.plan_copies(&pairs).await?;
+        let rows = snapshot::copy_all(SnapshotJob {
+            source: source_settings.clone(),
+            destination: dest_settings.clone(),
+            snapshot_name: exported.snapshot_name.clone(),
+            tables: to_copy.clone(),
+            parallel: config.snapshot.parallel,
+            transform: transform.clone(),
+            state: state.clone(),
+            async_commit: config.destination.synchronous_commit_off,
+            sync_lsn: exported.consistent_point,
+        })
+        .await?;
+        // Closing the idle connection drops the temporary slot.
+        drop(temporary);
+        state.finish_snapshot(rows as i64).await?;
+        tracing::info!(rows, "snapshot finished");
+    } else if !previous.snapshot_done {
+        state.finish_snapshot(0).await?;
+    }
+
+    if mode == Mode::InitialOnly {
+        state.set(Some("initial snapshot"), "done", None).await?;
+        tracing::info!("initial_only: snapshot done, not streaming");
+        return Ok(());
+    }
+
+    let sync: HashMap<u32, Lsn> = {
+        let known = state.tables().await?;
+        active
+            .iter()
+            .filter_map(|m| {
+                let lsn = known.get(&m.source.name.to_string())?.sync_lsn?;
+                Some((m.source.oid, lsn))
+            })
+            .collect()
+    };
+    let (mut stream, durable) = match fresh {
+        Some(created) => {
+            let mut stream = created.stream;
+            stream.start().await?;
+            (stream, created.consistent_point)
         }
-        stream.start().await?;
-        (stream, created.consistent_point)
-    } else {
-        if mode == Mode::InitialOnly {
-            tracing::info!("initial_only: the snapshot was done by an earlier run; nothing to do");
-            state.set(Some("initial snapshot"), "done", None).await?;
-            return Ok(());
+        None => {
+            let last = state.load().await?.last_lsn;
+            let stream = ReplicationStream::open(source_settings, &slot, &slot, last).await?;
+            (stream, last)
         }
-        let stream =
-            ReplicationStream::open(source_settings, &slot, &slot, previous.last_lsn).await?;
-        (stream, previous.last_lsn)
     };
 
     state
@@ -314,6 +356,7 @@ async fn run_with_state(
         transform,
         source: &source,
         durable,
+        sync,
         shutdown: shutdown.clone(),
     }
     .run()

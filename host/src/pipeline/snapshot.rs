@@ -73,6 +73,8 @@ pub struct SnapshotJob {
     pub state: Arc<StateStore>,
     /// Apply with `synchronous_commit=off`.
     pub async_commit: bool,
+    /// The stream position the snapshot corresponds to (recorded per table).
+    pub sync_lsn: crate::model::Lsn,
 }
 
 /// Copies every table; returns the number of rows written.
@@ -226,10 +228,15 @@ async fn copy_table(
         .await
         .map_err(dst_err)?;
     }
+    let rows_text = rows.to_string();
+    let sync_text = job.sync_lsn.to_string();
+    dest.execute(
+        crate::state::store_sql::TABLE_COPIED,
+        &[&job.state_name(), &table, &rows_text, &sync_text],
+    )
+    .await
+    .map_err(dst_err)?;
     dest.batch_execute("COMMIT").await.map_err(dst_err)?;
-    job.state
-        .set_table_phase(&table, "copied", Some(rows as i64))
-        .await?;
     let secs = started.elapsed().as_secs_f64();
     tracing::info!(
         table = %table,

@@ -47,6 +47,22 @@ struct Live {
     plugin: bindings::Plugin,
 }
 
+/// Runs `f` where wasmtime-wasi's synchronous host functions may block on their own Tokio
+/// runtime: they call `Handle::block_on` on the current runtime when there is one, which panics
+/// on a thread that is driving async tasks (the pipeline calls transforms from such tasks).
+fn outside_async<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Err(_) => f(),
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        Ok(_) => std::thread::scope(|s| {
+            s.spawn(f)
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        }),
+    }
+}
+
 /// A loaded plugin, instantiated lazily again after any trap.
 pub(crate) struct PluginInstance {
     pub(crate) name: String,
@@ -94,42 +110,12 @@ impl PluginInstance {
         Ok(instance)
     }
 
-    fn instantiate(&self) -> Result<Live, CallError> {
-        let rt = runtime().map_err(|e| CallError::Trap(e.to_string()))?;
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(usize::try_from(self.memory_mb << 20).unwrap_or(usize::MAX))
-            .trap_on_grow_failure(true)
-            .instances(64)
-            .memories(16)
-            .tables(64)
-            .build();
-        let mut store = Store::new(&rt.engine, PluginState::new(&self.name, limits));
-        store.limiter(|s| &mut s.limits);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(self.deadline_ticks());
-        let plugin = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| self.classify(e))?;
-        Ok(Live { store, plugin })
-    }
-
     fn deadline_ticks(&self) -> u64 {
-        self.timeout_ms
-            .div_ceil(EPOCH_TICK.as_millis() as u64)
-            .max(1)
-            + 1
+        deadline_ticks(self.timeout_ms)
     }
 
     fn classify(&self, e: wasmtime::Error) -> CallError {
-        if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-            return CallError::Timeout(self.timeout_ms);
-        }
-        let text = format!("{e:?}");
-        if text.contains("forcing trap when growing memory") {
-            return CallError::OutOfMemory(self.memory_mb);
-        }
-        CallError::Trap(format!("{e:#}"))
+        classify(e, self.timeout_ms, self.memory_mb)
     }
 
     /// Makes sure a working instance exists: instantiate, `init`, replay the mapped tables.
@@ -137,28 +123,18 @@ impl PluginInstance {
         if self.live.is_some() {
             return Ok(());
         }
-        let mut live = self.instantiate()?;
-        let init = live
-            .plugin
-            .pgmorph_plugin_transform()
-            .call_init(&mut live.store, &self.config_json)
-            .map_err(|e| self.classify(e))?;
-        init.map_err(CallError::Plugin)?;
-        for (id, schema) in &self.mapped {
-            live.store.set_epoch_deadline(self.deadline_ticks());
-            live.plugin
-                .pgmorph_plugin_transform()
-                .call_map_table(&mut live.store, *id, schema)
-                .map_err(|e| self.classify(e))?
-                .map_err(CallError::Plugin)?;
-        }
+        let (pre, name, config_json, mapped) =
+            (&self.pre, &self.name, &self.config_json, &self.mapped);
+        let (memory_mb, timeout_ms) = (self.memory_mb, self.timeout_ms);
+        let live =
+            outside_async(|| build_live(pre, name, config_json, mapped, memory_mb, timeout_ms))?;
         self.live = Some(live);
         Ok(())
     }
 
-    fn call<R>(
+    fn call<R: Send>(
         &mut self,
-        f: impl FnOnce(&bindings::Plugin, &mut Store<PluginState>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&bindings::Plugin, &mut Store<PluginState>) -> wasmtime::Result<R> + Send,
     ) -> Result<R, CallError> {
         if self.live.is_none() {
             self.restarts += 1;
@@ -168,7 +144,7 @@ impl PluginInstance {
         let ticks = self.deadline_ticks();
         let live = self.live.as_mut().expect("instance is live");
         live.store.set_epoch_deadline(ticks);
-        match f(&live.plugin, &mut live.store) {
+        match outside_async(|| f(&live.plugin, &mut live.store)) {
             Ok(r) => Ok(r),
             Err(e) => {
                 // After a trap the instance is unusable; the next call builds a fresh one.
@@ -204,4 +180,59 @@ impl PluginInstance {
         })?
         .map_err(CallError::Plugin)
     }
+}
+
+fn deadline_ticks(timeout_ms: u64) -> u64 {
+    timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64).max(1) + 1
+}
+
+fn classify(e: wasmtime::Error, timeout_ms: u64, memory_mb: u64) -> CallError {
+    if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        return CallError::Timeout(timeout_ms);
+    }
+    let text = format!("{e:?}");
+    if text.contains("forcing trap when growing memory") {
+        return CallError::OutOfMemory(memory_mb);
+    }
+    CallError::Trap(format!("{e:#}"))
+}
+
+/// Instantiates the plugin in a fresh store with its limits, calls `init`, and replays the
+/// tables mapped so far.
+fn build_live(
+    pre: &bindings::PluginPre<PluginState>,
+    name: &str,
+    config_json: &str,
+    mapped: &BTreeMap<u32, wit::TableSchema>,
+    memory_mb: u64,
+    timeout_ms: u64,
+) -> Result<Live, CallError> {
+    let rt = runtime().map_err(|e| CallError::Trap(e.to_string()))?;
+    let limits = StoreLimitsBuilder::new()
+        .memory_size(usize::try_from(memory_mb << 20).unwrap_or(usize::MAX))
+        .trap_on_grow_failure(true)
+        .instances(64)
+        .memories(16)
+        .tables(64)
+        .build();
+    let classify = |e| classify(e, timeout_ms, memory_mb);
+    let mut store = Store::new(&rt.engine, PluginState::new(name, limits));
+    store.limiter(|s| &mut s.limits);
+    store.epoch_deadline_trap();
+    store.set_epoch_deadline(deadline_ticks(timeout_ms));
+    let plugin = pre.instantiate(&mut store).map_err(classify)?;
+    plugin
+        .pgmorph_plugin_transform()
+        .call_init(&mut store, config_json)
+        .map_err(classify)?
+        .map_err(CallError::Plugin)?;
+    for (id, schema) in mapped {
+        store.set_epoch_deadline(deadline_ticks(timeout_ms));
+        plugin
+            .pgmorph_plugin_transform()
+            .call_map_table(&mut store, *id, schema)
+            .map_err(classify)?
+            .map_err(CallError::Plugin)?;
+    }
+    Ok(Live { store, plugin })
 }

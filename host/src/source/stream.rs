@@ -106,11 +106,13 @@ pub struct ReplicationStream {
 
 impl ReplicationStream {
     /// Creates `slot` with an exported snapshot on a fresh replication connection. The
-    /// connection must run nothing else until the snapshot has been imported.
+    /// connection must run nothing else until the snapshot has been imported. A temporary slot
+    /// disappears when the connection closes.
     pub async fn create_slot_with_snapshot(
         settings: &ConnectionSettings,
         slot: &str,
         publication: &str,
+        temporary: bool,
     ) -> Result<CreatedSlot, StreamError> {
         let cfg = settings.replication_config(slot, publication);
         let mut client = ReplicationClient::connect_gated(cfg)
@@ -118,7 +120,8 @@ impl ReplicationStream {
             .map_err(|e| StreamError::from_wire(settings, e))?;
         let rows = client
             .simple_query(&format!(
-                "CREATE_REPLICATION_SLOT {slot} LOGICAL pgoutput (SNAPSHOT 'export')"
+                "CREATE_REPLICATION_SLOT {slot} {} LOGICAL pgoutput (SNAPSHOT 'export')",
+                if temporary { "TEMPORARY" } else { "" }
             ))
             .await
             .map_err(|e| StreamError::from_wire(settings, e))?;

@@ -6,8 +6,10 @@ mod store;
 
 /// SQL run by the sink inside each applied transaction.
 pub(crate) mod store_sql {
-    pub(crate) use super::store::{PROGRESS, STATS};
+    pub(crate) use super::store::{PROGRESS, STATS, TABLE_COPIED};
 }
 
 pub use schema::STATE_SCHEMA;
-pub use store::{ConnectorState, Progress, StateError, StateStore, Status, TableStatus, TxCounts};
+pub use store::{
+    ConnectorState, Progress, StateError, StateStore, Status, TableStatus, TableSync, TxCounts,
+};

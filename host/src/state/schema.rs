@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS pgmorph.tables (
     last_change  timestamptz,
     PRIMARY KEY (connector, source_table)
 );
+ALTER TABLE pgmorph.tables ADD COLUMN IF NOT EXISTS sync_lsn pg_lsn;
 CREATE TABLE IF NOT EXISTS pgmorph.stats (
     connector      text PRIMARY KEY,
     transactions   bigint NOT NULL DEFAULT 0,

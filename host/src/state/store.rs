@@ -1,5 +1,7 @@
 //! Reading and writing the connector's state rows.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use tokio_postgres::Client;
 
@@ -9,6 +11,23 @@ use crate::model::Lsn;
 #[derive(Debug, thiserror::Error)]
 #[error("connector state in the destination: {0}")]
 pub struct StateError(#[from] tokio_postgres::Error);
+
+/// A table's copy state from earlier runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSync {
+    /// `pending`, `copying`, `copied` or `streaming`.
+    pub phase: String,
+    /// The stream position the table's copy corresponds to: changes of transactions
+    /// committed before it are already in the copy.
+    pub sync_lsn: Option<Lsn>,
+}
+
+impl TableSync {
+    /// Whether the table's data is on the destination.
+    pub fn is_copied(&self) -> bool {
+        self.phase == "copied" || self.phase == "streaming"
+    }
+}
 
 /// What a start needs to know about earlier runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -71,6 +90,11 @@ impl TxCounts {
             == 0
     }
 }
+
+/// The SQL marking a table copied, run in the table's copy transaction:
+/// $1 connector, $2 source table, $3 rows (text), $4 sync LSN (text).
+pub(crate) const TABLE_COPIED: &str = "UPDATE pgmorph.tables SET phase = 'copied', \
+     rows_copied = $3::text::bigint, sync_lsn = $4::text::pg_lsn WHERE connector = $1 AND source_table = $2";
 
 /// The SQL writing progress in the apply transaction: $1 name, $2 offset JSON.
 pub(crate) const PROGRESS: &str =
@@ -203,34 +227,64 @@ impl StateStore {
         Ok(())
     }
 
-    /// Records the snapshot's start: resets table rows and marks the snapshot not done.
-    pub async fn begin_snapshot(
-        &self,
-        tables: &[(String, String)],
-        dest_schema: &str,
-    ) -> Result<(), StateError> {
+    /// Records a new main slot: the snapshot is not done, streaming resumes from the slot's
+    /// consistent point, and no table is copied yet.
+    pub async fn start_initial(&self, dest_schema: &str, consistent_point: Lsn) -> Result<(), StateError> {
+        let offset = Progress {
+            lsn: consistent_point,
+            ..Progress::default()
+        }
+        .to_json()
+        .to_string();
         self.client
             .execute(
-                "UPDATE pgmorph.state SET snapshot_done = false, last_offset = NULL, dest_schema = $2 WHERE name = $1",
-                &[&self.name, &dest_schema],
+                "UPDATE pgmorph.state SET snapshot_done = false, last_offset = $3::text::jsonb, dest_schema = $2 \
+                 WHERE name = $1",
+                &[&self.name, &dest_schema, &offset],
             )
             .await?;
         self.client
-            .execute(
-                "UPDATE pgmorph.stats SET snapshot_begin = now(), snapshot_end = NULL, snapshot_rows = 0 WHERE connector = $1",
+            .execute("DELETE FROM pgmorph.tables WHERE connector = $1", &[&self.name])
+            .await?;
+        Ok(())
+    }
+
+    /// Per-table copy state of earlier runs, by source table name.
+    pub async fn tables(&self) -> Result<HashMap<String, TableSync>, StateError> {
+        Ok(self
+            .client
+            .query(
+                "SELECT source_table, phase, sync_lsn::text FROM pgmorph.tables WHERE connector = $1",
                 &[&self.name],
             )
-            .await?;
+            .await?
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, String>(0),
+                    TableSync {
+                        phase: r.get(1),
+                        sync_lsn: r.get::<_, Option<String>>(2).and_then(|s| s.parse().ok()),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Marks tables as about to be copied (phase `pending`), keeping the others.
+    pub async fn plan_copies(&self, tables: &[(String, String)]) -> Result<(), StateError> {
         self.client
             .execute(
-                "DELETE FROM pgmorph.tables WHERE connector = $1",
+                "UPDATE pgmorph.stats SET snapshot_begin = now(), snapshot_end = NULL WHERE connector = $1",
                 &[&self.name],
             )
             .await?;
         for (source, dest) in tables {
             self.client
                 .execute(
-                    "INSERT INTO pgmorph.tables (connector, source_table, dest_table) VALUES ($1, $2, $3)",
+                    "INSERT INTO pgmorph.tables (connector, source_table, dest_table) VALUES ($1, $2, $3) \
+                     ON CONFLICT (connector, source_table) DO UPDATE \
+                     SET dest_table = EXCLUDED.dest_table, phase = 'pending', rows_copied = 0, sync_lsn = NULL",
                     &[&self.name, source, dest],
                 )
                 .await?;
@@ -238,13 +292,33 @@ impl StateStore {
         Ok(())
     }
 
+    /// Records tables that stream without a copy (mode `no_data`).
+    pub async fn mark_streaming(&self, tables: &[(String, String)]) -> Result<(), StateError> {
+        for (source, dest) in tables {
+            self.client
+                .execute(
+                    "INSERT INTO pgmorph.tables (connector, source_table, dest_table, phase) VALUES ($1, $2, $3, 'streaming') \
+                     ON CONFLICT (connector, source_table) DO UPDATE SET dest_table = EXCLUDED.dest_table, phase = 'streaming'",
+                    &[&self.name, source, dest],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets tables no longer selected (their destination tables stay).
+    pub async fn forget_tables_except(&self, keep: &[String]) -> Result<(), StateError> {
+        self.client
+            .execute(
+                "DELETE FROM pgmorph.tables WHERE connector = $1 AND NOT (source_table = ANY($2))",
+                &[&self.name, &keep],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Sets a table's phase and copied-row count.
-    pub async fn set_table_phase(
-        &self,
-        source: &str,
-        phase: &str,
-        rows: Option<i64>,
-    ) -> Result<(), StateError> {
+    pub async fn set_table_phase(&self, source: &str, phase: &str, rows: Option<i64>) -> Result<(), StateError> {
         self.client
             .execute(
                 "UPDATE pgmorph.tables SET phase = $3, rows_copied = coalesce($4, rows_copied) \
@@ -255,34 +329,23 @@ impl StateStore {
         Ok(())
     }
 
-    /// Marks the snapshot complete at the slot's consistent point.
-    pub async fn finish_snapshot(
-        &self,
-        consistent_point: Lsn,
-        rows: i64,
-    ) -> Result<(), StateError> {
-        let offset = Progress {
-            lsn: consistent_point,
-            ..Progress::default()
-        }
-        .to_json()
-        .to_string();
+    /// Marks the snapshot complete: every copied table now streams.
+    pub async fn finish_snapshot(&self, rows: i64) -> Result<(), StateError> {
         self.client
             .execute(
-                "UPDATE pgmorph.state SET snapshot_done = true, last_offset = $2::text::jsonb, \
-                 stage = 'change data capture' WHERE name = $1",
-                &[&self.name, &offset],
+                "UPDATE pgmorph.state SET snapshot_done = true, stage = 'change data capture' WHERE name = $1",
+                &[&self.name],
             )
             .await?;
         self.client
             .execute(
-                "UPDATE pgmorph.stats SET snapshot_end = now(), snapshot_rows = $2 WHERE connector = $1",
+                "UPDATE pgmorph.stats SET snapshot_end = now(), snapshot_rows = snapshot_rows + $2 WHERE connector = $1",
                 &[&self.name, &rows],
             )
             .await?;
         self.client
             .execute(
-                "UPDATE pgmorph.tables SET phase = 'streaming' WHERE connector = $1",
+                "UPDATE pgmorph.tables SET phase = 'streaming' WHERE connector = $1 AND phase = 'copied'",
                 &[&self.name],
             )
             .await?;

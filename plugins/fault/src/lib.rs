@@ -6,9 +6,7 @@ use std::cell::Cell;
 use pgmorph_plugin_sdk::bindings::exports::pgmorph::plugin::transform::Guest;
 use pgmorph_plugin_sdk::bindings::pgmorph::plugin::types as wit;
 use pgmorph_plugin_sdk::runtime;
-use pgmorph_plugin_sdk::{
-    Change, Config, Error, Mapping, Plugin, Table, TableSchema, Verdict,
-};
+use pgmorph_plugin_sdk::{Change, Config, Error, Mapping, Plugin, Table, TableSchema, Verdict};
 use serde::Deserialize;
 
 /// `[plugins.<name>.config]`.

@@ -50,13 +50,15 @@ impl RowRule {
             return Ok(false);
         }
         let value = row.get_str(&self.column)?;
-        Ok(match (&self.equals, &self.not_equals, &self.in_list, self.is_null) {
-            (Some(e), _, _, _) => value == Some(e.as_str()),
-            (_, Some(n), _, _) => value.is_some_and(|v| v != n),
-            (_, _, Some(list), _) => value.is_some_and(|v| list.iter().any(|l| l == v)),
-            (_, _, _, Some(is_null)) => value.is_none() == is_null,
-            _ => false,
-        })
+        Ok(
+            match (&self.equals, &self.not_equals, &self.in_list, self.is_null) {
+                (Some(e), _, _, _) => value == Some(e.as_str()),
+                (_, Some(n), _, _) => value.is_some_and(|v| v != n),
+                (_, _, Some(list), _) => value.is_some_and(|v| list.iter().any(|l| l == v)),
+                (_, _, _, Some(is_null)) => value.is_none() == is_null,
+                _ => false,
+            },
+        )
     }
 }
 
@@ -108,7 +110,12 @@ impl Plugin for Filter {
 
     fn map_table(&mut self, table: &TableSchema) -> Result<Mapping, Error> {
         let qualified = table.qualified_name();
-        if self.settings.skip_tables.iter().any(|p| glob(p, &qualified)) {
+        if self
+            .settings
+            .skip_tables
+            .iter()
+            .any(|p| glob(p, &qualified))
+        {
             return Ok(Mapping::skip_table());
         }
         let mut mapping = Mapping::from_schema(table);
@@ -119,7 +126,10 @@ impl Plugin for Filter {
             .filter(|r| glob(&r.table, &qualified))
             .map(|r| {
                 let column = table.column(&r.column).ok_or_else(|| {
-                    Error::config(format!("skip_rows: {qualified} has no column {:?}", r.column))
+                    Error::config(format!(
+                        "skip_rows: {qualified} has no column {:?}",
+                        r.column
+                    ))
                 })?;
                 Ok((r.clone(), column.is_key))
             })
@@ -187,13 +197,21 @@ mod tests {
         let t = TableSchema::new(
             "public",
             "orders",
-            vec![Column::new("id", "int").key(), Column::new("status", "text"), Column::new("secret", "text")],
+            vec![
+                Column::new("id", "int").key(),
+                Column::new("status", "text"),
+                Column::new("secret", "text"),
+            ],
         );
         let m = host.map_table(&t).unwrap();
         assert_eq!(m.columns.len(), 2);
-        let skip = host.transform(&t, Op::Insert, None, Some(row(&[("status", "test")]))).unwrap();
+        let skip = host
+            .transform(&t, Op::Insert, None, Some(row(&[("status", "test")])))
+            .unwrap();
         assert_eq!(skip, Outcome::Skipped);
-        let keep = host.transform(&t, Op::Insert, None, Some(row(&[("status", "paid")]))).unwrap();
+        let keep = host
+            .transform(&t, Op::Insert, None, Some(row(&[("status", "paid")])))
+            .unwrap();
         assert!(matches!(keep, Outcome::Kept { .. }));
     }
 }

@@ -116,7 +116,9 @@ impl Plugin for Mask {
                 if row.is_unchanged(column)? {
                     continue;
                 }
-                let Some(value) = row.get_str(column)? else { continue };
+                let Some(value) = row.get_str(column)? else {
+                    continue;
+                };
                 let replacement = match how {
                     How::Hash => self.hash(value),
                     How::Redact => self.settings.redaction.clone(),
@@ -146,17 +148,28 @@ mod tests {
         let t = TableSchema::new(
             "public",
             "u",
-            vec![Column::new("email", "text").key(), Column::new("ssn", "text"), Column::new("n", "int")],
+            vec![
+                Column::new("email", "text").key(),
+                Column::new("ssn", "text"),
+                Column::new("n", "int"),
+            ],
         );
         let m = host.map_table(&t).unwrap();
         assert_eq!(m.rows.as_deref().unwrap(), ["email", "ssn"]);
         let ins = host
-            .transform(&t, Op::Insert, None, Some(row(&[("email", "a@b"), ("ssn", "1")])))
+            .transform(
+                &t,
+                Op::Insert,
+                None,
+                Some(row(&[("email", "a@b"), ("ssn", "1")])),
+            )
             .unwrap();
         let del = host
             .transform(&t, Op::Delete, Some(row(&[("email", "a@b")])), None)
             .unwrap();
-        let (Outcome::Kept { new: Some(new), .. }, Outcome::Kept { old: Some(old), .. }) = (ins, del) else {
+        let (Outcome::Kept { new: Some(new), .. }, Outcome::Kept { old: Some(old), .. }) =
+            (ins, del)
+        else {
             panic!()
         };
         assert_eq!(new["email"], old["email"]);

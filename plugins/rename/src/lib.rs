@@ -52,7 +52,12 @@ impl Plugin for Rename {
         for column in &table.columns {
             let exact = format!("{qualified}.{}", column.name);
             let any = format!("*.{}", column.name);
-            if let Some(to) = self.settings.columns.get(&exact).or(self.settings.columns.get(&any)) {
+            if let Some(to) = self
+                .settings
+                .columns
+                .get(&exact)
+                .or(self.settings.columns.get(&any))
+            {
                 mapping.rename_column(&column.name, to)?;
             }
         }
@@ -81,7 +86,10 @@ mod tests {
         let t = TableSchema::new(
             "public",
             "orders",
-            vec![Column::new("id", "int").key(), Column::new("cust_id", "int")],
+            vec![
+                Column::new("id", "int").key(),
+                Column::new("cust_id", "int"),
+            ],
         );
         let m = host.map_table(&t).unwrap();
         assert_eq!((m.schema.as_str(), m.name.as_str()), ("sales", "orders_v2"));

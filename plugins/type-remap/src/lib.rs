@@ -95,7 +95,9 @@ impl Plugin for TypeRemap {
                 if row.is_unchanged(column)? {
                     continue;
                 }
-                let Some(value) = row.get_str(column)? else { continue };
+                let Some(value) = row.get_str(column)? else {
+                    continue;
+                };
                 match conv {
                     Conversion::ToUtcTimestamp => {
                         let utc = to_utc_timestamp(value).ok_or_else(|| {
@@ -172,12 +174,24 @@ mod tests {
         let m = host.map_table(&t).unwrap();
         assert_eq!(m.rows.as_deref().unwrap(), ["at", "n"]);
         let out = host
-            .transform(&t, Op::Insert, None, Some(row(&[("at", "2024-01-02 03:04:05+00"), ("n", "7")])))
+            .transform(
+                &t,
+                Op::Insert,
+                None,
+                Some(row(&[("at", "2024-01-02 03:04:05+00"), ("n", "7")])),
+            )
             .unwrap();
-        let Outcome::Kept { new: Some(new), .. } = out else { panic!("{out:?}") };
+        let Outcome::Kept { new: Some(new), .. } = out else {
+            panic!("{out:?}")
+        };
         assert_eq!(new["at"].as_deref(), Some("2024-01-02 03:04:05"));
         let out = host
-            .transform(&t, Op::Insert, None, Some(row(&[("at", "2024-01-02 03:04:05+00"), ("n", "x")])))
+            .transform(
+                &t,
+                Op::Insert,
+                None,
+                Some(row(&[("at", "2024-01-02 03:04:05+00"), ("n", "x")])),
+            )
             .unwrap();
         assert!(matches!(out, Outcome::Failed(_)), "{out:?}");
     }

@@ -12,7 +12,8 @@ use pgmorph::plugin::{LoadOptions, PluginChain, PluginError};
 
 /// The `.wasm` file of an example plugin crate (`"type-remap"` -> `pgmorph_plugin_type_remap.wasm`).
 pub fn wasm(krate: &str) -> PathBuf {
-    Path::new(env!("PGMORPH_PLUGIN_DIR")).join(format!("pgmorph_plugin_{}.wasm", krate.replace('-', "_")))
+    Path::new(env!("PGMORPH_PLUGIN_DIR"))
+        .join(format!("pgmorph_plugin_{}.wasm", krate.replace('-', "_")))
 }
 
 /// Load options sharing one compiled-component cache across test runs.
@@ -41,7 +42,8 @@ pub fn plugin_dir(plugins: &[(&str, &str, &str)]) -> (tempfile::TempDir, Config)
         std::fs::copy(wasm(krate), dir.path().join(format!("{stem}.wasm"))).unwrap();
         text.push_str(&format!("[plugins.{stem}]\n{settings}\n"));
     }
-    let config = Config::parse(&text, Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let config =
+        Config::parse(&text, Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"));
     (dir, config)
 }
 
@@ -91,7 +93,11 @@ pub fn order(id: i64, status: &str) -> Row {
 
 /// An insert.
 pub fn insert(row: Row) -> RowChange {
-    RowChange { op: Op::Insert, old: None, new: Some(row) }
+    RowChange {
+        op: Op::Insert,
+        old: None,
+        new: Some(row),
+    }
 }
 
 /// The text of a cell.
