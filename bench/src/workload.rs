@@ -84,12 +84,17 @@ pub async fn populate(cluster: &LocalCluster, client: &Client, sizes: &Sizes) ->
         &["-i", "-q", "-s", &sizes.pgbench_scale.to_string()],
     )
     .await?;
-    client
-        .batch_execute(
-            "ALTER TABLE pgbench_history REPLICA IDENTITY FULL; VACUUM ANALYZE; CHECKPOINT",
-        )
-        .await
-        .context("settling the source tables")?;
+    // One statement per call: VACUUM cannot run in the implicit multi-statement transaction.
+    for sql in [
+        "ALTER TABLE pgbench_history REPLICA IDENTITY FULL",
+        "VACUUM ANALYZE",
+        "CHECKPOINT",
+    ] {
+        client
+            .batch_execute(sql)
+            .await
+            .with_context(|| format!("settling the source tables: {sql}"))?;
+    }
     Ok(())
 }
 

@@ -136,24 +136,25 @@ pub async fn run(config: &Config, options: RunOptions) -> Result<(), RunError> {
     let state = Arc::new(StateStore::open(dest_state, &config.name).await?);
     let result = run_with_state(config, options, &source_settings, &dest_settings, &state).await;
     match &result {
-        Ok(()) => {
-            let _ = state.set(None, "stopped", None).await;
+        Ok(final_state) => {
+            let _ = state.set(None, final_state, None).await;
         }
         Err(e) => {
             tracing::error!(error = %e, "connector stopped with an error");
             let _ = state.set(None, "error", Some(&e.to_string())).await;
         }
     }
-    result
+    result.map(|_| ())
 }
 
+/// Runs the connector; returns the state to leave behind (`stopped`, `paused` or `done`).
 async fn run_with_state(
     config: &Config,
     options: RunOptions,
     source_settings: &ConnectionSettings,
     dest_settings: &ConnectionSettings,
     state: &Arc<StateStore>,
-) -> Result<(), RunError> {
+) -> Result<&'static str, RunError> {
     let RunOptions {
         mode,
         mut shutdown,
@@ -220,7 +221,7 @@ async fn run_with_state(
             tables = active.len(),
             "schema sync done: destination tables created, connector paused"
         );
-        return Ok(());
+        return Ok("paused");
     }
     let selected: Vec<String> = active.iter().map(|m| m.source.name.to_string()).collect();
     state.forget_tables_except(&selected).await?;
@@ -314,7 +315,7 @@ async fn run_with_state(
     if mode == Mode::InitialOnly {
         state.set(Some("initial snapshot"), "done", None).await?;
         tracing::info!("initial_only: snapshot done, not streaming");
-        return Ok(());
+        return Ok("done");
     }
 
     let sync: HashMap<u32, Lsn> = {
@@ -365,7 +366,7 @@ async fn run_with_state(
     stream.shutdown().await;
     outcome?;
     tracing::info!("stopped cleanly");
-    Ok(())
+    Ok("stopped")
 }
 
 fn check_collisions(mappings: &[Arc<TableMapping>]) -> Result<(), RunError> {
