@@ -7,9 +7,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use pgmorph::config::Config;
 use pgmorph::pipeline::{self, Mode, RunOptions};
+use pgmorph::state::control::{self, Request};
 use pgmorph::state::StateStore;
 
 mod demo;
+mod offsets;
 mod transform_setup;
 
 /// Replicate one PostgreSQL database into another, reshaping it with WebAssembly plugins.
@@ -52,8 +54,68 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Ask a running connector to stop cleanly (between transactions).
+    Stop {
+        /// The connector's TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Ask a running connector to stop consuming changes until `resume`.
+    Pause {
+        /// The connector's TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Ask a paused connector to go on.
+    Resume {
+        /// The connector's TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Copy one table again (truncate and re-copy) while the others keep streaming.
+    Resync {
+        /// The connector's TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The source table, `schema.table`.
+        #[arg(long)]
+        table: String,
+    },
+    /// Show or change the connector's last applied position.
+    Offset {
+        #[command(subcommand)]
+        action: OffsetAction,
+    },
+    /// Zero the connector's counters.
+    ResetStats {
+        /// The connector's TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Start throwaway servers, replicate sample data and show the result.
     Demo,
+}
+
+#[derive(Subcommand)]
+enum OffsetAction {
+    /// Print the last applied position and the slot's positions on the source.
+    Get {
+        /// The connector's TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Set the position to resume from (connector stopped). Moving forward skips changes;
+    /// moving back is impossible once the source confirmed them.
+    Set {
+        /// The connector's TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The new position, e.g. `0/16B3748`.
+        lsn: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -123,8 +185,49 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::Status { config, json } => status(&Config::load(&config)?, json).await,
         Command::Reset { config, yes } => reset(&Config::load(&config)?, yes).await,
+        Command::Stop { config } => request(&Config::load(&config)?, Request::Stop).await,
+        Command::Pause { config } => request(&Config::load(&config)?, Request::Pause).await,
+        Command::Resume { config } => request(&Config::load(&config)?, Request::Resume).await,
+        Command::Resync { config, table } => {
+            let config = Config::load(&config)?;
+            let dest = destination(&config).await?;
+            control::mark_for_resync(&dest, &config.name, &table).await?;
+            control::request(&dest, &config.name, Request::Resync).await?;
+            println!("table {table} will be copied again (now if the connector runs, else at its next start)");
+            Ok(())
+        }
+        Command::Offset { action } => offsets::run(action).await,
+        Command::ResetStats { config } => {
+            let config = Config::load(&config)?;
+            control::reset_stats(&destination(&config).await?, &config.name).await?;
+            println!("counters of connector {} reset", config.name);
+            Ok(())
+        }
         Command::Demo => demo::run().await,
     }
+}
+
+async fn destination(config: &Config) -> anyhow::Result<tokio_postgres::Client> {
+    let dest = config.destination_connection()?;
+    dest.connect("pgmorph")
+        .await
+        .with_context(|| format!("cannot connect to the destination {}", dest.describe()))
+}
+
+async fn source(config: &Config) -> anyhow::Result<tokio_postgres::Client> {
+    let src = config.source_connection()?;
+    src.connect("pgmorph")
+        .await
+        .with_context(|| format!("cannot connect to the source {}", src.describe()))
+}
+
+async fn request(config: &Config, what: Request) -> anyhow::Result<()> {
+    control::request(&destination(config).await?, &config.name, what).await?;
+    println!(
+        "{what:?} requested for connector {}; a running connector acts on it between transactions",
+        config.name
+    );
+    Ok(())
 }
 
 async fn wait_for_signal() {
@@ -149,8 +252,11 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
             dest.describe()
         );
     };
+    let lag = slot_lag(config).await;
     if json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        let mut v = serde_json::to_value(&s)?;
+        v["slot"] = lag.clone().unwrap_or(serde_json::Value::Null);
+        println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     println!("name            {}", s.name);
@@ -182,6 +288,13 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
             }
         }
     }
+    match &lag {
+        Some(l) => {
+            println!("lag_bytes       {}", l["lag_bytes"]);
+            println!("retained_wal    {}", l["retained_bytes"]);
+        }
+        None => println!("lag_bytes       (source not reachable)"),
+    }
     if !s.tables.is_empty() {
         println!();
         println!(
@@ -196,6 +309,26 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The slot's distance to the source's current WAL position, if the source answers.
+async fn slot_lag(config: &Config) -> Option<serde_json::Value> {
+    let client = source(config).await.ok()?;
+    let row = client
+        .query_opt(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8, \
+                    pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8, active \
+             FROM pg_replication_slots WHERE slot_name = $1",
+            &[&config.slot_name()],
+        )
+        .await
+        .ok()??;
+    Some(serde_json::json!({
+        "name": config.slot_name(),
+        "lag_bytes": row.get::<_, Option<i64>>(0),
+        "retained_bytes": row.get::<_, Option<i64>>(1),
+        "active": row.get::<_, bool>(2),
+    }))
 }
 
 async fn reset(config: &Config, yes: bool) -> anyhow::Result<()> {

@@ -15,9 +15,12 @@ use crate::workload::TABLES;
 /// Publication, subscription and slot name.
 const NAME: &str = "bench";
 
-/// Destination settings: as many table-sync workers as pgmorph has copy workers.
+/// Destination settings: as many table-sync workers as pgmorph has copy workers, and a
+/// short launcher retry interval: with the default 5 s, `ALTER SUBSCRIPTION ... ENABLE` can
+/// wait up to 5 s for the apply worker to start, which would be measured as apply time.
 pub fn dest_settings(parallel: usize) -> Vec<(&'static str, String)> {
     vec![
+        ("wal_retrieve_retry_interval", "100ms".to_owned()),
         ("max_sync_workers_per_subscription", parallel.to_string()),
         ("max_logical_replication_workers", (parallel + 2).to_string()),
         ("max_worker_processes", (parallel + 10).to_string()),

@@ -90,6 +90,13 @@ pub struct SourceConfig {
     /// `snapshot_tables = ["public.customers"]`: the tables an `always` start re-copies.
     #[serde(default)]
     pub snapshot_tables: Option<Vec<String>>,
+    /// `max_retained_wal_mb = 1024`: warn when the slot keeps more WAL than this on the source.
+    #[serde(default = "default_retained")]
+    pub max_retained_wal_mb: u64,
+}
+
+fn default_retained() -> u64 {
+    1024
 }
 
 /// `[destination]`.

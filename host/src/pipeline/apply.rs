@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{watch, Mutex};
 use tokio_postgres::Client;
@@ -13,7 +14,10 @@ use crate::model::{Lsn, Op, Row, RowChange, TableMapping};
 use crate::sink::{ddl, ApplyError, Sink};
 use crate::source::pgoutput::Message;
 use crate::source::stream::{ReplicationStream, StreamError, StreamEvent};
-use crate::state::Progress;
+use crate::state::{Progress, StateStore};
+
+/// How often operator requests are polled between transactions.
+const REQUEST_POLL: Duration = Duration::from_millis(500);
 
 /// Changes of one table handed to the row step at once.
 const ROW_BATCH: usize = 1000;
@@ -49,13 +53,18 @@ pub enum CdcError {
     /// The stream ended on its own.
     #[error("the source closed the replication stream")]
     Ended,
+    /// Reading operator requests failed.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
 }
 
 /// Why the loop returned without error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
-    /// Shutdown was requested.
+    /// Shutdown was requested (signal or `pgmorph stop`).
     Shutdown,
+    /// `pgmorph resync` asked for tables to be copied again; the stream is between transactions.
+    Resync,
 }
 
 struct OpenTx {
@@ -83,11 +92,13 @@ pub struct Cdc<'a> {
     pub sync: HashMap<u32, Lsn>,
     /// Shutdown signal.
     pub shutdown: watch::Receiver<bool>,
+    /// Connector state, polled for operator requests between transactions.
+    pub state: Arc<StateStore>,
 }
 
 impl Cdc<'_> {
-    /// Streams and applies changes until shutdown (Ok) or an error.
-    pub async fn run(mut self) -> Result<Stopped, CdcError> {
+    /// Streams and applies changes until shutdown or a resync request (Ok) or an error.
+    pub async fn run(&mut self) -> Result<Stopped, CdcError> {
         let result = self.run_inner().await;
         if result.is_err() {
             self.sink.rollback().await;
@@ -101,7 +112,10 @@ impl Cdc<'_> {
         let mut batch_table: Option<Arc<TableMapping>> = None;
         let mut needs_ddl_check: HashSet<u32> = HashSet::new();
         let mut acked = self.durable;
+        let mut poll = tokio::time::interval(REQUEST_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let idle = tx.is_none() && !self.sink.in_transaction();
             let event = tokio::select! {
                 biased;
                 _ = self.shutdown.changed() => {
@@ -110,6 +124,19 @@ impl Cdc<'_> {
                     }
                     self.sink.rollback().await;
                     return Ok(Stopped::Shutdown);
+                }
+                _ = poll.tick(), if idle => {
+                    match self.state.take_request().await?.as_deref() {
+                        Some("stop") => return Ok(Stopped::Shutdown),
+                        Some("resync") => return Ok(Stopped::Resync),
+                        Some("pause") => {
+                            if self.pause().await? {
+                                return Ok(Stopped::Shutdown);
+                            }
+                        }
+                        _ => {}
+                    }
+                    continue;
                 }
                 ev = self.stream.next() => ev?,
             };
@@ -194,6 +221,7 @@ impl Cdc<'_> {
                                         }
                                     })?;
                                 }
+                                self.state.record_mapping(&mapping).await?;
                                 needs_ddl_check.insert(oid);
                             }
                         }
@@ -306,6 +334,29 @@ impl Cdc<'_> {
             new: new.map(|r| mapping.project(r)),
         });
         Ok(())
+    }
+
+    /// Waits while paused; returns whether a stop was requested (false: resumed). The
+    /// transport keeps answering the server's keepalives meanwhile.
+    async fn pause(&mut self) -> Result<bool, CdcError> {
+        tracing::info!("paused");
+        self.state.set(None, "paused", None).await?;
+        loop {
+            tokio::select! {
+                _ = self.shutdown.changed() => return Ok(true),
+                _ = tokio::time::sleep(REQUEST_POLL) => {
+                    match self.state.take_request().await?.as_deref() {
+                        Some("stop") => return Ok(true),
+                        Some("resume") => {
+                            tracing::info!("resumed");
+                            self.state.set(None, "polling", None).await?;
+                            return Ok(false);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
     }
 
     /// Whether the table's copy already contains this transaction's changes.

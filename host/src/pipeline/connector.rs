@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use tokio::sync::{watch, Mutex};
 
-use super::apply::{Cdc, CdcError};
+use super::apply::{Cdc, CdcError, Stopped};
 use super::relations::Relations;
 use super::snapshot::{self, SnapshotError, SnapshotJob};
 use super::transform::{Transform, TransformError};
 use crate::config::{Config, ConnectionError, ConnectionSettings};
 use crate::model::{Lsn, TableMapping};
 use crate::sink::{ddl, Sink};
-use crate::source::{catalog, setup, stream::ReplicationStream, stream::StreamError};
+use crate::source::stream::{CreatedSlot, ReplicationStream, StreamError};
+use crate::source::{catalog, setup};
 use crate::state::{StateError, StateStore};
 
 /// How a start treats existing data (SynchDB's snapshot modes).
@@ -137,7 +138,8 @@ pub async fn run(config: &Config, options: RunOptions) -> Result<(), RunError> {
     let result = run_with_state(config, options, &source_settings, &dest_settings, &state).await;
     match &result {
         Ok(final_state) => {
-            let _ = state.set(None, final_state, None).await;
+            let stage = (*final_state == "paused").then_some("schema sync");
+            let _ = state.set(stage, final_state, None).await;
         }
         Err(e) => {
             tracing::error!(error = %e, "connector stopped with an error");
@@ -189,6 +191,7 @@ async fn run_with_state(
         }
     }
     check_collisions(&mappings)?;
+    state.record_mappings(&mappings).await?;
     let active: Vec<Arc<TableMapping>> = mappings.iter().filter(|m| !m.skip).cloned().collect();
     let slot = config.slot_name();
     let published: Vec<_> = active.iter().map(|m| m.source.name.clone()).collect();
@@ -264,50 +267,19 @@ async fn run_with_state(
         let rebuild = mode == Mode::Always && to_copy.iter().any(|c| Arc::ptr_eq(c, m));
         ddl::create_table(&dest, m, rebuild).await?;
     }
-    let pairs: Vec<(String, String)> = to_copy
-        .iter()
-        .map(|m| (m.source.name.to_string(), m.destination.to_string()))
-        .collect();
+    let copier = Copier {
+        config,
+        source: source_settings,
+        destination: dest_settings,
+        state,
+        transform: &transform,
+        slot: &slot,
+    };
     if mode == Mode::NoData {
-        state.mark_streaming(&pairs).await?;
+        state.mark_streaming(&pairs_of(&to_copy)).await?;
         state.finish_snapshot(0).await?;
     } else if !to_copy.is_empty() {
-        state
-            .set(Some("initial snapshot"), "copying", None)
-            .await?;
-        // A resumed connector copies under a temporary slot's snapshot; the stream then skips
-        // those tables' changes committed before that slot's consistent point.
-        let temporary = match &fresh {
-            Some(_) => None,
-            None => Some(
-                ReplicationStream::create_slot_with_snapshot(
-                    source_settings,
-                    &format!("{slot}_sync"),
-                    &slot,
-                    true,
-                )
-                .await?,
-            ),
-        };
-        let exported = fresh.as_ref().or(temporary.as_ref()).expect("one slot");
-        tracing::info!(tables = to_copy.len(), sync_point = %exported.consistent_point, "copying tables");
-        state.plan_copies(&pairs).await?;
-        let rows = snapshot::copy_all(SnapshotJob {
-            source: source_settings.clone(),
-            destination: dest_settings.clone(),
-            snapshot_name: exported.snapshot_name.clone(),
-            tables: to_copy.clone(),
-            parallel: config.snapshot.parallel,
-            transform: transform.clone(),
-            state: state.clone(),
-            async_commit: config.destination.synchronous_commit_off,
-            sync_lsn: exported.consistent_point,
-        })
-        .await?;
-        // Closing the idle connection drops the temporary slot.
-        drop(temporary);
-        state.finish_snapshot(rows as i64).await?;
-        tracing::info!(rows, "snapshot finished");
+        copier.copy(&to_copy, fresh.as_ref()).await?;
     } else if !previous.snapshot_done {
         state.finish_snapshot(0).await?;
     }
@@ -318,16 +290,6 @@ async fn run_with_state(
         return Ok("done");
     }
 
-    let sync: HashMap<u32, Lsn> = {
-        let known = state.tables().await?;
-        active
-            .iter()
-            .filter_map(|m| {
-                let lsn = known.get(&m.source.name.to_string())?.sync_lsn?;
-                Some((m.source.oid, lsn))
-            })
-            .collect()
-    };
     let (mut stream, durable) = match fresh {
         Some(created) => {
             let mut stream = created.stream;
@@ -345,28 +307,161 @@ async fn run_with_state(
         .set(Some("change data capture"), "polling", None)
         .await?;
     tracing::info!(slot, from = %durable, "streaming changes");
+    let watchdog = tokio::spawn(watch_retained_wal(
+        source_settings.clone(),
+        slot.clone(),
+        config.source.max_retained_wal_mb,
+    ));
     let mut relations = Relations::new(&dest_schema);
     for m in &mappings {
         relations.insert(m.clone());
     }
     let mut sink = Sink::new(dest, &config.name);
-    let outcome = Cdc {
+    let mut cdc = Cdc {
         stream: &mut stream,
         sink: &mut sink,
         relations: &mut relations,
-        transform,
+        transform: transform.clone(),
         source: &source,
         durable,
-        sync,
+        sync: sync_points(state, &active).await?,
         shutdown: shutdown.clone(),
-    }
-    .run()
-    .await;
+        state: state.clone(),
+    };
+    let outcome: Result<(), RunError> = loop {
+        match cdc.run().await {
+            Ok(Stopped::Shutdown) => break Ok(()),
+            Ok(Stopped::Resync) => {
+                // Between transactions: copy the tables marked pending, then go on streaming.
+                let resynced = async {
+                    let known = state.tables().await?;
+                    let pending: Vec<Arc<TableMapping>> = active
+                        .iter()
+                        .filter(|m| known.get(&m.source.name.to_string()).is_some_and(|t| t.phase == "pending"))
+                        .cloned()
+                        .collect();
+                    for m in &pending {
+                        ddl::create_table(cdc.sink.client(), m, false).await?;
+                    }
+                    if !pending.is_empty() {
+                        tracing::info!(tables = pending.len(), "re-syncing tables");
+                        copier.copy(&pending, None).await?;
+                    }
+                    state.set(Some("change data capture"), "polling", None).await?;
+                    sync_points(state, &active).await
+                }
+                .await;
+                match resynced {
+                    Ok(sync) => cdc.sync = sync,
+                    Err(e) => break Err(e),
+                }
+            }
+            Err(e) => break Err(e.into()),
+        }
+    };
+    drop(cdc);
+    watchdog.abort();
     let _ = shutdown.borrow_and_update();
     stream.shutdown().await;
     outcome?;
     tracing::info!("stopped cleanly");
     Ok("stopped")
+}
+
+/// Warns every 30 seconds while the slot keeps more WAL on the source than `limit_mb`.
+async fn watch_retained_wal(settings: ConnectionSettings, slot: String, limit_mb: u64) {
+    let Ok(client) = settings.connect("pgmorph watchdog").await else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        let row = client
+            .query_opt(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await;
+        if let Ok(Some(row)) = row {
+            let retained: Option<i64> = row.get(0);
+            let mb = retained.unwrap_or(0) as u64 >> 20;
+            if mb > limit_mb {
+                tracing::warn!(slot, retained_mb = mb, limit_mb, "the replication slot retains more WAL than max_retained_wal_mb on the source");
+            }
+        }
+    }
+}
+
+fn pairs_of(tables: &[Arc<TableMapping>]) -> Vec<(String, String)> {
+    tables
+        .iter()
+        .map(|m| (m.source.name.to_string(), m.destination.to_string()))
+        .collect()
+}
+
+/// Per relation, the position before which a table's changes are already in its copy.
+async fn sync_points(
+    state: &StateStore,
+    active: &[Arc<TableMapping>],
+) -> Result<HashMap<u32, Lsn>, RunError> {
+    let known = state.tables().await?;
+    Ok(active
+        .iter()
+        .filter_map(|m| {
+            let lsn = known.get(&m.source.name.to_string())?.sync_lsn?;
+            Some((m.source.oid, lsn))
+        })
+        .collect())
+}
+
+/// Copies tables under an exported snapshot: the main slot's on a first start, else a
+/// temporary slot's, whose consistent point becomes the tables' sync point.
+struct Copier<'a> {
+    config: &'a Config,
+    source: &'a ConnectionSettings,
+    destination: &'a ConnectionSettings,
+    state: &'a Arc<StateStore>,
+    transform: &'a Arc<Mutex<Box<dyn Transform>>>,
+    slot: &'a str,
+}
+
+impl Copier<'_> {
+    async fn copy(&self, tables: &[Arc<TableMapping>], fresh: Option<&CreatedSlot>) -> Result<u64, RunError> {
+        self.state
+            .set(Some("initial snapshot"), "copying", None)
+            .await?;
+        let temporary = match fresh {
+            Some(_) => None,
+            None => Some(
+                ReplicationStream::create_slot_with_snapshot(
+                    self.source,
+                    &format!("{}_sync", self.slot),
+                    self.slot,
+                    true,
+                )
+                .await?,
+            ),
+        };
+        let exported = fresh.or(temporary.as_ref()).expect("one slot");
+        tracing::info!(tables = tables.len(), sync_point = %exported.consistent_point, "copying tables");
+        self.state.plan_copies(&pairs_of(tables)).await?;
+        let rows = snapshot::copy_all(SnapshotJob {
+            source: self.source.clone(),
+            destination: self.destination.clone(),
+            snapshot_name: exported.snapshot_name.clone(),
+            tables: tables.to_vec(),
+            parallel: self.config.snapshot.parallel,
+            transform: self.transform.clone(),
+            state: self.state.clone(),
+            async_commit: self.config.destination.synchronous_commit_off,
+            sync_lsn: exported.consistent_point,
+        })
+        .await?;
+        // Closing the idle connection drops the temporary slot.
+        drop(temporary);
+        self.state.finish_snapshot(rows as i64).await?;
+        tracing::info!(rows, "snapshot finished");
+        Ok(rows)
+    }
 }
 
 fn check_collisions(mappings: &[Arc<TableMapping>]) -> Result<(), RunError> {

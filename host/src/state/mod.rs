@@ -1,6 +1,7 @@
 //! Connector state kept in the destination database (schema `pgmorph`): the state row that
 //! `pgmorph status` shows, per-table phases, counters, and the dead-letter table.
 
+pub mod control;
 mod schema;
 mod store;
 

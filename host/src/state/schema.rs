@@ -28,6 +28,23 @@ CREATE TABLE IF NOT EXISTS pgmorph.tables (
     PRIMARY KEY (connector, source_table)
 );
 ALTER TABLE pgmorph.tables ADD COLUMN IF NOT EXISTS sync_lsn pg_lsn;
+ALTER TABLE pgmorph.state ADD COLUMN IF NOT EXISTS request text;
+CREATE TABLE IF NOT EXISTS pgmorph.attributes (
+    connector     text NOT NULL,
+    source_table  text NOT NULL,
+    dest_table    text,
+    attnum        integer NOT NULL,
+    source_column text,
+    dest_column   text,
+    source_type   text,
+    dest_type     text,
+    changed_by    text,
+    PRIMARY KEY (connector, source_table, attnum)
+);
+CREATE OR REPLACE VIEW pgmorph.att_view AS
+    SELECT connector AS name, source_table, dest_table, attnum, source_column, dest_column,
+           source_type, dest_type, changed_by
+    FROM pgmorph.attributes;
 CREATE TABLE IF NOT EXISTS pgmorph.stats (
     connector      text PRIMARY KEY,
     transactions   bigint NOT NULL DEFAULT 0,

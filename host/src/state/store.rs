@@ -212,7 +212,7 @@ impl StateStore {
         state: &str,
         err: Option<&str>,
     ) -> Result<(), StateError> {
-        let pid = if state == "stopped" || state == "error" {
+        let pid = if matches!(state, "stopped" | "error" | "done") || stage == Some("schema sync") {
             -1
         } else {
             std::process::id() as i32
@@ -352,6 +352,79 @@ impl StateStore {
         Ok(())
     }
 
+    /// Takes the pending operator request (`pause`, `resume`, `stop`, `resync`), clearing it.
+    pub async fn take_request(&self) -> Result<Option<String>, StateError> {
+        Ok(self
+            .client
+            .query_opt(
+                "UPDATE pgmorph.state s SET request = NULL FROM (SELECT request FROM pgmorph.state \
+                 WHERE name = $1 AND request IS NOT NULL FOR UPDATE) old WHERE s.name = $1 RETURNING old.request",
+                &[&self.name],
+            )
+            .await?
+            .map(|r| r.get(0)))
+    }
+
+    /// Records the column-by-column mapping of every table (the attribute view).
+    pub async fn record_mappings(&self, mappings: &[std::sync::Arc<crate::model::TableMapping>]) -> Result<(), StateError> {
+        self.client
+            .execute("DELETE FROM pgmorph.attributes WHERE connector = $1", &[&self.name])
+            .await?;
+        for m in mappings {
+            self.record_mapping(m).await?;
+        }
+        Ok(())
+    }
+
+    /// Records (or replaces) one table's column mapping.
+    pub async fn record_mapping(&self, m: &crate::model::TableMapping) -> Result<(), StateError> {
+        let source = m.source.name.to_string();
+        self.client
+            .execute(
+                "DELETE FROM pgmorph.attributes WHERE connector = $1 AND source_table = $2",
+                &[&self.name, &source],
+            )
+            .await?;
+        let dest = (!m.skip).then(|| m.destination.to_string());
+        let mut attnum = 0i32;
+        for (i, c) in m.source.columns.iter().enumerate() {
+            attnum += 1;
+            let mapped = if m.skip {
+                None
+            } else {
+                m.columns.iter().find(|d| d.source_index == Some(i))
+            };
+            let changed_by = mapped.map(|d| d.changed_by.join(", ")).filter(|s| !s.is_empty());
+            self.client
+                .execute(
+                    "INSERT INTO pgmorph.attributes VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    &[
+                        &self.name,
+                        &source,
+                        &dest,
+                        &attnum,
+                        &Some(c.name.clone()),
+                        &mapped.map(|d| d.name.clone()),
+                        &Some(c.type_sql.clone()),
+                        &mapped.map(|d| d.type_sql.clone()),
+                        &changed_by,
+                    ],
+                )
+                .await?;
+        }
+        for d in m.columns.iter().filter(|d| d.source_index.is_none()) {
+            attnum += 1;
+            let changed_by = Some(d.changed_by.join(", ")).filter(|s| !s.is_empty());
+            self.client
+                .execute(
+                    "INSERT INTO pgmorph.attributes VALUES ($1, $2, $3, $4, NULL, $5, NULL, $6, $7)",
+                    &[&self.name, &source, &dest, &attnum, &d.name, &d.type_sql, &changed_by],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Reads a connector's status for `pgmorph status`; `None` if it never ran.
     pub async fn status(client: &Client, name: &str) -> Result<Option<Status>, StateError> {
         let exists = client
@@ -417,6 +490,7 @@ impl StateStore {
             "DELETE FROM pgmorph.state WHERE name = $1",
             "DELETE FROM pgmorph.tables WHERE connector = $1",
             "DELETE FROM pgmorph.stats WHERE connector = $1",
+            "DELETE FROM pgmorph.attributes WHERE connector = $1",
         ] {
             client.execute(sql, &[&name]).await?;
         }
