@@ -11,6 +11,7 @@ use pgmorph::state::control::{self, Request};
 use pgmorph::state::StateStore;
 
 mod demo;
+mod plugin_cli;
 mod offsets;
 mod transform_setup;
 
@@ -92,6 +93,26 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Preview (with --dry-run) or build the mapped destination tables without rows.
+    Schemasync {
+        /// The connector's TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print the mapping only; create nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON (with --dry-run).
+        #[arg(long)]
+        json: bool,
+        /// Directory of `.wasm` plugins (overrides `plugin_dir` in the config).
+        #[arg(long)]
+        plugins: Option<PathBuf>,
+    },
+    /// Check a plugin or run it offline on sample rows.
+    Plugin {
+        #[command(subcommand)]
+        action: plugin_cli::PluginAction,
+    },
     /// Start throwaway servers, replicate sample data and show the result.
     Demo,
 }
@@ -163,26 +184,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             config,
             mode,
             plugins,
-        } => {
-            let config = Config::load(&config)?;
-            let transform = transform_setup::build(&config, plugins.as_deref())?;
-            let (tx, rx) = tokio::sync::watch::channel(false);
-            tokio::spawn(async move {
-                wait_for_signal().await;
-                tracing::info!("stop requested");
-                let _ = tx.send(true);
-            });
-            pipeline::run(
-                &config,
-                RunOptions {
-                    mode,
-                    shutdown: rx,
-                    transform,
-                },
-            )
-            .await?;
-            Ok(())
-        }
+        } => run(&Config::load(&config)?, mode, plugins.as_deref()).await,
         Command::Status { config, json } => status(&Config::load(&config)?, json).await,
         Command::Reset { config, yes } => reset(&Config::load(&config)?, yes).await,
         Command::Stop { config } => request(&Config::load(&config)?, Request::Stop).await,
@@ -203,8 +205,41 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             println!("counters of connector {} reset", config.name);
             Ok(())
         }
+        Command::Schemasync {
+            config,
+            dry_run,
+            json,
+            plugins,
+        } => {
+            let config = Config::load(&config)?;
+            if dry_run {
+                return plugin_cli::dry_run(&config, plugins.as_deref(), json).await;
+            }
+            run(&config, Mode::Schemasync, plugins.as_deref()).await
+        }
+        Command::Plugin { action } => plugin_cli::run(action),
         Command::Demo => demo::run().await,
     }
+}
+
+async fn run(config: &Config, mode: Mode, plugins: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let transform = transform_setup::build(config, plugins)?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stop requested");
+        let _ = tx.send(true);
+    });
+    pipeline::run(
+        config,
+        RunOptions {
+            mode,
+            shutdown: rx,
+            transform,
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 async fn destination(config: &Config) -> anyhow::Result<tokio_postgres::Client> {

@@ -175,7 +175,14 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::parse(&text, path)
+        let mut config = Self::parse(&text, path)?;
+        // A relative plugin directory is relative to the config file.
+        if let (Some(dir), Some(base)) = (&config.plugin_dir, path.parent()) {
+            if dir.is_relative() {
+                config.plugin_dir = Some(base.join(dir));
+            }
+        }
+        Ok(config)
     }
 
     /// Parses and validates config text; `path` is used in messages only.

@@ -107,7 +107,7 @@ pub struct RunOptions {
     pub transform: Box<dyn Transform>,
 }
 
-async fn connect(
+pub(crate) async fn connect(
     settings: &ConnectionSettings,
     app: &str,
 ) -> Result<tokio_postgres::Client, RunError> {

@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod connector;
+pub mod preview;
 pub mod relations;
 pub mod snapshot;
 pub mod transform;

@@ -33,7 +33,7 @@ impl Default for LoadOptions {
 struct TableState {
     source: Arc<TableSchema>,
     id: u32,
-    steps: Vec<RowStep>,
+    steps: Arc<[RowStep]>,
 }
 
 /// The plugins of a connector, applied in file-name order; implements [`Transform`].
@@ -362,7 +362,7 @@ impl Transform for PluginChain {
             TableState {
                 source,
                 id,
-                steps: composed.steps,
+                steps: composed.steps.into(),
             },
         );
         Ok(composed.mapping)
@@ -379,7 +379,7 @@ impl Transform for PluginChain {
         }
         let steps = match self.tables.get(&mapping.source.oid) {
             Some(state) if Arc::ptr_eq(&state.source, &mapping.source) || state.source == mapping.source => {
-                state.steps.clone()
+                Arc::clone(&state.steps)
             }
             _ => {
                 return Err(TransformError {
@@ -390,7 +390,7 @@ impl Transform for PluginChain {
                 })
             }
         };
-        for step in &steps {
+        for step in steps.iter() {
             self.run_step(step, mapping, batch, &mut outcome)?;
             if batch.is_empty() {
                 break;
