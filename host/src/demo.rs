@@ -27,6 +27,7 @@ CREATE TABLE orders (
 );
 INSERT INTO customers (name, email)
     SELECT 'customer ' || g, 'user' || g || '@example.com' FROM generate_series(1, 5) g;
+INSERT INTO customers (name, email) VALUES ('test account', 'qa@example.com');
 INSERT INTO orders (cust_id, amount, tags, details)
     SELECT 1 + g % 5, g * 10.5, ARRAY['demo', 'batch' || g % 2], jsonb_build_object('n', g)
     FROM generate_series(1, 8) g;
@@ -35,7 +36,7 @@ INSERT INTO orders (cust_id, amount, tags, details)
 const LIVE: &str = r#"
 BEGIN;
 INSERT INTO customers (name, email) VALUES ('late customer', 'late@example.com');
-INSERT INTO orders (cust_id, amount, status, tags) VALUES (6, 99.99, 'paid', ARRAY['live']);
+INSERT INTO orders (cust_id, amount, status, tags) VALUES (7, 99.99, 'paid', ARRAY['live']);
 COMMIT;
 UPDATE orders SET status = 'shipped' WHERE id <= 3;
 DELETE FROM orders WHERE id = 8;
@@ -61,13 +62,26 @@ pub async fn run() -> anyhow::Result<()> {
         .context("loading sample data")?;
     let dst = dest.connect("postgres").await?;
 
+    let plugin_dir = tempfile::tempdir()?;
+    let with_plugins = demo_plugins(plugin_dir.path()).await;
     let text = format!(
-        "name = \"demo\"\n[source]\nurl = \"{}\"\nschema = \"public\"\n[destination]\nurl = \"{}\"\n",
+        "name = \"demo\"\n{}[source]\nurl = \"{}\"\nschema = \"public\"\n[destination]\nurl = \"{}\"\n{}",
+        if with_plugins {
+            format!("plugin_dir = \"{}\"\n", plugin_dir.path().display())
+        } else {
+            String::new()
+        },
         source.url("postgres"),
-        dest.url("postgres")
+        dest.url("postgres"),
+        if with_plugins { PLUGIN_CONFIG } else { "" },
     );
     println!("\nConnector config:\n{text}");
     let config = Config::parse(&text, std::path::Path::new("demo.toml"))?;
+    let transform: Box<dyn pgmorph::pipeline::transform::Transform> = match &config.plugin_dir {
+        Some(dir) => Box::new(pgmorph::plugin::PluginChain::load(dir, &config.plugins)?),
+        None => Box::new(pgmorph::pipeline::transform::Identity),
+    };
+    let orders = if with_plugins { "sales.orders_v2" } else { "postgres.orders" };
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let runner = {
         let config = config.clone();
@@ -77,7 +91,7 @@ pub async fn run() -> anyhow::Result<()> {
                 RunOptions {
                     mode: Mode::Initial,
                     shutdown,
-                    transform: Box::new(pgmorph::pipeline::transform::Identity),
+                    transform,
                 },
             )
             .await
@@ -85,21 +99,30 @@ pub async fn run() -> anyhow::Result<()> {
     };
 
     wait_for(&dst, "SELECT stage = 'change data capture' AND state = 'polling' FROM pgmorph.state WHERE name = 'demo'", &runner).await?;
-    println!("Snapshot done. Destination schema \"postgres\" (named after the source database):");
+    println!("Snapshot done. Destination schema \"postgres\" is named after the source database.");
+    if with_plugins {
+        println!(
+            "The plugins dropped the 'test account' row and orders.details, renamed orders to \
+             sales.orders_v2 and cust_id to customer_id, and replaced e-mails by salted hashes."
+        );
+    }
     show(&dst, "SELECT * FROM postgres.customers ORDER BY id").await?;
-    show(&dst, "SELECT * FROM postgres.orders ORDER BY id").await?;
+    show(&dst, &format!("SELECT * FROM {orders} ORDER BY id")).await?;
 
     println!("\nMaking live changes on the source:\n{}", LIVE.trim());
     src.batch_execute(LIVE).await?;
     wait_for(
         &dst,
-        "SELECT (SELECT count(*) FROM postgres.orders) = 8 \
-         AND (SELECT count(*) FROM postgres.orders WHERE status = 'shipped') = 3",
+        &format!(
+            "SELECT (SELECT count(*) FROM {orders}) = 8 \
+             AND (SELECT count(*) FROM {orders} WHERE status = 'shipped') = 3"
+        ),
         &runner,
     )
     .await?;
     println!("\nThe destination caught up:");
-    show(&dst, "SELECT * FROM postgres.orders ORDER BY id").await?;
+    show(&dst, "SELECT * FROM postgres.customers ORDER BY id").await?;
+    show(&dst, &format!("SELECT * FROM {orders} ORDER BY id")).await?;
     show(
         &dst,
         "SELECT name, stage, state, err, last_offset FROM pgmorph.state_view",
@@ -110,6 +133,58 @@ pub async fn run() -> anyhow::Result<()> {
     runner.await??;
     println!("\nConnector stopped cleanly; the throwaway servers are removed on exit.");
     Ok(())
+}
+
+/// Plugin settings of the demo chain: filter, then rename, then mask.
+const PLUGIN_CONFIG: &str = r#"
+[plugins.10-filter.config]
+skip_columns = ["public.orders.details"]
+skip_rows = [{ table = "public.customers", column = "name", equals = "test account" }]
+
+[plugins.20-rename.config]
+tables = { "public.orders" = "sales.orders_v2" }
+columns = { "public.orders.cust_id" = "customer_id" }
+
+[plugins.30-mask.config]
+salt = "demo"
+hash = ["public.customers.email"]
+"#;
+
+/// Builds the example plugins from the source tree (once; cargo skips it when up to date) and
+/// copies them into `dir` in chain order. Returns false, with a note, when that is impossible.
+async fn demo_plugins(dir: &std::path::Path) -> bool {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifest = root.join("plugins").join("Cargo.toml");
+    if !manifest.exists() {
+        println!("(example plugins not found next to this binary: running without plugins)");
+        return false;
+    }
+    println!("Building the example plugins for wasm32-wasip2 (first time only)...");
+    let target = root.join("target").join("wasm-plugins");
+    let status = tokio::process::Command::new("cargo")
+        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target)
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .await;
+    if !status.is_ok_and(|s| s.success()) {
+        println!("(building the example plugins failed: running without plugins)");
+        return false;
+    }
+    let built = target.join("wasm32-wasip2").join("release");
+    for (from, to) in [
+        ("pgmorph_plugin_filter.wasm", "10-filter.wasm"),
+        ("pgmorph_plugin_rename.wasm", "20-rename.wasm"),
+        ("pgmorph_plugin_mask.wasm", "30-mask.wasm"),
+    ] {
+        if std::fs::copy(built.join(from), dir.join(to)).is_err() {
+            println!("(example plugin {from} missing: running without plugins)");
+            return false;
+        }
+    }
+    true
 }
 
 async fn wait_for(

@@ -9,6 +9,7 @@
 pub mod cluster;
 pub mod config;
 pub mod copy_text;
+pub mod error_chain;
 pub mod model;
 pub mod pipeline;
 pub mod plugin;

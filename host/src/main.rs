@@ -168,14 +168,7 @@ fn main() -> ExitCode {
 }
 
 fn one_line(e: &anyhow::Error) -> String {
-    let parts: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-    let mut out: Vec<String> = Vec::new();
-    for p in parts {
-        if !out.iter().any(|o| o.contains(&p)) {
-            out.push(p);
-        }
-    }
-    out.join(": ").replace('\n', " ")
+    pgmorph::error_chain::one_line(e.as_ref())
 }
 
 async fn dispatch(command: Command) -> anyhow::Result<()> {

@@ -142,8 +142,9 @@ pub async fn run(config: &Config, options: RunOptions) -> Result<(), RunError> {
             let _ = state.set(stage, final_state, None).await;
         }
         Err(e) => {
-            tracing::error!(error = %e, "connector stopped with an error");
-            let _ = state.set(None, "error", Some(&e.to_string())).await;
+            let text = crate::error_chain::one_line(e);
+            tracing::error!(error = %text, "connector stopped with an error");
+            let _ = state.set(None, "error", Some(&text)).await;
         }
     }
     result.map(|_| ())
@@ -214,6 +215,16 @@ async fn run_with_state(
     }
     let user_types: Vec<_> = selection.user_types.values().collect();
     ddl::ensure_schema_and_types(&dest, &dest_schema, &user_types).await?;
+    let mut other_schemas: Vec<&str> = active
+        .iter()
+        .map(|m| m.destination.schema.as_str())
+        .filter(|s| *s != dest_schema)
+        .collect();
+    other_schemas.sort();
+    other_schemas.dedup();
+    for schema in other_schemas {
+        ddl::ensure_schema_and_types(&dest, schema, &[]).await?;
+    }
 
     if mode == Mode::Schemasync {
         for m in &active {
