@@ -103,7 +103,10 @@ async fn bench(args: Args) -> Result<()> {
                 // unless the data came out wrong.
                 Err(e) if kind.uses_plugins() && e.downcast_ref::<verify::Mismatch>().is_none() => {
                     eprintln!("{} failed: {e:#}", kind.label());
-                    notes.push(format!("{} failed in run {run} and was dropped: {e:#}", kind.label()));
+                    notes.push(format!(
+                        "{} failed in run {run} and was dropped: {e:#}",
+                        kind.label()
+                    ));
                     failed.push(kind);
                 }
                 Err(e) => return Err(e.context(format!("{} run {run}", kind.label()))),

@@ -32,7 +32,11 @@ pub struct SnapshotSize {
 
 impl Pair {
     /// Starts both clusters at once and fills the source.
-    pub async fn start(durable: bool, dest_settings: &[(&str, String)], sizes: &Sizes) -> Result<Pair> {
+    pub async fn start(
+        durable: bool,
+        dest_settings: &[(&str, String)],
+        sizes: &Sizes,
+    ) -> Result<Pair> {
         let mut dest_options = ClusterOptions {
             durable,
             ..ClusterOptions::destination()

@@ -146,17 +146,15 @@ pub fn table(measurements: &[Measurement]) -> String {
     ));
     for ((workload, variant), s) in &summaries {
         let rate = s.units as f64 / s.secs;
-        let mb = s
-            .bytes
-            .map_or("-".to_owned(), |b| format!("{:.1}", b as f64 / 1e6 / s.secs));
+        let mb = s.bytes.map_or("-".to_owned(), |b| {
+            format!("{:.1}", b as f64 / 1e6 / s.secs)
+        });
         let ratio = summaries
             .get(&(*workload, VariantKind::Native))
             .map_or("-".to_owned(), |native| {
                 format!("{:.2}x", native.secs / s.secs)
             });
-        let rss = s
-            .rss_mib
-            .map_or("-".to_owned(), |r| format!("{r:.0} MiB"));
+        let rss = s.rss_mib.map_or("-".to_owned(), |r| format!("{r:.0} MiB"));
         let cpu = s.cpu_secs.map_or("-".to_owned(), |c| format!("{c:.2}"));
         let runs: Vec<String> = s.runs.iter().map(|r| format!("{r:.2}")).collect();
         out.push_str(&format!(

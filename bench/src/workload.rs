@@ -236,7 +236,8 @@ pub async fn apply_load(
             sizes.updates
         }
         Workload::Deletes => {
-            let statements = (0..sizes.deletes).map(|i| format!("DELETE FROM mixed WHERE id = {};", 2 + 2 * i));
+            let statements =
+                (0..sizes.deletes).map(|i| format!("DELETE FROM mixed WHERE id = {};", 2 + 2 * i));
             run_in_transactions(client, statements, sizes.tx_batch).await?;
             sizes.deletes
         }

@@ -202,3 +202,76 @@ async fn dead_letters_land_in_the_destination() -> anyhow::Result<()> {
     running.stop().await?;
     Ok(())
 }
+
+/// Rows/s of a snapshot through the whole pipeline with no plugin, a pass-through plugin that
+/// sees every row and column, and the filter + rename + mask chain, on the same data in one run:
+/// `cargo test -p pgmorph-e2e --release --test plugin_e2e -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn pipeline_throughput_with_plugins() -> anyhow::Result<()> {
+    const ROWS: i64 = 200_000;
+    let pair = Pair::start()?;
+    let (src, dst) = pair.clients().await?;
+    src.batch_execute(&format!(
+        "CREATE TABLE bench (id bigint PRIMARY KEY, name text, email text, qty int, price numeric(12,2),
+                             at timestamptz, flag boolean, note text, ratio float8, doc jsonb);
+         INSERT INTO bench SELECT g, 'name ' || g, 'user' || g || '@example.com', g % 100, g / 7.0,
+                '2024-01-01'::timestamptz + g * interval '1 second', g % 2 = 0,
+                'a longer piece of text in the row', g / 3.0, '{{\"k\": [1, 2, 3]}}'
+           FROM generate_series(1, {ROWS}) g;"
+    ))
+    .await?;
+    let cases: [(&str, &[(&str, &str, &str)]); 3] = [
+        ("no plugin", &[]),
+        (
+            "pass-through (all rows and columns)",
+            &[("00-pass", "passthrough", "config = { rows = true }")],
+        ),
+        (
+            "filter + rename + mask",
+            &[
+                (
+                    "10-filter",
+                    "filter",
+                    r#"config = { skip_rows = [{ table = "public.bench", column = "qty", equals = "-1" }] }"#,
+                ),
+                (
+                    "20-rename",
+                    "rename",
+                    r#"config = { columns = { "*.name" = "full_name" } }"#,
+                ),
+                (
+                    "30-mask",
+                    "mask",
+                    r#"config = { salt = "s", hash = ["*.email"] }"#,
+                ),
+            ],
+        ),
+    ];
+    for (i, (label, plugins)) in cases.iter().enumerate() {
+        let name = format!("bench{i}");
+        let text = pair.config_text(&name, "", "tables = [\"public.bench\"]")
+            + &format!("schema = \"{name}\"\n");
+        let config = pgmorph::config::Config::parse(&text, std::path::Path::new("bench.toml"))?;
+        let transform: Box<dyn pgmorph::pipeline::transform::Transform> = if plugins.is_empty() {
+            Box::new(pgmorph::pipeline::transform::Identity)
+        } else {
+            Box::new(chain(plugins))
+        };
+        let started = std::time::Instant::now();
+        let running = Running::start_with(&config, Mode::Initial, transform);
+        wait_until(
+            &dst,
+            &format!("SELECT count(*) = {ROWS} FROM {name}.bench"),
+            Some(&running),
+        )
+        .await?;
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "{label:<40} {:>9.0} rows/s ({secs:.2} s for {ROWS} rows, snapshot)",
+            ROWS as f64 / secs
+        );
+        running.stop().await?;
+    }
+    Ok(())
+}

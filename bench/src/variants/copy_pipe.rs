@@ -20,7 +20,12 @@ use crate::workload::TABLES;
 const SEND_CHUNK: usize = 256 << 10;
 
 /// Creates the tables, times the copy, verifies.
-pub async fn run(pair: &Pair, ctx: &Ctx, run: usize, size: SnapshotSize) -> Result<Vec<Measurement>> {
+pub async fn run(
+    pair: &Pair,
+    ctx: &Ctx,
+    run: usize,
+    size: SnapshotSize,
+) -> Result<Vec<Measurement>> {
     pair.copy_schema().await?;
     let started = Instant::now();
     copy_all(pair, ctx.parallel).await?;
@@ -34,7 +39,13 @@ pub async fn run(pair: &Pair, ctx: &Ctx, run: usize, size: SnapshotSize) -> Resu
         usage: None,
     };
     eprintln!("{}", measurement.line());
-    verify::compare(&pair.src, &pair.dst, &verify::full_checks(), "the COPY pipe").await?;
+    verify::compare(
+        &pair.src,
+        &pair.dst,
+        &verify::full_checks(),
+        "the COPY pipe",
+    )
+    .await?;
     Ok(vec![measurement])
 }
 

@@ -113,8 +113,8 @@ async fn drive(
     for &load in &ctx.cdc {
         r.pause(pair, &Deadline::new("the replicator to stop", ctx.timeout))
             .await?;
-        let changes = workload::apply_load(load, &pair.source, &pair.src, &ctx.sizes, &mut state)
-            .await?;
+        let changes =
+            workload::apply_load(load, &pair.source, &pair.src, &ctx.sizes, &mut state).await?;
         let started = Instant::now();
         r.resume(pair).await?;
         let deadline = Deadline::new(format!("{} to catch up", load.label()), ctx.timeout);

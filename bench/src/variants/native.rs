@@ -22,7 +22,10 @@ pub fn dest_settings(parallel: usize) -> Vec<(&'static str, String)> {
     vec![
         ("wal_retrieve_retry_interval", "100ms".to_owned()),
         ("max_sync_workers_per_subscription", parallel.to_string()),
-        ("max_logical_replication_workers", (parallel + 2).to_string()),
+        (
+            "max_logical_replication_workers",
+            (parallel + 2).to_string(),
+        ),
         ("max_worker_processes", (parallel + 10).to_string()),
     ]
 }

@@ -42,7 +42,9 @@ impl Pgmorph {
             bin: ctx.pgmorph.clone(),
             parallel: ctx.parallel,
             plugins_dir: ctx.plugins_dir.clone(),
-            dir: tempfile::Builder::new().prefix("pgmorph-bench-").tempdir()?,
+            dir: tempfile::Builder::new()
+                .prefix("pgmorph-bench-")
+                .tempdir()?,
             process: None,
         })
     }
@@ -109,10 +111,7 @@ impl Replicator for Pgmorph {
             self.check(pair).await?;
             let stage: Option<String> = pair
                 .dst
-                .query_opt(
-                    "SELECT stage FROM pgmorph.state WHERE name = $1",
-                    &[&NAME],
-                )
+                .query_opt("SELECT stage FROM pgmorph.state WHERE name = $1", &[&NAME])
                 .await
                 .ok()
                 .flatten()

@@ -129,11 +129,7 @@ impl Cdc<'_> {
                     match self.state.take_request().await?.as_deref() {
                         Some("stop") => return Ok(Stopped::Shutdown),
                         Some("resync") => return Ok(Stopped::Resync),
-                        Some("pause") => {
-                            if self.pause().await? {
-                                return Ok(Stopped::Shutdown);
-                            }
-                        }
+                        Some("pause") if self.pause().await? => return Ok(Stopped::Shutdown),
                         _ => {}
                     }
                     continue;
