@@ -153,6 +153,8 @@ impl VariantKind {
 pub enum Workload {
     /// Initial copy of every table.
     Snapshot,
+    /// Fixed cost of a pause/resume cycle: only the marker changes while stopped.
+    Restart,
     /// Backlog of inserts in large transactions.
     Inserts,
     /// Backlog of single-row updates in small transactions.
@@ -168,6 +170,7 @@ impl Workload {
     pub fn all() -> Vec<Workload> {
         vec![
             Workload::Snapshot,
+            Workload::Restart,
             Workload::Inserts,
             Workload::Updates,
             Workload::Deletes,
@@ -179,6 +182,7 @@ impl Workload {
     pub fn label(self) -> &'static str {
         match self {
             Workload::Snapshot => "snapshot",
+            Workload::Restart => "cdc restart",
             Workload::Inserts => "cdc inserts",
             Workload::Updates => "cdc updates",
             Workload::Deletes => "cdc deletes",

@@ -145,7 +145,10 @@ pub fn table(measurements: &[Measurement]) -> String {
         "-".repeat(24)
     ));
     for ((workload, variant), s) in &summaries {
-        let rate = s.units as f64 / s.secs;
+        let rate = match s.units {
+            0 => "-".to_owned(),
+            units => format!("{:.0}", units as f64 / s.secs),
+        };
         let mb = s.bytes.map_or("-".to_owned(), |b| {
             format!("{:.1}", b as f64 / 1e6 / s.secs)
         });
@@ -158,7 +161,7 @@ pub fn table(measurements: &[Measurement]) -> String {
         let cpu = s.cpu_secs.map_or("-".to_owned(), |c| format!("{c:.2}"));
         let runs: Vec<String> = s.runs.iter().map(|r| format!("{r:.2}")).collect();
         out.push_str(&format!(
-            "| {:<19} | {:<11} | {:>9} | {:>8.2} | {:>14.0} | {:>6} | {:>9} | {:>12} | {:>13} | {:<22} |\n",
+            "| {:<19} | {:<11} | {:>9} | {:>8.2} | {:>14} | {:>6} | {:>9} | {:>12} | {:>13} | {:<22} |\n",
             variant.label(),
             workload.label(),
             s.units,

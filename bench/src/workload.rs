@@ -210,6 +210,8 @@ pub async fn apply_load(
 ) -> Result<u64> {
     let changes = match workload {
         Workload::Snapshot => bail!("the snapshot is not a CDC load"),
+        // Only the marker below.
+        Workload::Restart => 0,
         Workload::Inserts => {
             let mut done = 0;
             while done < sizes.inserts {

@@ -73,7 +73,7 @@ pub async fn run_once(kind: VariantKind, ctx: &Ctx, run: usize) -> Result<Vec<Me
     let size = pair.snapshot_size().await?;
     match kind {
         VariantKind::Copy => copy_pipe::run(&pair, ctx, run, size).await,
-        VariantKind::Native => drive(native::Native::default(), &pair, ctx, kind, run, size).await,
+        VariantKind::Native => drive(native::Native, &pair, ctx, kind, run, size).await,
         VariantKind::Pgmorph | VariantKind::PgmorphPassthrough | VariantKind::PgmorphChain => {
             let replicator = pgmorph::Pgmorph::new(ctx, kind)?;
             drive(replicator, &pair, ctx, kind, run, size).await

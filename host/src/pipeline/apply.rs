@@ -3,7 +3,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
 
 use tokio::sync::{watch, Mutex};
 use tokio_postgres::Client;
@@ -67,6 +69,17 @@ pub enum Stopped {
     Resync,
 }
 
+/// Source transactions applied in one destination transaction, at most.
+const MAX_GROUP_TX: u32 = 200;
+/// How long a destination transaction may stay open to take in more source transactions.
+const MAX_GROUP_DELAY: Duration = Duration::from_millis(100);
+
+/// Source transactions gathered into the open destination transaction.
+struct Group {
+    started: Instant,
+    transactions: i64,
+}
+
 struct OpenTx {
     final_lsn: Lsn,
     xid: u32,
@@ -112,11 +125,16 @@ impl Cdc<'_> {
         let mut batch_table: Option<Arc<TableMapping>> = None;
         let mut needs_ddl_check: HashSet<u32> = HashSet::new();
         let mut acked = self.durable;
+        let mut group: Option<Group> = None;
+        let mut peeked: Option<Option<StreamEvent>> = None;
         let mut poll = tokio::time::interval(REQUEST_POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let mut group_done = false;
             let idle = tx.is_none() && !self.sink.in_transaction();
-            let event = tokio::select! {
+            let event = if let Some(event) = peeked.take() {
+                event
+            } else { tokio::select! {
                 biased;
                 _ = self.shutdown.changed() => {
                     if tx.is_some() {
@@ -135,7 +153,7 @@ impl Cdc<'_> {
                     continue;
                 }
                 ev = self.stream.next() => ev?,
-            };
+            }};
             let Some(event) = event else {
                 return Err(CdcError::Ended);
             };
@@ -165,10 +183,35 @@ impl Cdc<'_> {
                             xid: open.as_ref().map_or(0, |t| t.xid),
                             commit_time,
                         };
-                        self.sink.commit(progress, 0).await?;
+                        let group = group.get_or_insert_with(|| Group {
+                            started: Instant::now(),
+                            transactions: 0,
+                        });
+                        group.transactions += 1;
+                        // Group commit: while the next transaction is already waiting, apply it
+                        // in the same destination transaction (each source transaction still
+                        // lands whole or not at all, and progress is written with the group).
+                        if group.transactions < i64::from(MAX_GROUP_TX)
+                            && group.started.elapsed() < MAX_GROUP_DELAY
+                        {
+                            if let Some(next) = self.stream.next().now_or_never() {
+                                let next = next?;
+                                let begins = matches!(next, Some(StreamEvent::Begin { .. }));
+                                peeked = Some(next);
+                                if begins {
+                                    continue;
+                                }
+                            }
+                        }
+                        let transactions = group.transactions;
+                        self.sink.commit(progress, transactions).await?;
+                        group_done = true;
                         self.durable = end_lsn;
                     }
-                    if end_lsn > acked {
+                    if group_done {
+                        group = None;
+                    }
+                    if end_lsn > acked && !self.sink.in_transaction() {
                         self.stream.acknowledge(end_lsn);
                         acked = end_lsn;
                     }

@@ -195,8 +195,9 @@ impl Sink {
         self.flush_pipeline().await
     }
 
-    /// Writes progress and counters, then commits. Nothing happens if no transaction is open.
-    pub async fn commit(&mut self, progress: Progress, skipped: i64) -> Result<(), ApplyError> {
+    /// Writes progress and counters, then commits `transactions` source transactions applied
+    /// in this destination transaction. Nothing happens if no transaction is open.
+    pub async fn commit(&mut self, progress: Progress, transactions: i64) -> Result<(), ApplyError> {
         if !self.in_tx {
             return Ok(());
         }
@@ -206,7 +207,6 @@ impl Sink {
             .prepare(&state, crate::state::store_sql::PROGRESS)
             .await?;
         let s = self.prepare(&state, crate::state::store_sql::STATS).await?;
-        self.counts.skipped += skipped;
         let c = self.counts;
         let offset = progress.to_json().to_string();
         let nums: Vec<String> = [
@@ -221,10 +221,11 @@ impl Sink {
         .map(i64::to_string)
         .collect();
         let commit_us = (progress.commit_time + 946_684_800_000_000).to_string();
+        let txs = transactions.to_string();
         let name = self.connector.clone();
         let progress_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&name, &offset];
-        let stats_params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
-            &name, &nums[0], &nums[1], &nums[2], &nums[3], &nums[4], &nums[5], &commit_us,
+        let stats_params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
+            &name, &nums[0], &nums[1], &nums[2], &nums[3], &nums[4], &nums[5], &commit_us, &txs,
         ];
         let progress_fut = self.client.execute(&p, &progress_params);
         let stats_fut = self.client.execute(&s, &stats_params);

@@ -100,8 +100,8 @@ pub(crate) const TABLE_COPIED: &str = "UPDATE pgmorph.tables SET phase = 'copied
 pub(crate) const PROGRESS: &str =
     "UPDATE pgmorph.state SET last_offset = $2::text::jsonb, updated_at = now() WHERE name = $1";
 
-/// The SQL adding a transaction's counters: $1 name, $2..$7 counts, $8 commit time (text).
-pub(crate) const STATS: &str = "UPDATE pgmorph.stats SET transactions = transactions + 1, \
+/// The SQL adding counters: $1 name, $2..$7 counts, $8 commit time, $9 transactions (text).
+pub(crate) const STATS: &str = "UPDATE pgmorph.stats SET transactions = transactions + $9::text::bigint, \
      inserts = inserts + $2::text::bigint, updates = updates + $3::text::bigint, \
      deletes = deletes + $4::text::bigint, truncates = truncates + $5::text::bigint, \
      skipped = skipped + $6::text::bigint, dead_lettered = dead_lettered + $7::text::bigint, \
