@@ -92,6 +92,7 @@ pub async fn run() -> anyhow::Result<()> {
                     mode: Mode::Initial,
                     shutdown,
                     transform,
+                    reload: None,
                 },
             )
             .await

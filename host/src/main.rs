@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use pgmorph::config::Config;
-use pgmorph::pipeline::{self, Mode, RunOptions};
+use pgmorph::pipeline::{self, Mode, ReloadOptions, RunOptions};
 use pgmorph::state::control::{self, Request};
 use pgmorph::state::StateStore;
 
@@ -36,6 +36,9 @@ enum Command {
         /// Directory of `.wasm` plugins (overrides `plugin_dir` in the config).
         #[arg(long)]
         plugins: Option<PathBuf>,
+        /// Do not watch the plugin directory and config file; reload on SIGHUP only.
+        #[arg(long)]
+        no_watch: bool,
     },
     /// Print the connector's state row, counters and tables.
     Status {
@@ -174,10 +177,19 @@ fn one_line(e: &anyhow::Error) -> String {
 async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run {
-            config,
+            config: path,
             mode,
             plugins,
-        } => run(&Config::load(&config)?, mode, plugins.as_deref()).await,
+            no_watch,
+        } => {
+            let config = Config::load(&path)?;
+            let reload = ReloadOptions {
+                config_path: Some(path),
+                dir_override: plugins.clone(),
+                watch: !no_watch,
+            };
+            run(&config, mode, plugins.as_deref(), Some(reload)).await
+        }
         Command::Status { config, json } => status(&Config::load(&config)?, json).await,
         Command::Reset { config, yes } => reset(&Config::load(&config)?, yes).await,
         Command::Stop { config } => request(&Config::load(&config)?, Request::Stop).await,
@@ -208,14 +220,19 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             if dry_run {
                 return plugin_cli::dry_run(&config, plugins.as_deref(), json).await;
             }
-            run(&config, Mode::Schemasync, plugins.as_deref()).await
+            run(&config, Mode::Schemasync, plugins.as_deref(), None).await
         }
         Command::Plugin { action } => plugin_cli::run(action),
         Command::Demo => demo::run().await,
     }
 }
 
-async fn run(config: &Config, mode: Mode, plugins: Option<&std::path::Path>) -> anyhow::Result<()> {
+async fn run(
+    config: &Config,
+    mode: Mode,
+    plugins: Option<&std::path::Path>,
+    reload: Option<ReloadOptions>,
+) -> anyhow::Result<()> {
     let transform = transform_setup::build(config, plugins)?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -229,6 +246,7 @@ async fn run(config: &Config, mode: Mode, plugins: Option<&std::path::Path>) -> 
             mode,
             shutdown: rx,
             transform,
+            reload,
         },
     )
     .await?;

@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use pgmorph::cluster::{ClusterOptions, LocalCluster};
 use pgmorph::config::Config;
 use pgmorph::pipeline::transform::{Identity, Transform};
-use pgmorph::pipeline::{self, Mode, RunError, RunOptions};
+use pgmorph::pipeline::{self, Mode, ReloadOptions, RunError, RunOptions};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
@@ -28,8 +28,15 @@ pub struct Pair {
 }
 
 impl Pair {
-    /// Starts both servers.
+    /// Starts both servers (and sends the connector's logs to the test's output).
     pub fn start() -> anyhow::Result<Self> {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("PGMORPH_LOG")
+                    .unwrap_or_else(|_| "info,tokio_postgres=warn,pgwire_replication=warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
         Ok(Self {
             source: LocalCluster::start(ClusterOptions::source()).context("source server")?,
             dest: LocalCluster::start(ClusterOptions::destination())
@@ -84,6 +91,16 @@ impl Running {
 
     /// Starts a connector with the given transform.
     pub fn start_with(config: &Config, mode: Mode, transform: Box<dyn Transform>) -> Self {
+        Self::start_full(config, mode, transform, None)
+    }
+
+    /// Starts a connector that reloads plugins and config as `reload` says.
+    pub fn start_full(
+        config: &Config,
+        mode: Mode,
+        transform: Box<dyn Transform>,
+        reload: Option<ReloadOptions>,
+    ) -> Self {
         let (stop, shutdown) = watch::channel(false);
         let config = config.clone();
         let handle = tokio::spawn(async move {
@@ -93,6 +110,7 @@ impl Running {
                     mode,
                     shutdown,
                     transform,
+                    reload,
                 },
             )
             .await

@@ -145,6 +145,13 @@ impl Replicator for Pgmorph {
         self.process.as_ref().and_then(PgmorphProcess::usage)
     }
 
+    async fn check_transform(&self, pair: &Pair) -> Result<()> {
+        if self.kind == VariantKind::PgmorphChain {
+            plugins::check_chain_applied(pair).await?;
+        }
+        Ok(())
+    }
+
     fn checks(&self) -> Vec<TableCheck> {
         plugins::checks_for(self.kind)
     }

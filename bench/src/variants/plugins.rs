@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::cli::VariantKind;
-use crate::verify::{self, TableCheck};
+use crate::pair::Pair;
+use crate::verify::{self, Mismatch, TableCheck};
 
 /// `public.mixed` columns the chain leaves alone (it renames `ext_ref`, converts
 /// `created_at` to `timestamp` and hashes `name`).
@@ -95,6 +96,55 @@ pub fn install(set: &PluginSet, from: &Path, target: &Path) -> Result<()> {
             .with_context(|| format!("plugin {plugin} not found in {}", from.display()))?;
         std::fs::copy(&source, target.join(format!("{stem}.wasm")))
             .with_context(|| format!("copying {}", source.display()))?;
+    }
+    Ok(())
+}
+
+/// Fails with [`Mismatch`] unless the destination's `public.mixed` shows all three plugins
+/// at work: `ext_ref` renamed, `created_at` a `timestamp`, `name` hashed.
+pub async fn check_chain_applied(pair: &Pair) -> Result<()> {
+    let columns: Vec<(String, String)> = pair
+        .dst
+        .query(
+            "SELECT column_name::text, data_type::text FROM information_schema.columns \
+             WHERE table_schema = 'public' AND table_name = 'mixed'",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let has = |name: &str, ty: Option<&str>| {
+        columns
+            .iter()
+            .any(|(n, t)| n == name && ty.is_none_or(|ty| t == ty))
+    };
+    let source_name: String = pair
+        .src
+        .query_one("SELECT name FROM public.mixed WHERE id = 1", &[])
+        .await?
+        .get(0);
+    let dest_name: String = pair
+        .dst
+        .query_one("SELECT name FROM public.mixed WHERE id = 1", &[])
+        .await?
+        .get(0);
+    let mut problems = Vec::new();
+    if !has("external_ref", None) || has("ext_ref", None) {
+        problems.push("column ext_ref was not renamed to external_ref");
+    }
+    if !has("created_at", Some("timestamp without time zone")) {
+        problems.push("created_at is not a timestamp");
+    }
+    if dest_name == source_name {
+        problems.push("name was not masked");
+    }
+    if !problems.is_empty() {
+        return Err(Mismatch(format!(
+            "the plugin chain had no effect: {}",
+            problems.join(", ")
+        ))
+        .into());
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 
-use tokio::sync::{watch, Mutex};
+use tokio::sync::{mpsc, watch, Mutex};
 use tokio_postgres::Client;
 
 use super::relations::{RelationError, RelationUpdate, Relations};
@@ -16,7 +16,16 @@ use crate::model::{Lsn, Op, Row, RowChange, TableMapping};
 use crate::sink::{ddl, ApplyError, Sink};
 use crate::source::pgoutput::Message;
 use crate::source::stream::{ReplicationStream, StreamError, StreamEvent};
+use super::reload::{self, Prepared};
 use crate::state::{Progress, StateStore};
+
+/// The next validated chain, or never when reloading is off.
+async fn next_reload(rx: &mut Option<mpsc::Receiver<Prepared>>) -> Option<Prepared> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
 
 /// How often operator requests are polled between transactions.
 const REQUEST_POLL: Duration = Duration::from_millis(500);
@@ -107,6 +116,8 @@ pub struct Cdc<'a> {
     pub shutdown: watch::Receiver<bool>,
     /// Connector state, polled for operator requests between transactions.
     pub state: Arc<StateStore>,
+    /// Validated plugin chains from the reloader, swapped in between transactions.
+    pub reloads: Option<mpsc::Receiver<Prepared>>,
 }
 
 impl Cdc<'_> {
@@ -142,6 +153,12 @@ impl Cdc<'_> {
                     }
                     self.sink.rollback().await;
                     return Ok(Stopped::Shutdown);
+                }
+                Some(prepared) = next_reload(&mut self.reloads), if idle => {
+                    if let Some(stop) = self.swap(prepared).await? {
+                        return Ok(stop);
+                    }
+                    continue;
                 }
                 _ = poll.tick(), if idle => {
                     match self.state.take_request().await?.as_deref() {
@@ -373,6 +390,59 @@ impl Cdc<'_> {
             new: new.map(|r| mapping.project(r)),
         });
         Ok(())
+    }
+
+    /// Swaps in a validated plugin chain: remaps every relation, brings destination tables in
+    /// line (ALTER TABLE), and marks for a fresh copy the tables that cannot follow in place.
+    async fn swap(&mut self, prepared: Prepared) -> Result<Option<Stopped>, CdcError> {
+        let started = Instant::now();
+        let mut transform = prepared.transform;
+        let changed = self.relations.remap(transform.as_mut())?;
+        let mut recopy = Vec::new();
+        for (old, new) in &changed {
+            let change = ddl::mapping_change(old, new);
+            if change.needs_copy {
+                recopy.push(new.clone());
+            } else if !change.statements.is_empty() {
+                match self.sink.run_ddl(&new.destination, &change.statements).await {
+                    Ok(()) => tracing::info!(
+                        table = %new.destination,
+                        statements = ?change.statements,
+                        "destination table follows the new mapping"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(
+                            table = %old.destination,
+                            error = %crate::error_chain::one_line(&e),
+                            "the mapping change cannot be applied in place; the table is copied again"
+                        );
+                        let drop = format!("DROP TABLE IF EXISTS {}", old.destination.quoted());
+                        self.sink.run_ddl(&old.destination, &[drop]).await?;
+                        recopy.push(new.clone());
+                    }
+                }
+            }
+            self.state.record_mapping(new).await?;
+        }
+        *self.transform.lock().await = transform;
+        self.state
+            .record_plugins(&reload::loaded_plugins(&prepared.fingerprint), true)
+            .await?;
+        tracing::info!(
+            plugins = ?prepared.fingerprint.plugins,
+            changed_tables = changed.len(),
+            swap_ms = started.elapsed().as_millis() as u64,
+            "plugin chain swapped in"
+        );
+        if recopy.is_empty() {
+            return Ok(None);
+        }
+        let pairs: Vec<(String, String)> = recopy
+            .iter()
+            .map(|m| (m.source.name.to_string(), m.destination.to_string()))
+            .collect();
+        self.state.plan_copies(&pairs).await?;
+        Ok(Some(Stopped::Resync))
     }
 
     /// Waits while paused; returns whether a stop was requested (false: resumed). The

@@ -8,6 +8,7 @@ use tokio::sync::{watch, Mutex};
 
 use super::apply::{Cdc, CdcError, Stopped};
 use super::relations::Relations;
+use super::reload::{self, Fingerprint, ReloadSetup};
 use super::snapshot::{self, SnapshotError, SnapshotJob};
 use super::transform::{Transform, TransformError};
 use crate::config::{Config, ConnectionError, ConnectionSettings};
@@ -105,6 +106,19 @@ pub struct RunOptions {
     pub shutdown: watch::Receiver<bool>,
     /// The transform (plugin chain or identity).
     pub transform: Box<dyn Transform>,
+    /// Hot reload of plugins and config; `None` keeps the chain for the whole run.
+    pub reload: Option<ReloadOptions>,
+}
+
+/// How plugins and config are reloaded while running.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadOptions {
+    /// The config file to re-read on a change.
+    pub config_path: Option<std::path::PathBuf>,
+    /// `--plugins`, overriding `plugin_dir`.
+    pub dir_override: Option<std::path::PathBuf>,
+    /// Watch the files (false: reload on SIGHUP only).
+    pub watch: bool,
 }
 
 pub(crate) async fn connect(
@@ -162,6 +176,7 @@ async fn run_with_state(
         mode,
         mut shutdown,
         transform,
+        reload,
     } = options;
     state.set(None, "initializing", Some("no error")).await?;
     let source = connect(source_settings, "pgmorph").await?;
@@ -327,6 +342,24 @@ async fn run_with_state(
     for m in &mappings {
         relations.insert(m.clone());
     }
+    let reloads = match reload {
+        Some(r) => {
+            let dir = r.dir_override.clone().or_else(|| config.plugin_dir.clone());
+            let current = Fingerprint::read(dir.as_deref(), r.config_path.as_deref());
+            state.record_plugins(&reload::loaded_plugins(&current), false).await?;
+            Some(reload::spawn(ReloadSetup {
+                config_path: r.config_path,
+                config: config.clone(),
+                dir_override: r.dir_override,
+                watch: r.watch,
+                tables: mappings.iter().map(|m| m.source.clone()).collect(),
+                dest_schema: dest_schema.clone(),
+                state: state.clone(),
+                current,
+            }))
+        }
+        None => None,
+    };
     let mut sink = Sink::new(dest, &config.name);
     let mut cdc = Cdc {
         stream: &mut stream,
@@ -338,6 +371,7 @@ async fn run_with_state(
         sync: sync_points(state, &active).await?,
         shutdown: shutdown.clone(),
         state: state.clone(),
+        reloads,
     };
     let outcome: Result<(), RunError> = loop {
         match cdc.run().await {
@@ -346,9 +380,15 @@ async fn run_with_state(
                 // Between transactions: copy the tables marked pending, then go on streaming.
                 let resynced = async {
                     let known = state.tables().await?;
-                    let pending: Vec<Arc<TableMapping>> = active
-                        .iter()
-                        .filter(|m| known.get(&m.source.name.to_string()).is_some_and(|t| t.phase == "pending"))
+                    let pending: Vec<Arc<TableMapping>> = cdc
+                        .relations
+                        .all()
+                        .filter(|m| {
+                            !m.skip
+                                && known
+                                    .get(&m.source.name.to_string())
+                                    .is_some_and(|t| t.phase == "pending")
+                        })
                         .cloned()
                         .collect();
                     for m in &pending {
@@ -359,7 +399,8 @@ async fn run_with_state(
                         copier.copy(&pending, None).await?;
                     }
                     state.set(Some("change data capture"), "polling", None).await?;
-                    sync_points(state, &active).await
+                    let current: Vec<Arc<TableMapping>> = cdc.relations.all().cloned().collect();
+                    sync_points(state, &current).await
                 }
                 .await;
                 match resynced {

@@ -8,7 +8,8 @@ pub mod apply;
 pub mod connector;
 pub mod preview;
 pub mod relations;
+pub mod reload;
 pub mod snapshot;
 pub mod transform;
 
-pub use connector::{run, Mode, RunError, RunOptions};
+pub use connector::{run, Mode, ReloadOptions, RunError, RunOptions};

@@ -67,6 +67,30 @@ impl Relations {
         self.by_oid.values()
     }
 
+    /// Maps every known relation again with `transform` (after a plugin reload); returns the
+    /// mappings that changed, old and new.
+    pub fn remap(
+        &mut self,
+        transform: &mut dyn Transform,
+    ) -> Result<Vec<(Arc<TableMapping>, Arc<TableMapping>)>, RelationError> {
+        let mut changed = Vec::new();
+        let mut oids: Vec<u32> = self.by_oid.keys().copied().collect();
+        oids.sort();
+        for oid in oids {
+            let old = self.by_oid[&oid].clone();
+            let new = transform.map_table(old.source.clone(), &self.dest_schema)?;
+            if new != *old {
+                let new = Arc::new(new);
+                self.by_oid.insert(oid, new.clone());
+                changed.push((old, new));
+            } else {
+                // Same mapping, but batches must not mix rows of the two chains.
+                self.by_oid.insert(oid, Arc::new(new));
+            }
+        }
+        Ok(changed)
+    }
+
     /// Handles a Relation message: keeps the mapping when the shape is unchanged, otherwise
     /// builds the new schema (resolving new column types on the source) and maps it again.
     pub async fn on_relation(

@@ -240,6 +240,23 @@ impl Sink {
         Ok(())
     }
 
+    /// Runs DDL statements in a destination transaction of their own (no transaction may be
+    /// open); on error nothing of them is kept.
+    pub async fn run_ddl(&mut self, table: &TableName, statements: &[String]) -> Result<(), ApplyError> {
+        debug_assert!(!self.in_tx, "DDL between transactions only");
+        let mut sql = String::from("BEGIN;");
+        for s in statements {
+            sql.push_str(s);
+            sql.push(';');
+        }
+        sql.push_str("COMMIT;");
+        if let Err(e) = self.client.batch_execute(&sql).await {
+            let _ = self.client.batch_execute("ROLLBACK").await;
+            return Err(failed(table)(e));
+        }
+        Ok(())
+    }
+
     /// Abandons the open transaction.
     pub async fn rollback(&mut self) {
         self.copy = None;

@@ -164,3 +164,151 @@ pub fn add_missing_columns_sql(m: &TableMapping, existing: &[String]) -> Vec<Str
         })
         .collect()
 }
+
+/// How the destination follows a changed mapping of one table.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct MappingChange {
+    /// Statements that bring the existing table in line, in order.
+    pub statements: Vec<String>,
+    /// The table must be copied again (it was skipped before).
+    pub needs_copy: bool,
+}
+
+/// The ALTER statements that turn the destination table of `old` into that of `new`: a moved or
+/// renamed table, renamed and retyped columns, added columns (NULL in existing rows), and
+/// columns no longer fed (kept, NOT NULL dropped).
+pub fn mapping_change(old: &TableMapping, new: &TableMapping) -> MappingChange {
+    let mut out = MappingChange::default();
+    if new.skip {
+        return out;
+    }
+    if old.skip {
+        out.needs_copy = true;
+        return out;
+    }
+    let mut table = old.destination.clone();
+    if new.destination.schema != table.schema {
+        out.statements.push(format!(
+            "CREATE SCHEMA IF NOT EXISTS {}",
+            quote_ident(&new.destination.schema)
+        ));
+        out.statements.push(format!(
+            "ALTER TABLE {} SET SCHEMA {}",
+            table.quoted(),
+            quote_ident(&new.destination.schema)
+        ));
+        table.schema = new.destination.schema.clone();
+    }
+    if new.destination.name != table.name {
+        out.statements.push(format!(
+            "ALTER TABLE {} RENAME TO {}",
+            table.quoted(),
+            quote_ident(&new.destination.name)
+        ));
+        table.name = new.destination.name.clone();
+    }
+    let t = table.quoted();
+    let same_source = |a: &crate::model::MappedColumn, b: &crate::model::MappedColumn| match (a.source_index, b.source_index) {
+        (Some(x), Some(y)) => x == y,
+        (None, None) => a.name == b.name,
+        _ => false,
+    };
+    for c in &new.columns {
+        match old.columns.iter().find(|o| same_source(o, c)) {
+            Some(o) => {
+                if o.name != c.name {
+                    out.statements.push(format!(
+                        "ALTER TABLE {t} RENAME COLUMN {} TO {}",
+                        quote_ident(&o.name),
+                        quote_ident(&c.name)
+                    ));
+                }
+                if o.type_sql != c.type_sql {
+                    out.statements.push(format!(
+                        "ALTER TABLE {t} ALTER COLUMN {} TYPE {} USING {}::{}",
+                        quote_ident(&c.name),
+                        c.type_sql,
+                        quote_ident(&c.name),
+                        c.type_sql
+                    ));
+                }
+            }
+            None => out.statements.push(format!(
+                "ALTER TABLE {t} ADD COLUMN {} {}",
+                quote_ident(&c.name),
+                c.type_sql
+            )),
+        }
+    }
+    for o in &old.columns {
+        if !new.columns.iter().any(|c| same_source(o, c)) && o.not_null && !o.is_key {
+            out.statements.push(format!(
+                "ALTER TABLE {t} ALTER COLUMN {} DROP NOT NULL",
+                quote_ident(&o.name)
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::{Column, ReplicaIdentity, TableName, TableSchema};
+
+    fn mapping() -> TableMapping {
+        let col = |name: &str, ty: &str, key: bool| Column {
+            name: name.into(),
+            type_oid: 0,
+            type_modifier: -1,
+            type_sql: ty.into(),
+            not_null: true,
+            is_key: key,
+        };
+        TableMapping::identity(
+            Arc::new(TableSchema {
+                oid: 1,
+                name: TableName::new("public", "orders"),
+                columns: vec![col("id", "integer", true), col("cust", "integer", false), col("note", "text", false)],
+                identity: ReplicaIdentity::Default,
+                has_primary_key: true,
+            }),
+            "dst",
+        )
+    }
+
+    #[test]
+    fn renames_retypes_adds_and_releases_columns() {
+        let old = mapping();
+        let mut new = old.clone();
+        new.destination = TableName::new("sales", "orders_v2");
+        new.columns[1].name = "customer_id".into();
+        new.columns[1].type_sql = "bigint".into();
+        new.columns.remove(2);
+        new.columns.push(crate::model::MappedColumn {
+            name: "tag".into(),
+            type_sql: "text".into(),
+            source_index: None,
+            not_null: false,
+            is_key: false,
+            changed_by: vec!["x".into()],
+        });
+        let change = mapping_change(&old, &new);
+        assert_eq!(
+            change.statements,
+            vec![
+                "CREATE SCHEMA IF NOT EXISTS \"sales\"",
+                "ALTER TABLE \"dst\".\"orders\" SET SCHEMA \"sales\"",
+                "ALTER TABLE \"sales\".\"orders\" RENAME TO \"orders_v2\"",
+                "ALTER TABLE \"sales\".\"orders_v2\" RENAME COLUMN \"cust\" TO \"customer_id\"",
+                "ALTER TABLE \"sales\".\"orders_v2\" ALTER COLUMN \"customer_id\" TYPE bigint USING \"customer_id\"::bigint",
+                "ALTER TABLE \"sales\".\"orders_v2\" ADD COLUMN \"tag\" text",
+                "ALTER TABLE \"sales\".\"orders_v2\" ALTER COLUMN \"note\" DROP NOT NULL",
+            ]
+        );
+        assert!(!change.needs_copy);
+        assert_eq!(mapping_change(&old, &old), MappingChange::default());
+    }
+}

@@ -41,6 +41,17 @@ CREATE TABLE IF NOT EXISTS pgmorph.attributes (
     changed_by    text,
     PRIMARY KEY (connector, source_table, attnum)
 );
+CREATE TABLE IF NOT EXISTS pgmorph.plugins (
+    connector      text NOT NULL,
+    plugin         text NOT NULL,
+    hash           text NOT NULL,
+    loaded_at      timestamptz NOT NULL DEFAULT now(),
+    reloads        integer NOT NULL DEFAULT 0,
+    failed_reloads integer NOT NULL DEFAULT 0,
+    last_error     text,
+    active         boolean NOT NULL DEFAULT true,
+    PRIMARY KEY (connector, plugin)
+);
 CREATE OR REPLACE VIEW pgmorph.att_view AS
     SELECT connector AS name, source_table, dest_table, attnum, source_column, dest_column,
            source_type, dest_type, changed_by

@@ -129,6 +129,8 @@ pub struct Status {
     pub stats: serde_json::Value,
     /// Per-table phases.
     pub tables: Vec<TableStatus>,
+    /// Plugins: name, hash, load time, reloads, failed reloads, last error.
+    pub plugins: Vec<serde_json::Value>,
 }
 
 /// One row of `pgmorph.tables`.
@@ -425,6 +427,54 @@ impl StateStore {
         Ok(())
     }
 
+    /// Records the plugins now serving traffic (`plugins`: name -> content hash). With
+    /// `reload`, plugins whose hash changed count a reload; plugins no longer present are
+    /// marked inactive.
+    pub async fn record_plugins(
+        &self,
+        plugins: &std::collections::BTreeMap<String, String>,
+        reload: bool,
+    ) -> Result<(), StateError> {
+        if !reload {
+            self.client
+                .execute("DELETE FROM pgmorph.plugins WHERE connector = $1", &[&self.name])
+                .await?;
+        }
+        self.client
+            .execute(
+                "UPDATE pgmorph.plugins SET active = false WHERE connector = $1",
+                &[&self.name],
+            )
+            .await?;
+        for (plugin, hash) in plugins {
+            self.client
+                .execute(
+                    "INSERT INTO pgmorph.plugins (connector, plugin, hash) VALUES ($1, $2, $3) \
+                     ON CONFLICT (connector, plugin) DO UPDATE SET active = true, \
+                       reloads = pgmorph.plugins.reloads + (pgmorph.plugins.hash <> EXCLUDED.hash)::int, \
+                       loaded_at = CASE WHEN pgmorph.plugins.hash <> EXCLUDED.hash THEN now() ELSE pgmorph.plugins.loaded_at END, \
+                       hash = EXCLUDED.hash",
+                    &[&self.name, plugin, hash],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Records a rejected reload against the plugin (or `(config)`) it is blamed on.
+    pub async fn record_failed_reload(&self, plugin: &(String, String), error: &str) -> Result<(), StateError> {
+        self.client
+            .execute(
+                "INSERT INTO pgmorph.plugins (connector, plugin, hash, failed_reloads, last_error, active) \
+                 VALUES ($1, $2, '-', 1, $3, false) \
+                 ON CONFLICT (connector, plugin) DO UPDATE SET \
+                   failed_reloads = pgmorph.plugins.failed_reloads + 1, last_error = EXCLUDED.last_error",
+                &[&self.name, &plugin.0, &format!("{} (file hash {})", error, plugin.1)],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Reads a connector's status for `pgmorph status`; `None` if it never ran.
     pub async fn status(client: &Client, name: &str) -> Result<Option<Status>, StateError> {
         let exists = client
@@ -467,7 +517,18 @@ impl StateStore {
                 rows_copied: r.get(3),
             })
             .collect();
+        let plugins = client
+            .query(
+                "SELECT row_to_json(p)::text FROM (SELECT plugin, hash, loaded_at, reloads, failed_reloads, \
+                 last_error, active FROM pgmorph.plugins WHERE connector = $1 ORDER BY plugin) p",
+                &[&name],
+            )
+            .await?
+            .iter()
+            .filter_map(|r| serde_json::from_str(&r.get::<_, String>(0)).ok())
+            .collect();
         Ok(Some(Status {
+            plugins,
             name: row.get(0),
             connector_type: row.get(1),
             pid: row.get(2),
@@ -491,6 +552,7 @@ impl StateStore {
             "DELETE FROM pgmorph.tables WHERE connector = $1",
             "DELETE FROM pgmorph.stats WHERE connector = $1",
             "DELETE FROM pgmorph.attributes WHERE connector = $1",
+            "DELETE FROM pgmorph.plugins WHERE connector = $1",
         ] {
             client.execute(sql, &[&name]).await?;
         }
