@@ -341,6 +341,25 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
         }
         None => println!("lag_bytes       (source not reachable)"),
     }
+    if !s.plugins.is_empty() {
+        println!();
+        println!(
+            "{:<24} {:<14} {:<32} {:>8} {:>7} error",
+            "plugin", "hash", "loaded at", "reloads", "failed"
+        );
+        for p in &s.plugins {
+            let text = |k: &str| p[k].as_str().unwrap_or("-").to_string();
+            println!(
+                "{:<24} {:<14} {:<32} {:>8} {:>7} {}",
+                text("plugin") + if p["active"] == true { "" } else { " (inactive)" },
+                text("hash"),
+                text("loaded_at"),
+                p["reloads"],
+                p["failed_reloads"],
+                text("last_error")
+            );
+        }
+    }
     if !s.tables.is_empty() {
         println!();
         println!(
