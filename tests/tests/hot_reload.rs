@@ -199,3 +199,56 @@ async fn broken_versions_are_refused_and_mapping_changes_reach_the_destination()
     running.stop().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_added_to_the_config_while_running_is_copied_alone() -> anyhow::Result<()> {
+    let pair = Pair::start()?;
+    let (src, dst) = pair.clients().await?;
+    src.batch_execute(SCHEMA).await?;
+    src.batch_execute(
+        "CREATE TABLE extra (grp int, note text); ALTER TABLE extra REPLICA IDENTITY FULL;
+         INSERT INTO extra SELECT g, 'old' FROM generate_series(1, 1000) g;",
+    )
+    .await?;
+    let (path, _) = pair.config("grow", "", "tables = [\"public.items\"]")?;
+    let running = start(&pair, &path)?;
+    wait_streaming(&dst, "grow", Some(&running)).await?;
+
+    let url = pair.source.url("postgres");
+    let writer = tokio::spawn(async move {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        for g in 0..600 {
+            client
+                .batch_execute(&format!(
+                    "BEGIN; INSERT INTO items (grp, payload) VALUES ({g}, 'x');
+                     INSERT INTO extra VALUES ({g}, 'new'); COMMIT;"
+                ))
+                .await?;
+        }
+        anyhow::Ok(())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let text = std::fs::read_to_string(&path)?.replace(
+        "tables = [\"public.items\"]",
+        "tables = [\"public.items\", \"public.extra\"]",
+    );
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, &path)?;
+    writer.await??;
+    pgmorph_e2e::wait_same(
+        &src,
+        &dst,
+        &[("public.items", "postgres.items"), ("public.extra", "postgres.extra")],
+        Some(&running),
+    )
+    .await?;
+    let phase: String = dst
+        .query_one("SELECT phase FROM pgmorph.tables WHERE source_table = 'public.extra'", &[])
+        .await?
+        .get(0);
+    assert_eq!(phase, "streaming");
+    running.stop().await?;
+    Ok(())
+}

@@ -76,6 +76,8 @@ pub enum Stopped {
     Shutdown,
     /// `pgmorph resync` asked for tables to be copied again; the stream is between transactions.
     Resync,
+    /// The reloaded config replicates other tables; [`Cdc::restart_with`] holds it.
+    Restart,
 }
 
 /// Source transactions applied in one destination transaction, at most.
@@ -118,6 +120,8 @@ pub struct Cdc<'a> {
     pub state: Arc<StateStore>,
     /// Validated plugin chains from the reloader, swapped in between transactions.
     pub reloads: Option<mpsc::Receiver<Prepared>>,
+    /// After [`Stopped::Restart`]: the config and chain to start again with.
+    pub restart_with: Option<Prepared>,
 }
 
 impl Cdc<'_> {
@@ -395,6 +399,11 @@ impl Cdc<'_> {
     /// Swaps in a validated plugin chain: remaps every relation, brings destination tables in
     /// line (ALTER TABLE), and marks for a fresh copy the tables that cannot follow in place.
     async fn swap(&mut self, prepared: Prepared) -> Result<Option<Stopped>, CdcError> {
+        if prepared.restart {
+            tracing::info!("the config now selects other tables: restarting the connector in-process");
+            self.restart_with = Some(prepared);
+            return Ok(Some(Stopped::Restart));
+        }
         let started = Instant::now();
         let mut transform = prepared.transform;
         let changed = self.relations.remap(transform.as_mut())?;

@@ -145,33 +145,57 @@ pub(crate) async fn connect(
 
 /// Runs a connector until shutdown (Ok) or a fatal error, recording state in the destination.
 pub async fn run(config: &Config, options: RunOptions) -> Result<(), RunError> {
-    let source_settings = config.source_connection()?;
-    let dest_settings = config.destination_connection()?;
-    let dest_state = connect(&dest_settings, "pgmorph state").await?;
-    let state = Arc::new(StateStore::open(dest_state, &config.name).await?);
-    let result = run_with_state(config, options, &source_settings, &dest_settings, &state).await;
-    match &result {
-        Ok(final_state) => {
-            let stage = (*final_state == "paused").then_some("schema sync");
-            let _ = state.set(stage, final_state, None).await;
-        }
-        Err(e) => {
-            let text = crate::error_chain::one_line(e);
-            tracing::error!(error = %text, "connector stopped with an error");
-            let _ = state.set(None, "error", Some(&text)).await;
+    let mut config = config.clone();
+    let mut options = options;
+    loop {
+        let source_settings = config.source_connection()?;
+        let dest_settings = config.destination_connection()?;
+        let dest_state = connect(&dest_settings, "pgmorph state").await?;
+        let state = Arc::new(StateStore::open(dest_state, &config.name).await?);
+        let shutdown = options.shutdown.clone();
+        let reload = options.reload.clone();
+        let result = run_with_state(&config, options, &source_settings, &dest_settings, &state).await;
+        match result {
+            Ok(Ended::Restart(prepared)) => {
+                config = prepared.config;
+                options = RunOptions {
+                    mode: Mode::Initial,
+                    shutdown,
+                    transform: prepared.transform,
+                    reload,
+                };
+            }
+            Ok(Ended::Final(final_state)) => {
+                let stage = (final_state == "paused").then_some("schema sync");
+                let _ = state.set(stage, final_state, None).await;
+                return Ok(());
+            }
+            Err(e) => {
+                let text = crate::error_chain::one_line(&e);
+                tracing::error!(error = %text, "connector stopped with an error");
+                let _ = state.set(None, "error", Some(&text)).await;
+                return Err(e);
+            }
         }
     }
-    result.map(|_| ())
 }
 
-/// Runs the connector; returns the state to leave behind (`stopped`, `paused` or `done`).
+/// How a run ended without error.
+enum Ended {
+    /// Stopped, paused (schema sync) or done (initial_only): the state to leave behind.
+    Final(&'static str),
+    /// The reloaded config selects other tables: start again with it.
+    Restart(Box<super::reload::Prepared>),
+}
+
+/// Runs the connector; returns how it ended.
 async fn run_with_state(
     config: &Config,
     options: RunOptions,
     source_settings: &ConnectionSettings,
     dest_settings: &ConnectionSettings,
     state: &Arc<StateStore>,
-) -> Result<&'static str, RunError> {
+) -> Result<Ended, RunError> {
     let RunOptions {
         mode,
         mut shutdown,
@@ -250,7 +274,7 @@ async fn run_with_state(
             tables = active.len(),
             "schema sync done: destination tables created, connector paused"
         );
-        return Ok("paused");
+        return Ok(Ended::Final("paused"));
     }
     let selected: Vec<String> = active.iter().map(|m| m.source.name.to_string()).collect();
     state.forget_tables_except(&selected).await?;
@@ -313,7 +337,7 @@ async fn run_with_state(
     if mode == Mode::InitialOnly {
         state.set(Some("initial snapshot"), "done", None).await?;
         tracing::info!("initial_only: snapshot done, not streaming");
-        return Ok("done");
+        return Ok(Ended::Final("done"));
     }
 
     let (mut stream, durable) = match fresh {
@@ -372,10 +396,16 @@ async fn run_with_state(
         shutdown: shutdown.clone(),
         state: state.clone(),
         reloads,
+        restart_with: None,
     };
+    let mut restart = None;
     let outcome: Result<(), RunError> = loop {
         match cdc.run().await {
             Ok(Stopped::Shutdown) => break Ok(()),
+            Ok(Stopped::Restart) => {
+                restart = cdc.restart_with.take();
+                break Ok(());
+            }
             Ok(Stopped::Resync) => {
                 // Between transactions: copy the tables marked pending, then go on streaming.
                 let resynced = async {
@@ -416,8 +446,11 @@ async fn run_with_state(
     let _ = shutdown.borrow_and_update();
     stream.shutdown().await;
     outcome?;
+    if let Some(prepared) = restart {
+        return Ok(Ended::Restart(Box::new(prepared)));
+    }
     tracing::info!("stopped cleanly");
-    Ok("stopped")
+    Ok(Ended::Final("stopped"))
 }
 
 /// Warns every 30 seconds while the slot keeps more WAL on the source than `limit_mb`.

@@ -102,6 +102,20 @@ pub struct Prepared {
     pub transform: Box<dyn Transform>,
     /// What it was built from.
     pub fingerprint: Fingerprint,
+    /// The config it was built from.
+    pub config: Config,
+    /// The config changed what is replicated (tables, servers, destination schema): the
+    /// connector restarts in-process with it, copying only the tables that are new.
+    pub restart: bool,
+}
+
+/// Whether two configs replicate different things.
+fn selection_changed(a: &Config, b: &Config) -> bool {
+    a.source.url != b.source.url
+        || a.source.schema != b.source.schema
+        || a.source.tables != b.source.tables
+        || a.destination.url != b.destination.url
+        || a.destination.schema != b.destination.schema
 }
 
 /// What the reload task needs.
@@ -205,7 +219,7 @@ async fn watch_loop(setup: ReloadSetup, out: mpsc::Sender<Prepared>) -> Result<(
         let tables = setup.tables.clone();
         let dest_schema = setup.dest_schema.clone();
         let dir_override = setup.dir_override.clone();
-        let built = tokio::task::spawn_blocking(move || -> Result<Box<dyn Transform>, ReloadError> {
+        let built = tokio::task::spawn_blocking(move || -> Result<(Box<dyn Transform>, Config), ReloadError> {
             let config = fresh_config?;
             let mut transform = build_transform(&config, dir_override.as_deref())?;
             for t in tables {
@@ -216,7 +230,7 @@ async fn watch_loop(setup: ReloadSetup, out: mpsc::Sender<Prepared>) -> Result<(
                         message: e.to_string(),
                     })?;
             }
-            Ok(transform)
+            Ok((transform, config))
         })
         .await;
         let built = match built {
@@ -227,7 +241,8 @@ async fn watch_loop(setup: ReloadSetup, out: mpsc::Sender<Prepared>) -> Result<(
             }
         };
         match built {
-            Ok(transform) => {
+            Ok((transform, config)) => {
+                let restart = selection_changed(&setup.config, &config);
                 tracing::info!(
                     old = ?current.plugins,
                     new = ?fingerprint.plugins,
@@ -235,7 +250,13 @@ async fn watch_loop(setup: ReloadSetup, out: mpsc::Sender<Prepared>) -> Result<(
                     "new plugin chain validated; swapping it in at the next transaction boundary"
                 );
                 current = fingerprint.clone();
-                if out.send(Prepared { transform, fingerprint }).await.is_err() {
+                let prepared = Prepared {
+                    transform,
+                    fingerprint,
+                    config,
+                    restart,
+                };
+                if out.send(prepared).await.is_err() {
                     return Ok(());
                 }
             }
