@@ -159,16 +159,18 @@ async fn copy_table(
         .iter()
         .map(|c| crate::model::quote_ident(&c.name))
         .collect();
+    let binary = copy_out::binary_safe(mapping);
     let sink = dest
         .copy_in::<_, Bytes>(&format!(
-            "COPY {} ({}) FROM STDIN",
+            "COPY {} ({}) FROM STDIN{}",
             mapping.destination.quoted(),
-            cols.join(", ")
+            cols.join(", "),
+            if binary { " (FORMAT binary)" } else { "" }
         ))
         .await
         .map_err(dst_err)?;
     futures_util::pin_mut!(sink);
-    let stream = copy_out::copy_table(reader, mapping)
+    let stream = copy_out::copy_table(reader, mapping, binary)
         .await
         .map_err(|e| SnapshotError::Row {
             table: table.clone(),
@@ -188,7 +190,8 @@ async fn copy_table(
         let chunk = chunk.map_err(src_err)?;
         match row_path.as_mut() {
             None => {
-                rows += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+                // Progress only: the exact count comes from the destination at the end.
+                rows += if binary { 1 } else { chunk.iter().filter(|&&b| b == b'\n').count() as u64 };
                 out.extend_from_slice(&chunk);
             }
             Some(path) => {
@@ -218,7 +221,10 @@ async fn copy_table(
     if !out.is_empty() {
         sink.send(out.split().freeze()).await.map_err(dst_err)?;
     }
-    sink.finish().await.map_err(dst_err)?;
+    let written = sink.finish().await.map_err(dst_err)?;
+    if row_path.is_none() {
+        rows = written;
+    }
     for d in &dead_letters {
         dest.execute(
             "INSERT INTO pgmorph.dead_letters (connector, source_table, op, lsn, plugin, error, row_data) \

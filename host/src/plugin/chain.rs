@@ -244,7 +244,19 @@ fn fault(
 /// Applies one verdict to a change; `Ok(false)` means the plugin filtered it out.
 fn apply(step: &RowStep, change: &mut RowChange, verdict: Verdict) -> Result<bool, CallError> {
     match verdict {
-        Verdict::Keep => Ok(true),
+        Verdict::Keep => {
+            // Computed columns arrive as NULL: keeping the row unchanged leaves them NULL.
+            let required = |c: &super::layout::StepColumn| c.computed && (c.not_null || c.is_key);
+            if change.new.is_some() {
+                if let Some(c) = step.columns.iter().find(|c| required(c)) {
+                    return Err(CallError::Invalid(format!(
+                        "column {:?}: left NULL, but it is a computed NOT NULL or key column",
+                        c.name
+                    )));
+                }
+            }
+            Ok(true)
+        }
         Verdict::Skip => Ok(false),
         Verdict::Error(m) => Err(CallError::Plugin(
             super::bindings::wit::PluginError::Failed(m),

@@ -79,6 +79,8 @@ pub(crate) struct StepColumn {
     pub(crate) class: wit::TypeClass,
     pub(crate) not_null: bool,
     pub(crate) is_key: bool,
+    /// Added by this plugin: the row hook must fill it.
+    pub(crate) computed: bool,
 }
 
 /// How one row plugin sees the rows of one table.
@@ -217,6 +219,7 @@ pub(crate) fn compose(
                     class: class_of(&out.columns[q].type_sql).0,
                     not_null: out.columns[q].not_null,
                     is_key: out.columns[q].is_key,
+                    computed: matches!(out.columns[q].source, wit::ColumnSource::Computed),
                 });
             }
             for c in &out.columns {

@@ -33,10 +33,30 @@ pub async fn open_reader(
     Ok(client)
 }
 
-/// Streams the mapped source columns of a table, in destination order, in COPY text format.
+/// Whether a table can travel in COPY's binary format: no row step, every destination column
+/// fed by a source column of the same type, and every type one whose binary form does not name
+/// a source-specific type OID (built-in types and their arrays, enums and domains).
+pub fn binary_safe(mapping: &TableMapping) -> bool {
+    /// OIDs below this are built in and the same on every server.
+    const FIRST_NORMAL_OID: u32 = 16384;
+    !mapping.transforms_rows
+        && mapping.columns.iter().all(|c| match c.source_index {
+            None => false,
+            Some(i) => {
+                let s = &mapping.source.columns[i];
+                s.type_sql == c.type_sql
+                    && (s.type_oid < FIRST_NORMAL_OID
+                        || (!c.type_sql.ends_with("[]") && c.type_sql != "text"))
+            }
+        })
+}
+
+/// Streams the mapped source columns of a table, in destination order, in COPY text format
+/// (or binary with `binary`).
 pub async fn copy_table(
     client: &Client,
     mapping: &TableMapping,
+    binary: bool,
 ) -> Result<CopyOutStream, CopyOutError> {
     let cols: Vec<String> = mapping
         .columns
@@ -45,9 +65,10 @@ pub async fn copy_table(
         .map(|i| quote_ident(&mapping.source.columns[i].name))
         .collect();
     let sql = format!(
-        "COPY {} ({}) TO STDOUT",
+        "COPY {} ({}) TO STDOUT{}",
         mapping.source.name.quoted(),
-        cols.join(", ")
+        cols.join(", "),
+        if binary { " (FORMAT binary)" } else { "" }
     );
     Ok(client.copy_out(&sql).await?)
 }
