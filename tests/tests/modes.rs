@@ -150,3 +150,56 @@ async fn no_data_initial_only_and_schemasync() -> anyhow::Result<()> {
     running.stop().await?;
     Ok(())
 }
+
+/// SynchDB's object-mapping workflow: schemasync, review the attribute view, change the rules,
+/// schemasync again (tables follow in place), then stream new changes only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemasync_review_change_rules_then_stream() -> anyhow::Result<()> {
+    use pgmorph::pipeline::reload::build_transform;
+    let pair = Pair::start()?;
+    let (src, dst) = pair.clients().await?;
+    src.batch_execute(SCHEMA).await?;
+    let plugins = pair.dir.path().join("plugins");
+    std::fs::create_dir(&plugins)?;
+    std::fs::copy(
+        std::path::Path::new(env!("PGMORPH_PLUGIN_DIR")).join("pgmorph_plugin_rename.wasm"),
+        plugins.join("10-rename.wasm"),
+    )?;
+    let top = format!("plugin_dir = \"{}\"", plugins.display());
+    let (path, _) = pair.config("review", &top, "tables = [\"public.customers\"]")?;
+    let load = |path: &std::path::Path| -> anyhow::Result<(pgmorph::config::Config, Box<dyn pgmorph::pipeline::transform::Transform>)> {
+        let c = pgmorph::config::Config::load(path)?;
+        let t = build_transform(&c, None)?;
+        Ok((c, t))
+    };
+    let (c, t) = load(&path)?;
+    Running::start_with(&c, Mode::Schemasync, t).join().await?;
+    let cols = count(&dst, "SELECT count(*) FROM pgmorph.att_view WHERE name = 'review' AND dest_column IS NOT NULL").await?;
+    assert_eq!(cols, 2);
+    dst.batch_execute("INSERT INTO postgres.customers VALUES (-1, 'kept in place')").await?;
+
+    // New rules: another table name and column name.
+    let text = std::fs::read_to_string(&path)?
+        + "\n[plugins.10-rename.config]\ntables = { \"public.customers\" = \"crm.clients\" }\n\
+           columns = { \"public.customers.name\" = \"full_name\" }\n";
+    std::fs::write(&path, text)?;
+    let (c, t) = load(&path)?;
+    Running::start_with(&c, Mode::Schemasync, t).join().await?;
+    let kept = count(&dst, "SELECT count(*) FROM crm.clients WHERE full_name = 'kept in place'").await?;
+    assert_eq!(kept, 1, "the table was renamed in place, not rebuilt");
+    let changed_by: String = dst
+        .query_one("SELECT changed_by FROM pgmorph.att_view WHERE name = 'review' AND dest_column = 'full_name'", &[])
+        .await?
+        .get(0);
+    assert_eq!(changed_by, "10-rename");
+
+    // Resume: stream new changes only.
+    let (c, t) = load(&path)?;
+    let running = Running::start_with(&c, Mode::NoData, t);
+    wait_streaming(&dst, "review", Some(&running)).await?;
+    src.batch_execute("INSERT INTO customers VALUES (9999, 'new one')").await?;
+    pgmorph_e2e::wait_until(&dst, "SELECT EXISTS (SELECT 1 FROM crm.clients WHERE full_name = 'new one')", Some(&running)).await?;
+    assert_eq!(count(&dst, "SELECT count(*) FROM crm.clients").await?, 2);
+    running.stop().await?;
+    Ok(())
+}

@@ -231,7 +231,7 @@ async fn run_with_state(
         }
     }
     check_collisions(&mappings)?;
-    state.record_mappings(&mappings).await?;
+    let previous_maps = super::align::previous_mappings(state, &mappings).await?;
     let active: Vec<Arc<TableMapping>> = mappings.iter().filter(|m| !m.skip).cloned().collect();
     let slot = config.slot_name();
     let published: Vec<_> = active.iter().map(|m| m.source.name.clone()).collect();
@@ -263,6 +263,12 @@ async fn run_with_state(
     other_schemas.dedup();
     for schema in other_schemas {
         ddl::ensure_schema_and_types(&dest, schema, &[]).await?;
+    }
+    // Mappings edited while stopped: existing destination tables follow in place.
+    let recopy = super::align::align(&dest, &previous_maps, &active).await?;
+    state.record_mappings(&mappings).await?;
+    if !recopy.is_empty() {
+        state.plan_copies(&pairs_of(&recopy)).await?;
     }
 
     if mode == Mode::Schemasync {

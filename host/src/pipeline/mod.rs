@@ -4,6 +4,7 @@
 //! version) -> [`transform`] (plugins) -> sink (one destination transaction per source
 //! transaction, progress included) -> acknowledge.
 
+mod align;
 pub mod apply;
 pub mod connector;
 pub mod preview;
