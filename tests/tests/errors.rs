@@ -143,3 +143,27 @@ fn missing_table_is_named() -> anyhow::Result<()> {
     assert!(err.contains("table public.nope does not exist"), "{err}");
     Ok(())
 }
+
+#[test]
+fn missing_privileges_are_named_with_the_fix() -> anyhow::Result<()> {
+    let pair = Pair::start()?;
+    pair.source.psql(
+        "postgres",
+        "CREATE TABLE t (id int PRIMARY KEY);
+         CREATE ROLE plain LOGIN;
+         CREATE ROLE repl LOGIN REPLICATION;",
+    )?;
+    let config = |name: &str, role: &str| -> anyhow::Result<std::path::PathBuf> {
+        let text = pair
+            .config_text(name, "", "tables = [\"public.t\"]")
+            .replacen("postgres://postgres@", &format!("postgres://{role}@"), 1);
+        let path = pair.dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, text)?;
+        Ok(path)
+    };
+    let err = run_fails(&config("noreplication", "plain")?);
+    assert!(err.contains("may not replicate") && err.contains("ALTER ROLE \"plain\" REPLICATION"), "{err}");
+    let err = run_fails(&config("noselect", "repl")?);
+    assert!(err.contains("may not read table public.t") && err.contains("GRANT SELECT"), "{err}");
+    Ok(())
+}
