@@ -20,7 +20,7 @@ fn install(from: &Path, to: &Path) {
     std::fs::rename(&tmp, to).unwrap();
 }
 
-fn start(pair: &Pair, path: &Path) -> anyhow::Result<Running> {
+fn start(path: &Path) -> anyhow::Result<Running> {
     let config = pgmorph::config::Config::load(path)?;
     let transform = build_transform(&config, None)?;
     Ok(Running::start_full(
@@ -33,10 +33,6 @@ fn start(pair: &Pair, path: &Path) -> anyhow::Result<Running> {
             watch: true,
         }),
     ))
-    .map(|r| {
-        let _ = pair;
-        r
-    })
 }
 
 const SCHEMA: &str = "CREATE TABLE items (id bigserial PRIMARY KEY, grp int NOT NULL, payload text)";
@@ -55,7 +51,7 @@ async fn swapping_plugin_versions_under_load_keeps_transactions_whole() -> anyho
         &format!("plugin_dir = \"{}\"", plugins.display()),
         "tables = [\"public.items\"]",
     )?;
-    let running = start(&pair, &path)?;
+    let running = start(&path)?;
     wait_streaming(&dst, "hot", Some(&running)).await?;
 
     let url = pair.source.url("postgres");
@@ -151,7 +147,7 @@ async fn broken_versions_are_refused_and_mapping_changes_reach_the_destination()
     install(&built("rename"), &plugins.join("10-rename.wasm"));
     let top = format!("plugin_dir = \"{}\"", plugins.display());
     let (path, _) = pair.config("hot2", &top, "tables = [\"public.items\"]")?;
-    let running = start(&pair, &path)?;
+    let running = start(&path)?;
     wait_streaming(&dst, "hot2", Some(&running)).await?;
 
     // A truncated plugin is refused; replication goes on with the old chain.
@@ -211,7 +207,7 @@ async fn a_table_added_to_the_config_while_running_is_copied_alone() -> anyhow::
     )
     .await?;
     let (path, _) = pair.config("grow", "", "tables = [\"public.items\"]")?;
-    let running = start(&pair, &path)?;
+    let running = start(&path)?;
     wait_streaming(&dst, "grow", Some(&running)).await?;
 
     let url = pair.source.url("postgres");

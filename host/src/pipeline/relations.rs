@@ -37,6 +37,9 @@ pub enum RelationUpdate {
     },
 }
 
+/// A mapping before and after a plugin reload.
+pub type Remapped = (Arc<TableMapping>, Arc<TableMapping>);
+
 /// Mappings by relation id, one per relation version.
 pub struct Relations {
     by_oid: HashMap<u32, Arc<TableMapping>>,
@@ -72,7 +75,7 @@ impl Relations {
     pub fn remap(
         &mut self,
         transform: &mut dyn Transform,
-    ) -> Result<Vec<(Arc<TableMapping>, Arc<TableMapping>)>, RelationError> {
+    ) -> Result<Vec<Remapped>, RelationError> {
         let mut changed = Vec::new();
         let mut oids: Vec<u32> = self.by_oid.keys().copied().collect();
         oids.sort();
