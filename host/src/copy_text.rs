@@ -44,16 +44,20 @@ fn escape_into(out: &mut BytesMut, v: &[u8]) {
     out.put_slice(&v[start..]);
 }
 
-/// Parses one COPY text line (without its trailing newline) into a row.
-pub fn decode_line(line: &[u8]) -> Result<Row, CopyTextError> {
+/// Parses one COPY text line (without its trailing newline) into a row. Values without
+/// escapes share `line`'s buffer instead of being copied.
+pub fn decode_line(line: &Bytes) -> Result<Row, CopyTextError> {
     let mut row = Vec::new();
+    let mut start = 0;
     for field in line.split(|&b| b == b'\t') {
+        let range = start..start + field.len();
+        start = range.end + 1;
         if field == b"\\N" {
             row.push(Cell::Null);
             continue;
         }
         if !field.contains(&b'\\') {
-            row.push(Cell::Text(Bytes::copy_from_slice(field)));
+            row.push(Cell::Text(line.slice(range)));
             continue;
         }
         let mut v = Vec::with_capacity(field.len());
@@ -88,32 +92,33 @@ pub struct LineSplitter {
 }
 
 impl LineSplitter {
-    /// Feeds a chunk and calls `f` with each complete line (without the newline).
+    /// Feeds a chunk and calls `f` with each complete line (without the newline); lines inside
+    /// the chunk share its buffer.
     pub fn feed<E>(
         &mut self,
-        chunk: &[u8],
-        mut f: impl FnMut(&[u8]) -> Result<(), E>,
+        chunk: &Bytes,
+        mut f: impl FnMut(&Bytes) -> Result<(), E>,
     ) -> Result<(), E> {
-        let mut rest = chunk;
+        let mut at = 0;
         if !self.pending.is_empty() {
-            match rest.iter().position(|&b| b == b'\n') {
+            match chunk.iter().position(|&b| b == b'\n') {
                 Some(p) => {
-                    self.pending.put_slice(&rest[..p]);
-                    let line = std::mem::take(&mut self.pending);
+                    self.pending.put_slice(&chunk[..p]);
+                    let line = std::mem::take(&mut self.pending).freeze();
                     f(&line)?;
-                    rest = &rest[p + 1..];
+                    at = p + 1;
                 }
                 None => {
-                    self.pending.put_slice(rest);
+                    self.pending.put_slice(chunk);
                     return Ok(());
                 }
             }
         }
-        while let Some(p) = rest.iter().position(|&b| b == b'\n') {
-            f(&rest[..p])?;
-            rest = &rest[p + 1..];
+        while let Some(p) = chunk[at..].iter().position(|&b| b == b'\n') {
+            f(&chunk.slice(at..at + p))?;
+            at += p + 1;
         }
-        self.pending.put_slice(rest);
+        self.pending.put_slice(&chunk[at..]);
         Ok(())
     }
 
@@ -139,7 +144,7 @@ mod tests {
         let mut out = BytesMut::new();
         encode_row(&mut out, &row);
         assert_eq!(out.last(), Some(&b'\n'));
-        let back = decode_line(&out[..out.len() - 1]).unwrap();
+        let back = decode_line(&out.clone().freeze().slice(..out.len() - 1)).unwrap();
         assert_eq!(back, row);
     }
 
@@ -148,7 +153,7 @@ mod tests {
         let mut s = LineSplitter::default();
         let mut lines = Vec::new();
         for chunk in [&b"a\tb\nc"[..], b"d\te", b"\n\nf\n"] {
-            s.feed::<()>(chunk, |l| {
+            s.feed::<()>(&Bytes::copy_from_slice(chunk), |l| {
                 lines.push(l.to_vec());
                 Ok(())
             })

@@ -278,7 +278,7 @@ impl RowPath {
         }
     }
 
-    fn feed(&mut self, chunk: &[u8]) -> Result<(), SnapshotError> {
+    fn feed(&mut self, chunk: &Bytes) -> Result<(), SnapshotError> {
         let mapping = &self.mapping;
         let batch = &mut self.batch;
         self.splitter.feed(chunk, |line| {
