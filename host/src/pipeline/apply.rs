@@ -5,7 +5,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::FutureExt;
 
 use tokio::sync::{mpsc, watch, Mutex};
 use tokio_postgres::Client;
@@ -82,6 +81,8 @@ pub enum Stopped {
 
 /// Source transactions applied in one destination transaction, at most.
 const MAX_GROUP_TX: u32 = 200;
+/// How long a commit waits for the next source transaction to arrive before committing alone.
+const GROUP_PEEK: Duration = Duration::from_micros(300);
 /// How long a destination transaction may stay open to take in more source transactions.
 const MAX_GROUP_DELAY: Duration = Duration::from_millis(100);
 
@@ -215,7 +216,9 @@ impl Cdc<'_> {
                         if group.transactions < i64::from(MAX_GROUP_TX)
                             && group.started.elapsed() < MAX_GROUP_DELAY
                         {
-                            if let Some(next) = self.stream.next().now_or_never() {
+                            if let Ok(next) =
+                                tokio::time::timeout(GROUP_PEEK, self.stream.next()).await
+                            {
                                 let next = next?;
                                 let begins = matches!(next, Some(StreamEvent::Begin { .. }));
                                 peeked = Some(next);

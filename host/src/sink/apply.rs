@@ -1,5 +1,8 @@
-//! Applying changes on the destination: one destination transaction per source transaction,
-//! inserts batched into COPY, updates and deletes pipelined, progress written before COMMIT.
+//! Applying changes on the destination, one destination transaction per source transaction (or
+//! per group of them). Statements are pipelined: BEGIN, the changes and, at the end, progress,
+//! counters and COMMIT travel together, so a small transaction costs about one round trip.
+//! Long runs of inserts into one table become one COPY; runs of deletes by a single-column key
+//! become one `DELETE ... = ANY(...)`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,14 +12,19 @@ use futures_util::{future::try_join_all, SinkExt};
 use tokio_postgres::{Client, Statement};
 
 use super::params::TextParam;
+use super::statements::{self, Built};
 use crate::copy_text;
-use crate::model::{quote_ident, Cell, Op, RowChange, TableMapping, TableName};
+use crate::model::{quote_ident, Op, Row, RowChange, TableMapping, TableName};
 use crate::pipeline::transform::DeadLetter;
 use crate::state::{Progress, TxCounts};
 
 /// Inserts buffered before a COPY is sent.
 const MAX_COPY_BYTES: usize = 4 << 20;
-/// Updates and deletes sent in one pipelined burst.
+/// A run of inserts at least this long goes through COPY; shorter runs are INSERT statements.
+const COPY_MIN_ROWS: usize = 32;
+/// Deletes gathered into one statement, at most.
+const MAX_DELETE_RUN: usize = 1000;
+/// Statements sent in one pipelined burst.
 const MAX_PIPELINE: usize = 512;
 
 /// Applying to the destination failed; nothing of the open transaction is committed.
@@ -47,9 +55,30 @@ fn failed(table: &TableName) -> impl FnOnce(tokio_postgres::Error) -> ApplyError
     }
 }
 
-struct PendingCopy {
-    mapping: Arc<TableMapping>,
-    data: BytesMut,
+/// Consecutive changes of one kind to one table, gathered before they become statements.
+enum Run {
+    /// Inserts: kept as rows while few, encoded for COPY once there are many.
+    Insert {
+        mapping: Arc<TableMapping>,
+        rows: Vec<Row>,
+        copy: Option<BytesMut>,
+    },
+    /// Deletes of a single-key table.
+    Delete {
+        mapping: Arc<TableMapping>,
+        key: usize,
+        olds: Vec<Row>,
+    },
+}
+
+/// A statement waiting in the pipeline.
+struct Queued {
+    stmt: Statement,
+    params: Vec<TextParam>,
+    table: TableName,
+    op: Op,
+    /// Rows it should change (for the missing-row warning); `None` to not check.
+    expected: Option<u64>,
 }
 
 /// The destination connection used for applying changes.
@@ -58,8 +87,9 @@ pub struct Sink {
     connector: String,
     statements: HashMap<String, Statement>,
     in_tx: bool,
-    copy: Option<PendingCopy>,
-    pipeline: Vec<(Statement, Vec<TextParam>, Arc<TableMapping>, Op)>,
+    need_begin: bool,
+    run: Option<Run>,
+    pipeline: Vec<Queued>,
     /// Counters of the open transaction.
     pub counts: TxCounts,
     /// Updates and deletes that found no row on the destination, since start.
@@ -74,7 +104,8 @@ impl Sink {
             connector: connector.to_string(),
             statements: HashMap::new(),
             in_tx: false,
-            copy: None,
+            need_begin: false,
+            run: None,
             pipeline: Vec::new(),
             counts: TxCounts::default(),
             missing_rows: 0,
@@ -91,14 +122,12 @@ impl Sink {
         self.in_tx
     }
 
-    /// Opens the destination transaction if it is not open yet.
+    /// Opens the destination transaction if it is not open yet (BEGIN goes out with the first
+    /// statements).
     pub async fn begin(&mut self) -> Result<(), ApplyError> {
         if !self.in_tx {
-            self.client
-                .batch_execute("BEGIN")
-                .await
-                .map_err(failed(&TableName::new("pgmorph", "state")))?;
             self.in_tx = true;
+            self.need_begin = true;
             self.counts = TxCounts::default();
         }
         Ok(())
@@ -106,8 +135,9 @@ impl Sink {
 
     /// Runs DDL inside the open transaction (e.g. adding a column the source gained).
     pub async fn execute_ddl(&mut self, table: &TableName, sql: &str) -> Result<(), ApplyError> {
-        self.flush().await?;
         self.begin().await?;
+        self.flush().await?;
+        self.send_begin().await?;
         self.client.batch_execute(sql).await.map_err(failed(table))
     }
 
@@ -120,9 +150,24 @@ impl Sink {
         self.begin().await?;
         for change in changes {
             match change.op {
-                Op::Insert | Op::Snapshot => self.push_insert(mapping, change).await?,
-                Op::Update => self.push_update(mapping, change).await?,
-                Op::Delete => self.push_delete(mapping, change).await?,
+                Op::Insert | Op::Snapshot => {
+                    let row = change.new.ok_or_else(|| unusable(mapping, "an insert without a new row"))?;
+                    self.push_insert(mapping, row).await?;
+                }
+                Op::Update => {
+                    self.end_run().await?;
+                    let new = change.new.ok_or_else(|| unusable(mapping, "an update without a new row"))?;
+                    self.counts.updates += 1;
+                    let built = statements::update(mapping, change.old.as_ref(), &new)
+                        .map_err(|m| unusable(mapping, &m))?;
+                    if let Some(built) = built {
+                        self.queue(mapping, built, Op::Update, Some(1)).await?;
+                    }
+                }
+                Op::Delete => {
+                    let old = change.old.ok_or_else(|| unusable(mapping, "a delete without an old row"))?;
+                    self.push_delete(mapping, old).await?;
+                }
             }
         }
         Ok(())
@@ -133,8 +178,9 @@ impl Sink {
         if tables.is_empty() {
             return Ok(());
         }
-        self.flush().await?;
         self.begin().await?;
+        self.flush().await?;
+        self.send_begin().await?;
         let list: Vec<String> = tables.iter().map(TableName::quoted).collect();
         self.client
             .batch_execute(&format!("TRUNCATE {}", list.join(", ")))
@@ -154,8 +200,9 @@ impl Sink {
         if rows.is_empty() {
             return Ok(());
         }
-        self.flush().await?;
         self.begin().await?;
+        self.flush().await?;
+        self.send_begin().await?;
         let table = TableName::new("pgmorph", "dead_letters");
         let stmt = self
             .prepare(
@@ -177,10 +224,7 @@ impl Sink {
             self.client
                 .execute(
                     &stmt,
-                    &[
-                        &params[0], &params[1], &params[2], &params[3], &params[4], &params[5],
-                        &params[6],
-                    ],
+                    &[&params[0], &params[1], &params[2], &params[3], &params[4], &params[5], &params[6]],
                 )
                 .await
                 .map_err(failed(&table))?;
@@ -189,53 +233,47 @@ impl Sink {
         Ok(())
     }
 
-    /// Sends everything buffered.
+    /// Sends everything gathered so far.
     pub async fn flush(&mut self) -> Result<(), ApplyError> {
-        self.flush_copy().await?;
-        self.flush_pipeline().await
+        self.end_run().await?;
+        self.send_pipeline(false).await
     }
 
     /// Writes progress and counters, then commits `transactions` source transactions applied
-    /// in this destination transaction. Nothing happens if no transaction is open.
+    /// in this destination transaction, all in one pipelined burst. Nothing happens if no
+    /// transaction is open.
     pub async fn commit(&mut self, progress: Progress, transactions: i64) -> Result<(), ApplyError> {
         if !self.in_tx {
             return Ok(());
         }
-        self.flush().await?;
+        self.end_run().await?;
         let state = TableName::new("pgmorph", "state");
-        let p = self
-            .prepare(&state, crate::state::store_sql::PROGRESS)
-            .await?;
+        let p = self.prepare(&state, crate::state::store_sql::PROGRESS).await?;
         let s = self.prepare(&state, crate::state::store_sql::STATS).await?;
         let c = self.counts;
-        let offset = progress.to_json().to_string();
-        let nums: Vec<String> = [
-            c.inserts,
-            c.updates,
-            c.deletes,
-            c.truncates,
-            c.skipped,
-            c.dead_lettered,
-        ]
-        .iter()
-        .map(i64::to_string)
-        .collect();
-        let commit_us = (progress.commit_time + 946_684_800_000_000).to_string();
-        let txs = transactions.to_string();
-        let name = self.connector.clone();
-        let progress_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&name, &offset];
-        let stats_params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
-            &name, &nums[0], &nums[1], &nums[2], &nums[3], &nums[4], &nums[5], &commit_us, &txs,
-        ];
-        let progress_fut = self.client.execute(&p, &progress_params);
-        let stats_fut = self.client.execute(&s, &stats_params);
-        let (a, b) = futures_util::future::join(progress_fut, stats_fut).await;
-        a.map_err(failed(&state))?;
-        b.map_err(failed(&state))?;
-        self.client
-            .batch_execute("COMMIT")
-            .await
-            .map_err(failed(&state))?;
+        let text = |v: String| TextParam::Text(Bytes::from(v));
+        let name = text(self.connector.clone());
+        self.pipeline.push(Queued {
+            stmt: p,
+            params: vec![name.clone(), text(progress.to_json().to_string())],
+            table: state.clone(),
+            op: Op::Update,
+            expected: None,
+        });
+        let mut params = vec![name];
+        for n in [c.inserts, c.updates, c.deletes, c.truncates, c.skipped, c.dead_lettered] {
+            params.push(text(n.to_string()));
+        }
+        params.push(text((progress.commit_time + 946_684_800_000_000).to_string()));
+        params.push(text(transactions.to_string()));
+        self.pipeline.push(Queued {
+            stmt: s,
+            params,
+            table: state,
+            op: Op::Update,
+            expected: None,
+        });
+        self.send_pipeline(true).await?;
         self.in_tx = false;
         Ok(())
     }
@@ -259,13 +297,16 @@ impl Sink {
 
     /// Abandons the open transaction.
     pub async fn rollback(&mut self) {
-        self.copy = None;
+        self.run = None;
         self.pipeline.clear();
         if self.in_tx {
             self.in_tx = false;
-            if let Err(e) = self.client.batch_execute("ROLLBACK").await {
-                tracing::warn!(error = %e, "rollback on the destination failed");
+            if !self.need_begin {
+                if let Err(e) = self.client.batch_execute("ROLLBACK").await {
+                    tracing::warn!(error = %e, "rollback on the destination failed");
+                }
             }
+            self.need_begin = false;
         }
     }
 
@@ -278,39 +319,110 @@ impl Sink {
         Ok(s)
     }
 
-    async fn push_insert(
-        &mut self,
-        mapping: &Arc<TableMapping>,
-        change: RowChange,
-    ) -> Result<(), ApplyError> {
-        let Some(row) = change.new else {
-            return Err(ApplyError::Unusable {
-                table: mapping.destination.to_string(),
-                message: "an insert without a new row".into(),
-            });
-        };
-        let same = matches!(&self.copy, Some(p) if Arc::ptr_eq(&p.mapping, mapping));
-        if !same {
-            self.flush().await?;
-            self.copy = Some(PendingCopy {
-                mapping: mapping.clone(),
-                data: BytesMut::with_capacity(64 << 10),
-            });
-        }
-        let pending = self.copy.as_mut().expect("set above");
-        copy_text::encode_row(&mut pending.data, &row);
-        self.counts.inserts += 1;
-        if pending.data.len() >= MAX_COPY_BYTES {
-            self.flush_copy().await?;
+    async fn queue(&mut self, mapping: &TableMapping, built: Built, op: Op, expected: Option<u64>) -> Result<(), ApplyError> {
+        let stmt = self.prepare(&mapping.destination, &built.sql).await?;
+        self.pipeline.push(Queued {
+            stmt,
+            params: built.params,
+            table: mapping.destination.clone(),
+            op,
+            expected,
+        });
+        if self.pipeline.len() >= MAX_PIPELINE {
+            self.send_pipeline(false).await?;
         }
         Ok(())
     }
 
-    async fn flush_copy(&mut self) -> Result<(), ApplyError> {
-        let Some(pending) = self.copy.take() else {
-            return Ok(());
+    async fn push_insert(&mut self, mapping: &Arc<TableMapping>, row: Row) -> Result<(), ApplyError> {
+        self.counts.inserts += 1;
+        let same = matches!(&self.run, Some(Run::Insert { mapping: m, .. }) if Arc::ptr_eq(m, mapping));
+        if !same {
+            self.end_run().await?;
+            self.run = Some(Run::Insert {
+                mapping: mapping.clone(),
+                rows: Vec::new(),
+                copy: None,
+            });
+        }
+        let Some(Run::Insert { rows, copy, .. }) = self.run.as_mut() else {
+            unreachable!("set above")
         };
-        let m = &pending.mapping;
+        match copy {
+            Some(data) => copy_text::encode_row(data, &row),
+            None => {
+                rows.push(row);
+                if rows.len() >= COPY_MIN_ROWS {
+                    let mut data = BytesMut::with_capacity(64 << 10);
+                    for r in rows.drain(..) {
+                        copy_text::encode_row(&mut data, &r);
+                    }
+                    *copy = Some(data);
+                }
+            }
+        }
+        if copy.as_ref().is_some_and(|d| d.len() >= MAX_COPY_BYTES) {
+            self.end_run().await?;
+        }
+        Ok(())
+    }
+
+    async fn push_delete(&mut self, mapping: &Arc<TableMapping>, old: Row) -> Result<(), ApplyError> {
+        self.counts.deletes += 1;
+        let Some(key) = statements::single_key(mapping) else {
+            self.end_run().await?;
+            let built = statements::delete(mapping, &old).map_err(|m| unusable(mapping, &m))?;
+            return self.queue(mapping, built, Op::Delete, Some(1)).await;
+        };
+        let same = matches!(&self.run, Some(Run::Delete { mapping: m, .. }) if Arc::ptr_eq(m, mapping));
+        if !same {
+            self.end_run().await?;
+            self.run = Some(Run::Delete {
+                mapping: mapping.clone(),
+                key,
+                olds: Vec::new(),
+            });
+        }
+        let Some(Run::Delete { olds, .. }) = self.run.as_mut() else {
+            unreachable!("set above")
+        };
+        olds.push(old);
+        if olds.len() >= MAX_DELETE_RUN {
+            self.end_run().await?;
+        }
+        Ok(())
+    }
+
+    /// Turns the gathered run into statements (or a COPY).
+    async fn end_run(&mut self) -> Result<(), ApplyError> {
+        match self.run.take() {
+            None => Ok(()),
+            Some(Run::Insert { mapping, rows, copy }) => match copy {
+                Some(data) => self.copy(&mapping, data).await,
+                None => {
+                    for row in rows {
+                        let built = statements::insert(&mapping, &row);
+                        self.queue(&mapping, built, Op::Insert, None).await?;
+                    }
+                    Ok(())
+                }
+            },
+            Some(Run::Delete { mapping, key, olds }) => {
+                let n = olds.len() as u64;
+                let built = if olds.len() == 1 {
+                    statements::delete(&mapping, &olds[0])
+                } else {
+                    statements::delete_many(&mapping, key, &olds)
+                }
+                .map_err(|m| unusable(&mapping, &m))?;
+                self.queue(&mapping, built, Op::Delete, Some(n)).await
+            }
+        }
+    }
+
+    async fn copy(&mut self, m: &TableMapping, data: BytesMut) -> Result<(), ApplyError> {
+        self.send_pipeline(false).await?;
+        self.send_begin().await?;
         let cols: Vec<String> = m.columns.iter().map(|c| quote_ident(&c.name)).collect();
         let sql = format!(
             "COPY {} ({}) FROM STDIN",
@@ -323,158 +435,76 @@ impl Sink {
             .await
             .map_err(failed(&m.destination))?;
         futures_util::pin_mut!(sink);
-        sink.send(pending.data.freeze())
+        sink.send(data.freeze())
             .await
             .map_err(failed(&m.destination))?;
         sink.finish().await.map_err(failed(&m.destination))?;
         Ok(())
     }
 
-    async fn push_update(
-        &mut self,
-        mapping: &Arc<TableMapping>,
-        change: RowChange,
-    ) -> Result<(), ApplyError> {
-        self.flush_copy().await?;
-        let table = mapping.destination.clone();
-        let new = change.new.ok_or_else(|| ApplyError::Unusable {
-            table: table.to_string(),
-            message: "an update without a new row".into(),
-        })?;
-        let old = change.old.as_ref().unwrap_or(&new);
-        let mut sql = format!("UPDATE {} SET ", table.quoted());
-        let mut params = Vec::new();
-        let mut first = true;
-        for (i, c) in mapping.columns.iter().enumerate() {
-            match &new[i] {
-                Cell::Unchanged => continue,
-                cell => {
-                    if !first {
-                        sql.push_str(", ");
-                    }
-                    first = false;
-                    params.push(param(cell));
-                    sql.push_str(&format!("{} = ${}", quote_ident(&c.name), params.len()));
-                }
-            }
-        }
-        if first {
-            // Only unchanged TOASTed columns: nothing to write.
-            self.counts.updates += 1;
-            return Ok(());
-        }
-        self.push_where(mapping, old, &mut sql, &mut params)?;
-        let stmt = self.prepare(&table, &sql).await?;
-        self.pipeline
-            .push((stmt, params, mapping.clone(), Op::Update));
-        self.counts.updates += 1;
-        if self.pipeline.len() >= MAX_PIPELINE {
-            self.flush_pipeline().await?;
+    /// Sends BEGIN now if it has not gone out yet.
+    async fn send_begin(&mut self) -> Result<(), ApplyError> {
+        if self.need_begin {
+            self.need_begin = false;
+            self.client
+                .batch_execute("BEGIN")
+                .await
+                .map_err(failed(&TableName::new("pgmorph", "state")))?;
         }
         Ok(())
     }
 
-    async fn push_delete(
-        &mut self,
-        mapping: &Arc<TableMapping>,
-        change: RowChange,
-    ) -> Result<(), ApplyError> {
-        self.flush_copy().await?;
-        let table = mapping.destination.clone();
-        let old = change.old.ok_or_else(|| ApplyError::Unusable {
-            table: table.to_string(),
-            message: "a delete without an old row".into(),
-        })?;
-        let mut sql = format!("DELETE FROM {}", table.quoted());
-        let mut params = Vec::new();
-        self.push_where(mapping, &old, &mut sql, &mut params)?;
-        let stmt = self.prepare(&table, &sql).await?;
-        self.pipeline
-            .push((stmt, params, mapping.clone(), Op::Delete));
-        self.counts.deletes += 1;
-        if self.pipeline.len() >= MAX_PIPELINE {
-            self.flush_pipeline().await?;
-        }
-        Ok(())
-    }
-
-    /// Appends the WHERE clause identifying `old`: key columns, or every sent column
-    /// (compared as text, one row only) when the table has no key.
-    fn push_where(
-        &self,
-        mapping: &TableMapping,
-        old: &[Cell],
-        sql: &mut String,
-        params: &mut Vec<TextParam>,
-    ) -> Result<(), ApplyError> {
-        let keys = mapping.key_indexes();
-        if !keys.is_empty() {
-            sql.push_str(" WHERE ");
-            for (n, &i) in keys.iter().enumerate() {
-                if n > 0 {
-                    sql.push_str(" AND ");
-                }
-                if !matches!(old[i], Cell::Text(_)) {
-                    return Err(ApplyError::Unusable {
-                        table: mapping.destination.to_string(),
-                        message: format!("key column {} has no value", mapping.columns[i].name),
-                    });
-                }
-                params.push(param(&old[i]));
-                sql.push_str(&format!(
-                    "{} = ${}",
-                    quote_ident(&mapping.columns[i].name),
-                    params.len()
-                ));
-            }
-            return Ok(());
-        }
-        let mut conds = Vec::new();
-        for (i, c) in mapping.columns.iter().enumerate() {
-            if matches!(old[i], Cell::Unchanged) {
-                continue;
-            }
-            params.push(param(&old[i]));
-            conds.push(format!(
-                "{}::text IS NOT DISTINCT FROM ${}::text",
-                quote_ident(&c.name),
-                params.len()
-            ));
-        }
-        sql.push_str(&format!(
-            " WHERE ctid = (SELECT ctid FROM {} WHERE {} LIMIT 1)",
-            mapping.destination.quoted(),
-            conds.join(" AND ")
-        ));
-        Ok(())
-    }
-
-    async fn flush_pipeline(&mut self) -> Result<(), ApplyError> {
-        if self.pipeline.is_empty() {
+    /// Sends the queued statements in one burst, BEGIN first if needed and COMMIT last with
+    /// `commit`, and waits for all answers.
+    async fn send_pipeline(&mut self, commit: bool) -> Result<(), ApplyError> {
+        if self.pipeline.is_empty() && !commit {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.pipeline);
+        let begin = std::mem::take(&mut self.need_begin);
         let client = &self.client;
-        let results = try_join_all(batch.iter().map(|(stmt, params, m, _)| async move {
+        let state = TableName::new("pgmorph", "state");
+        let begin_fut = async {
+            if begin {
+                client.batch_execute("BEGIN").await.map_err(failed(&state))
+            } else {
+                Ok(())
+            }
+        };
+        let statements_fut = try_join_all(batch.iter().map(|q| async move {
             client
-                .execute_raw(stmt, params.iter())
+                .execute_raw(&q.stmt, q.params.iter())
                 .await
-                .map_err(failed(&m.destination))
-        }))
-        .await?;
-        for (n, (_, _, m, op)) in results.iter().zip(batch.iter()) {
-            if *n == 0 {
-                self.missing_rows += 1;
-                tracing::warn!(table = %m.destination, op = op.as_str(), "row to change not found on the destination");
+                .map_err(failed(&q.table))
+        }));
+        let commit_fut = async {
+            if commit {
+                client.batch_execute("COMMIT").await.map_err(failed(&state))
+            } else {
+                Ok(())
+            }
+        };
+        let ((), results, ()) = futures_util::future::try_join3(begin_fut, statements_fut, commit_fut).await?;
+        for (n, q) in results.iter().zip(batch.iter()) {
+            if let Some(expected) = q.expected {
+                if *n < expected {
+                    self.missing_rows += expected - n;
+                    tracing::warn!(
+                        table = %q.table,
+                        op = q.op.as_str(),
+                        missing = expected - n,
+                        "rows to change not found on the destination"
+                    );
+                }
             }
         }
         Ok(())
     }
 }
 
-fn param(cell: &Cell) -> TextParam {
-    match cell {
-        Cell::Text(b) => TextParam::Text(b.clone()),
-        _ => TextParam::Null,
+fn unusable(m: &TableMapping, message: &str) -> ApplyError {
+    ApplyError::Unusable {
+        table: m.destination.to_string(),
+        message: message.to_string(),
     }
 }

@@ -4,5 +4,6 @@
 pub mod apply;
 pub mod ddl;
 mod params;
+mod statements;
 
 pub use apply::{ApplyError, Sink};
