@@ -4,7 +4,7 @@
 //! Long runs of inserts into one table become one COPY; runs of deletes by a single-column key
 //! become one `DELETE ... = ANY(...)`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -22,7 +22,7 @@ use crate::state::{Progress, TxCounts};
 const MAX_COPY_BYTES: usize = 4 << 20;
 /// A run of inserts at least this long goes through COPY; shorter runs are INSERT statements.
 const COPY_MIN_ROWS: usize = 32;
-/// Deletes gathered into one statement, at most.
+/// Updates or deletes gathered into one statement, at most.
 const MAX_DELETE_RUN: usize = 1000;
 /// Statements sent in one pipelined burst.
 const MAX_PIPELINE: usize = 512;
@@ -62,6 +62,13 @@ enum Run {
         mapping: Arc<TableMapping>,
         rows: Vec<Row>,
         copy: Option<BytesMut>,
+    },
+    /// Updates of one shape (same columns set), distinct keys, keys unchanged.
+    Update {
+        mapping: Arc<TableMapping>,
+        shape: Vec<bool>,
+        keys: HashSet<Vec<Bytes>>,
+        rows: Vec<Row>,
     },
     /// Deletes of a single-key table.
     Delete {
@@ -155,9 +162,13 @@ impl Sink {
                     self.push_insert(mapping, row).await?;
                 }
                 Op::Update => {
-                    self.end_run().await?;
                     let new = change.new.ok_or_else(|| unusable(mapping, "an update without a new row"))?;
                     self.counts.updates += 1;
+                    if change.old.is_none() && statements::updates_batchable(mapping) {
+                        self.push_update(mapping, new).await?;
+                        continue;
+                    }
+                    self.end_run().await?;
                     let built = statements::update(mapping, change.old.as_ref(), &new)
                         .map_err(|m| unusable(mapping, &m))?;
                     if let Some(built) = built {
@@ -367,6 +378,38 @@ impl Sink {
         Ok(())
     }
 
+    async fn push_update(&mut self, mapping: &Arc<TableMapping>, new: Row) -> Result<(), ApplyError> {
+        let shape = statements::update_shape(mapping, &new);
+        if !shape.iter().any(|&set| set) {
+            return Ok(()); // only unchanged TOAST values: nothing to write
+        }
+        let key: Vec<Bytes> = mapping
+            .key_indexes()
+            .iter()
+            .map(|&i| new[i].as_text().map(Bytes::copy_from_slice).unwrap_or_default())
+            .collect();
+        let fits = matches!(&self.run, Some(Run::Update { mapping: m, shape: s, keys, .. })
+            if Arc::ptr_eq(m, mapping) && *s == shape && !keys.contains(&key));
+        if !fits {
+            self.end_run().await?;
+            self.run = Some(Run::Update {
+                mapping: mapping.clone(),
+                shape,
+                keys: HashSet::new(),
+                rows: Vec::new(),
+            });
+        }
+        let Some(Run::Update { keys, rows, .. }) = self.run.as_mut() else {
+            unreachable!("set above")
+        };
+        keys.insert(key);
+        rows.push(new);
+        if rows.len() >= MAX_DELETE_RUN {
+            self.end_run().await?;
+        }
+        Ok(())
+    }
+
     async fn push_delete(&mut self, mapping: &Arc<TableMapping>, old: Row) -> Result<(), ApplyError> {
         self.counts.deletes += 1;
         let Some(key) = statements::single_key(mapping) else {
@@ -407,6 +450,23 @@ impl Sink {
                     Ok(())
                 }
             },
+            Some(Run::Update {
+                mapping,
+                shape,
+                rows,
+                ..
+            }) => {
+                let n = rows.len() as u64;
+                let built = if rows.len() == 1 {
+                    match statements::update(&mapping, None, &rows[0]).map_err(|m| unusable(&mapping, &m))? {
+                        Some(b) => b,
+                        None => return Ok(()),
+                    }
+                } else {
+                    statements::update_many(&mapping, &shape, &rows)
+                };
+                self.queue(&mapping, built, Op::Update, Some(n)).await
+            }
             Some(Run::Delete { mapping, key, olds }) => {
                 let n = olds.len() as u64;
                 let built = if olds.len() == 1 {

@@ -95,6 +95,88 @@ pub(crate) fn delete_many(m: &TableMapping, key: usize, olds: &[Row]) -> Result<
     })
 }
 
+/// Whether a run of updates of this table may become one set-based statement: it has a key and
+/// no array-typed column (unnest would flatten those).
+pub(crate) fn updates_batchable(m: &TableMapping) -> bool {
+    !m.key_indexes().is_empty() && m.columns.iter().all(|c| !c.type_sql.ends_with("[]"))
+}
+
+/// The columns an update sets: every non-key column whose value was sent.
+pub(crate) fn update_shape(m: &TableMapping, new: &Row) -> Vec<bool> {
+    m.columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| !c.is_key && !matches!(new[i], Cell::Unchanged))
+        .collect()
+}
+
+/// One `UPDATE t SET ... FROM unnest(...) v WHERE key` for many rows with the same shape and
+/// distinct keys (whose keys did not change).
+pub(crate) fn update_many(m: &TableMapping, shape: &[bool], rows: &[Row]) -> Built {
+    let used: Vec<usize> = (0..m.columns.len())
+        .filter(|&i| m.columns[i].is_key || shape[i])
+        .collect();
+    let arrays: Vec<String> = used
+        .iter()
+        .enumerate()
+        .map(|(n, &i)| format!("${}::text::{}[]", n + 1, m.columns[i].type_sql))
+        .collect();
+    let aliases: Vec<String> = (0..used.len()).map(|n| format!("a{n}")).collect();
+    let mut sets = Vec::new();
+    let mut conds = Vec::new();
+    for (n, &i) in used.iter().enumerate() {
+        let col = quote_ident(&m.columns[i].name);
+        if m.columns[i].is_key {
+            conds.push(format!("t.{col} = v.a{n}"));
+        } else {
+            sets.push(format!("{col} = v.a{n}"));
+        }
+    }
+    let params = used
+        .iter()
+        .map(|&i| TextParam::Text(array_of_cells(rows.iter().map(|r| &r[i]))))
+        .collect();
+    Built {
+        sql: format!(
+            "UPDATE {} AS t SET {} FROM unnest({}) AS v({}) WHERE {}",
+            m.destination.quoted(),
+            sets.join(", "),
+            arrays.join(", "),
+            aliases.join(", "),
+            conds.join(" AND ")
+        ),
+        params,
+    }
+}
+
+/// An array literal of cells: text quoted, NULL bare.
+fn array_of_cells<'a>(cells: impl Iterator<Item = &'a Cell>) -> Bytes {
+    let mut out = BytesMut::new();
+    out.put_u8(b'{');
+    for (n, cell) in cells.enumerate() {
+        if n > 0 {
+            out.put_u8(b',');
+        }
+        match cell {
+            Cell::Text(v) => quote_element(&mut out, v),
+            _ => out.put_slice(b"NULL"),
+        }
+    }
+    out.put_u8(b'}');
+    out.freeze()
+}
+
+fn quote_element(out: &mut BytesMut, v: &[u8]) {
+    out.put_u8(b'"');
+    for &b in v {
+        if b == b'"' || b == b'\\' {
+            out.put_u8(b'\\');
+        }
+        out.put_u8(b);
+    }
+    out.put_u8(b'"');
+}
+
 /// An array literal (`{"a","b\"c"}`) of text values.
 pub(crate) fn array_literal(values: &[Bytes]) -> Bytes {
     let mut out = BytesMut::with_capacity(values.iter().map(|v| v.len() + 3).sum::<usize>() + 2);
@@ -103,14 +185,7 @@ pub(crate) fn array_literal(values: &[Bytes]) -> Bytes {
         if i > 0 {
             out.put_u8(b',');
         }
-        out.put_u8(b'"');
-        for &b in v.iter() {
-            if b == b'"' || b == b'\\' {
-                out.put_u8(b'\\');
-            }
-            out.put_u8(b);
-        }
-        out.put_u8(b'"');
+        quote_element(&mut out, v);
     }
     out.put_u8(b'}');
     out.freeze()
@@ -162,5 +237,7 @@ mod tests {
     fn array_literals_quote_everything() {
         let v = [Bytes::from_static(b"a"), Bytes::from_static(b"b\"c\\d"), Bytes::from_static(b"")];
         assert_eq!(&array_literal(&v)[..], br#"{"a","b\"c\\d",""}"#);
+        let cells = [Cell::text("x"), Cell::Null];
+        assert_eq!(&array_of_cells(cells.iter())[..], br#"{"x",NULL}"#);
     }
 }
