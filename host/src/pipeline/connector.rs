@@ -252,6 +252,11 @@ async fn run_with_state(
     if config.destination.synchronous_commit_off {
         let _ = dest.batch_execute("SET synchronous_commit = off").await;
     }
+    // Set-based updates join a few hundred keys to the table: an index lookup per key, never a
+    // scan of the whole table.
+    let _ = dest
+        .batch_execute("SET enable_hashjoin = off; SET enable_mergejoin = off")
+        .await;
     let user_types: Vec<_> = selection.user_types.values().collect();
     ddl::ensure_schema_and_types(&dest, &dest_schema, &user_types).await?;
     let mut other_schemas: Vec<&str> = active

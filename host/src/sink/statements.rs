@@ -95,10 +95,9 @@ pub(crate) fn delete_many(m: &TableMapping, key: usize, olds: &[Row]) -> Result<
     })
 }
 
-/// Whether a run of updates of this table may become one set-based statement: it has a key and
-/// no array-typed column (unnest would flatten those).
+/// Whether a run of updates of this table may become one set-based statement: it has a key.
 pub(crate) fn updates_batchable(m: &TableMapping) -> bool {
-    !m.key_indexes().is_empty() && m.columns.iter().all(|c| !c.type_sql.ends_with("[]"))
+    !m.key_indexes().is_empty()
 }
 
 /// The columns an update sets: every non-key column whose value was sent.
@@ -116,20 +115,18 @@ pub(crate) fn update_many(m: &TableMapping, shape: &[bool], rows: &[Row]) -> Bui
     let used: Vec<usize> = (0..m.columns.len())
         .filter(|&i| m.columns[i].is_key || shape[i])
         .collect();
-    let arrays: Vec<String> = used
-        .iter()
-        .enumerate()
-        .map(|(n, &i)| format!("${}::text::{}[]", n + 1, m.columns[i].type_sql))
-        .collect();
+    // Every column crosses as text[] and is cast per value, so array-typed columns work too.
+    let arrays: Vec<String> = (1..=used.len()).map(|n| format!("${n}::text[]")).collect();
     let aliases: Vec<String> = (0..used.len()).map(|n| format!("a{n}")).collect();
     let mut sets = Vec::new();
     let mut conds = Vec::new();
     for (n, &i) in used.iter().enumerate() {
         let col = quote_ident(&m.columns[i].name);
+        let ty = &m.columns[i].type_sql;
         if m.columns[i].is_key {
-            conds.push(format!("t.{col} = v.a{n}"));
+            conds.push(format!("t.{col} = v.a{n}::{ty}"));
         } else {
-            sets.push(format!("{col} = v.a{n}"));
+            sets.push(format!("{col} = v.a{n}::{ty}"));
         }
     }
     let params = used
