@@ -81,7 +81,11 @@ pub async fn run() -> anyhow::Result<()> {
         Some(dir) => Box::new(pgmorph::plugin::PluginChain::load(dir, &config.plugins)?),
         None => Box::new(pgmorph::pipeline::transform::Identity),
     };
-    let orders = if with_plugins { "sales.orders_v2" } else { "postgres.orders" };
+    let orders = if with_plugins {
+        "sales.orders_v2"
+    } else {
+        "postgres.orders"
+    };
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let runner = {
         let config = config.clone();
@@ -163,7 +167,14 @@ async fn demo_plugins(dir: &std::path::Path) -> bool {
     println!("Building the example plugins for wasm32-wasip2 (first time only)...");
     let target = root.join("target").join("wasm-plugins");
     let status = tokio::process::Command::new("cargo")
-        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
         .arg(&manifest)
         .arg("--target-dir")
         .arg(&target)

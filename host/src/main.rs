@@ -11,8 +11,8 @@ use pgmorph::state::control::{self, Request};
 use pgmorph::state::StateStore;
 
 mod demo;
-mod plugin_cli;
 mod offsets;
+mod plugin_cli;
 mod transform_setup;
 
 /// Replicate one PostgreSQL database into another, reshaping it with WebAssembly plugins.
@@ -351,7 +351,12 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
             let text = |k: &str| p[k].as_str().unwrap_or("-").to_string();
             println!(
                 "{:<24} {:<14} {:<32} {:>8} {:>7} {}",
-                text("plugin") + if p["active"] == true { "" } else { " (inactive)" },
+                text("plugin")
+                    + if p["active"] == true {
+                        ""
+                    } else {
+                        " (inactive)"
+                    },
                 text("hash"),
                 text("loaded_at"),
                 p["reloads"],

@@ -35,7 +35,9 @@ pub async fn run(action: OffsetAction) -> anyhow::Result<()> {
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("slot {slot_name} does not exist on the source"))?;
             if slot.active {
-                anyhow::bail!("slot {slot_name} is in use: stop the connector first (pgmorph stop)");
+                anyhow::bail!(
+                    "slot {slot_name} is in use: stop the connector first (pgmorph stop)"
+                );
             }
             let confirmed = slot.confirmed_flush.unwrap_or_default();
             if lsn < confirmed {

@@ -162,8 +162,14 @@ fn missing_privileges_are_named_with_the_fix() -> anyhow::Result<()> {
         Ok(path)
     };
     let err = run_fails(&config("noreplication", "plain")?);
-    assert!(err.contains("may not replicate") && err.contains("ALTER ROLE \"plain\" REPLICATION"), "{err}");
+    assert!(
+        err.contains("may not replicate") && err.contains("ALTER ROLE \"plain\" REPLICATION"),
+        "{err}"
+    );
     let err = run_fails(&config("noselect", "repl")?);
-    assert!(err.contains("may not read table public.t") && err.contains("GRANT SELECT"), "{err}");
+    assert!(
+        err.contains("may not read table public.t") && err.contains("GRANT SELECT"),
+        "{err}"
+    );
     Ok(())
 }

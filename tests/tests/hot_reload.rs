@@ -35,7 +35,8 @@ fn start(path: &Path) -> anyhow::Result<Running> {
     ))
 }
 
-const SCHEMA: &str = "CREATE TABLE items (id bigserial PRIMARY KEY, grp int NOT NULL, payload text)";
+const SCHEMA: &str =
+    "CREATE TABLE items (id bigserial PRIMARY KEY, grp int NOT NULL, payload text)";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swapping_plugin_versions_under_load_keeps_transactions_whole() -> anyhow::Result<()> {
@@ -73,7 +74,10 @@ async fn swapping_plugin_versions_under_load_keeps_transactions_whole() -> anyho
             anyhow::Ok(g)
         })
     };
-    for (i, version) in ["stamp_v2", "stamp", "stamp_v2", "stamp"].iter().enumerate() {
+    for (i, version) in ["stamp_v2", "stamp", "stamp_v2", "stamp"]
+        .iter()
+        .enumerate()
+    {
         tokio::time::sleep(Duration::from_millis(300)).await;
         if i == 2 {
             // A file written in two steps loads once, complete.
@@ -82,7 +86,10 @@ async fn swapping_plugin_versions_under_load_keeps_transactions_whole() -> anyho
             std::fs::write(&slot, a)?;
             tokio::time::sleep(Duration::from_millis(50)).await;
             use std::io::Write;
-            std::fs::OpenOptions::new().append(true).open(&slot)?.write_all(b)?;
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&slot)?
+                .write_all(b)?;
         } else {
             install(&built(version), &slot);
         }
@@ -104,7 +111,10 @@ async fn swapping_plugin_versions_under_load_keeps_transactions_whole() -> anyho
     let projected = "(SELECT id, grp, payload FROM postgres.items)";
     let mut waited = 0;
     while digest(&dst, projected).await? != expected {
-        anyhow::ensure!(waited < 600 && !running.is_finished(), "destination did not catch up");
+        anyhow::ensure!(
+            waited < 600 && !running.is_finished(),
+            "destination did not catch up"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
         waited += 1;
     }
@@ -116,14 +126,20 @@ async fn swapping_plugin_versions_under_load_keeps_transactions_whole() -> anyho
         )
         .await?
         .get(0);
-    assert_eq!(mixed, 0, "a source transaction was split between chain versions");
+    assert_eq!(
+        mixed, 0,
+        "a source transaction was split between chain versions"
+    );
     let versions: i64 = dst
         .query_one("SELECT count(DISTINCT stamped_by) FROM postgres.items", &[])
         .await?
         .get(0);
     assert_eq!(versions, 2, "both versions served traffic");
     let reloads: i32 = dst
-        .query_one("SELECT reloads FROM pgmorph.plugins WHERE connector = 'hot' AND plugin = '20-stamp'", &[])
+        .query_one(
+            "SELECT reloads FROM pgmorph.plugins WHERE connector = 'hot' AND plugin = '20-stamp'",
+            &[],
+        )
         .await?
         .get(0);
     assert_eq!(reloads, 4, "each change loaded once");
@@ -137,11 +153,13 @@ async fn swapping_plugin_versions_under_load_keeps_transactions_whole() -> anyho
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn broken_versions_are_refused_and_mapping_changes_reach_the_destination() -> anyhow::Result<()> {
+async fn broken_versions_are_refused_and_mapping_changes_reach_the_destination(
+) -> anyhow::Result<()> {
     let pair = Pair::start()?;
     let (src, dst) = pair.clients().await?;
     src.batch_execute(SCHEMA).await?;
-    src.batch_execute("INSERT INTO items (grp, payload) VALUES (0, 'before')").await?;
+    src.batch_execute("INSERT INTO items (grp, payload) VALUES (0, 'before')")
+        .await?;
     let plugins = pair.dir.path().join("plugins");
     std::fs::create_dir(&plugins)?;
     install(&built("rename"), &plugins.join("10-rename.wasm"));
@@ -160,8 +178,14 @@ async fn broken_versions_are_refused_and_mapping_changes_reach_the_destination()
         Some(&running),
     )
     .await?;
-    src.batch_execute("INSERT INTO items (grp, payload) VALUES (1, 'during broken')").await?;
-    wait_until(&dst, "SELECT count(*) = 2 FROM postgres.items", Some(&running)).await?;
+    src.batch_execute("INSERT INTO items (grp, payload) VALUES (1, 'during broken')")
+        .await?;
+    wait_until(
+        &dst,
+        "SELECT count(*) = 2 FROM postgres.items",
+        Some(&running),
+    )
+    .await?;
 
     // The fixed file adds a computed column: the destination table gains it.
     install(&built("stamp"), &plugins.join("20-stamp.wasm"));
@@ -172,8 +196,14 @@ async fn broken_versions_are_refused_and_mapping_changes_reach_the_destination()
         Some(&running),
     )
     .await?;
-    src.batch_execute("INSERT INTO items (grp, payload) VALUES (2, 'stamped')").await?;
-    wait_until(&dst, "SELECT stamped_by = 'v1' FROM postgres.items WHERE grp = 2", Some(&running)).await?;
+    src.batch_execute("INSERT INTO items (grp, payload) VALUES (2, 'stamped')")
+        .await?;
+    wait_until(
+        &dst,
+        "SELECT stamped_by = 'v1' FROM postgres.items WHERE grp = 2",
+        Some(&running),
+    )
+    .await?;
 
     // A config-only change renames a column in place.
     let text = std::fs::read_to_string(&path)?
@@ -188,9 +218,18 @@ async fn broken_versions_are_refused_and_mapping_changes_reach_the_destination()
         Some(&running),
     )
     .await?;
-    src.batch_execute("INSERT INTO items (grp, payload) VALUES (3, 'renamed')").await?;
-    wait_until(&dst, "SELECT body = 'renamed' FROM postgres.items WHERE grp = 3", Some(&running)).await?;
-    let kept: i64 = dst.query_one("SELECT count(*) FROM postgres.items", &[]).await?.get(0);
+    src.batch_execute("INSERT INTO items (grp, payload) VALUES (3, 'renamed')")
+        .await?;
+    wait_until(
+        &dst,
+        "SELECT body = 'renamed' FROM postgres.items WHERE grp = 3",
+        Some(&running),
+    )
+    .await?;
+    let kept: i64 = dst
+        .query_one("SELECT count(*) FROM postgres.items", &[])
+        .await?
+        .get(0);
     assert_eq!(kept, 4);
     running.stop().await?;
     Ok(())
@@ -236,12 +275,18 @@ async fn a_table_added_to_the_config_while_running_is_copied_alone() -> anyhow::
     pgmorph_e2e::wait_same(
         &src,
         &dst,
-        &[("public.items", "postgres.items"), ("public.extra", "postgres.extra")],
+        &[
+            ("public.items", "postgres.items"),
+            ("public.extra", "postgres.extra"),
+        ],
         Some(&running),
     )
     .await?;
     let phase: String = dst
-        .query_one("SELECT phase FROM pgmorph.tables WHERE source_table = 'public.extra'", &[])
+        .query_one(
+            "SELECT phase FROM pgmorph.tables WHERE source_table = 'public.extra'",
+            &[],
+        )
         .await?
         .get(0);
     assert_eq!(phase, "streaming");

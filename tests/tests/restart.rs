@@ -157,9 +157,13 @@ async fn kill_during_snapshot_then_restart_copies_everything_once() -> anyhow::R
     write_batch(&src, 0, 20).await?;
     let mut child = spawn_bin(&["run", "--config", &path], &log);
     let show_log = |e: anyhow::Error| e.context(std::fs::read_to_string(&log).unwrap_or_default());
-    wait_same(&src, &dst, &TABLES, None).await.map_err(show_log)?;
+    wait_same(&src, &dst, &TABLES, None)
+        .await
+        .map_err(show_log)?;
     write_batch(&src, 20, 40).await?;
-    wait_same(&src, &dst, &TABLES, None).await.map_err(show_log)?;
+    wait_same(&src, &dst, &TABLES, None)
+        .await
+        .map_err(show_log)?;
     child.kill();
     let (ok, out, err) = run_bin(&["status", "--config", &path]);
     assert!(ok, "{err}");

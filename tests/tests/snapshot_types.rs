@@ -110,6 +110,13 @@ async fn every_type_round_trips_through_snapshot_and_cdc() -> anyhow::Result<()>
     src.batch_execute("INSERT INTO core_types (id) VALUES (101)")
         .await?;
     wait_same(&src, &dst, &tables, Some(&running)).await?;
+    // Every type through a set-based update (many rows, one statement on the destination).
+    src.batch_execute(
+        "UPDATE core_types SET t = coalesce(t, '') || '!', ai = ai || 4, ma = ma || 'happy'::mood, iv = iv * 2;
+         UPDATE other_types SET pt = point(9, 9), r = '[5,6)', mo = mo + 1::money;",
+    )
+    .await?;
+    wait_same(&src, &dst, &tables, Some(&running)).await?;
     let big: i32 = dst
         .query_one(
             "SELECT length(big) FROM postgres.core_types WHERE id = 5",

@@ -29,7 +29,10 @@ pub async fn previous_mappings(
     let mut out: HashMap<String, TableMapping> = HashMap::new();
     for r in rows {
         let source_table: String = r.get(0);
-        let Some(now) = current.iter().find(|m| m.source.name.to_string() == source_table) else {
+        let Some(now) = current
+            .iter()
+            .find(|m| m.source.name.to_string() == source_table)
+        else {
             continue;
         };
         let dest_table: Option<String> = r.get(1);
@@ -44,7 +47,9 @@ pub async fn previous_mappings(
             transforms_rows: false,
         });
         let source_column: Option<String> = r.get(2);
-        let (Some(name), Some(type_sql)) = (r.get::<_, Option<String>>(3), r.get::<_, Option<String>>(4)) else {
+        let (Some(name), Some(type_sql)) =
+            (r.get::<_, Option<String>>(3), r.get::<_, Option<String>>(4))
+        else {
             continue;
         };
         entry.columns.push(MappedColumn {
@@ -109,12 +114,15 @@ pub async fn align(
                     error = %crate::error_chain::one_line(&e),
                     "the mapping change cannot be applied in place; the table is built and copied again"
                 );
-                dest.batch_execute(&format!("DROP TABLE IF EXISTS {}", old.destination.quoted()))
-                    .await
-                    .map_err(|source| ddl::DdlError::Statement {
-                        what: format!("table {}", old.destination),
-                        source,
-                    })?;
+                dest.batch_execute(&format!(
+                    "DROP TABLE IF EXISTS {}",
+                    old.destination.quoted()
+                ))
+                .await
+                .map_err(|source| ddl::DdlError::Statement {
+                    what: format!("table {}", old.destination),
+                    source,
+                })?;
                 recopy.push(m.clone());
             }
         }

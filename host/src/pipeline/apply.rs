@@ -5,17 +5,16 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-
 use tokio::sync::{mpsc, watch, Mutex};
 use tokio_postgres::Client;
 
 use super::relations::{RelationError, RelationUpdate, Relations};
+use super::reload::{self, Prepared};
 use super::transform::{Transform, TransformError};
 use crate::model::{Lsn, Op, Row, RowChange, TableMapping};
 use crate::sink::{ddl, ApplyError, Sink};
 use crate::source::pgoutput::Message;
 use crate::source::stream::{ReplicationStream, StreamError, StreamEvent};
-use super::reload::{self, Prepared};
 use crate::state::{Progress, StateStore};
 
 /// The next validated chain, or never when reloading is off.
@@ -150,32 +149,34 @@ impl Cdc<'_> {
             let idle = tx.is_none() && !self.sink.in_transaction();
             let event = if let Some(event) = peeked.take() {
                 event
-            } else { tokio::select! {
-                biased;
-                _ = self.shutdown.changed() => {
-                    if tx.is_some() {
-                        tracing::info!("shutdown in the middle of a transaction: rolling it back");
+            } else {
+                tokio::select! {
+                    biased;
+                    _ = self.shutdown.changed() => {
+                        if tx.is_some() {
+                            tracing::info!("shutdown in the middle of a transaction: rolling it back");
+                        }
+                        self.sink.rollback().await;
+                        return Ok(Stopped::Shutdown);
                     }
-                    self.sink.rollback().await;
-                    return Ok(Stopped::Shutdown);
-                }
-                Some(prepared) = next_reload(&mut self.reloads), if idle => {
-                    if let Some(stop) = self.swap(prepared).await? {
-                        return Ok(stop);
+                    Some(prepared) = next_reload(&mut self.reloads), if idle => {
+                        if let Some(stop) = self.swap(prepared).await? {
+                            return Ok(stop);
+                        }
+                        continue;
                     }
-                    continue;
-                }
-                _ = poll.tick(), if idle => {
-                    match self.state.take_request().await?.as_deref() {
-                        Some("stop") => return Ok(Stopped::Shutdown),
-                        Some("resync") => return Ok(Stopped::Resync),
-                        Some("pause") if self.pause().await? => return Ok(Stopped::Shutdown),
-                        _ => {}
+                    _ = poll.tick(), if idle => {
+                        match self.state.take_request().await?.as_deref() {
+                            Some("stop") => return Ok(Stopped::Shutdown),
+                            Some("resync") => return Ok(Stopped::Resync),
+                            Some("pause") if self.pause().await? => return Ok(Stopped::Shutdown),
+                            _ => {}
+                        }
+                        continue;
                     }
-                    continue;
+                    ev = self.stream.next() => ev?,
                 }
-                ev = self.stream.next() => ev?,
-            }};
+            };
             let Some(event) = event else {
                 return Err(CdcError::Ended);
             };
@@ -403,7 +404,9 @@ impl Cdc<'_> {
     /// line (ALTER TABLE), and marks for a fresh copy the tables that cannot follow in place.
     async fn swap(&mut self, prepared: Prepared) -> Result<Option<Stopped>, CdcError> {
         if prepared.restart {
-            tracing::info!("the config now selects other tables: restarting the connector in-process");
+            tracing::info!(
+                "the config now selects other tables: restarting the connector in-process"
+            );
             self.restart_with = Some(prepared);
             return Ok(Some(Stopped::Restart));
         }
@@ -416,7 +419,11 @@ impl Cdc<'_> {
             if change.needs_copy {
                 recopy.push(new.clone());
             } else if !change.statements.is_empty() {
-                match self.sink.run_ddl(&new.destination, &change.statements).await {
+                match self
+                    .sink
+                    .run_ddl(&new.destination, &change.statements)
+                    .await
+                {
                     Ok(()) => tracing::info!(
                         table = %new.destination,
                         statements = ?change.statements,

@@ -154,7 +154,8 @@ pub async fn run(config: &Config, options: RunOptions) -> Result<(), RunError> {
         let state = Arc::new(StateStore::open(dest_state, &config.name).await?);
         let shutdown = options.shutdown.clone();
         let reload = options.reload.clone();
-        let result = run_with_state(&config, options, &source_settings, &dest_settings, &state).await;
+        let result =
+            run_with_state(&config, options, &source_settings, &dest_settings, &state).await;
         match result {
             Ok(Ended::Restart(prepared)) => {
                 config = prepared.config;
@@ -244,7 +245,10 @@ async fn run_with_state(
 
     let previous = state.load().await?;
     let slot_info = setup::slot_info(&source, &slot).await?;
-    if previous.snapshot_done && slot_info.is_none() && !matches!(mode, Mode::Always | Mode::InitialOnly) {
+    if previous.snapshot_done
+        && slot_info.is_none()
+        && !matches!(mode, Mode::Always | Mode::InitialOnly)
+    {
         return Err(RunError::SlotLost(slot));
     }
 
@@ -381,7 +385,9 @@ async fn run_with_state(
         Some(r) => {
             let dir = r.dir_override.clone().or_else(|| config.plugin_dir.clone());
             let current = Fingerprint::read(dir.as_deref(), r.config_path.as_deref());
-            state.record_plugins(&reload::loaded_plugins(&current), false).await?;
+            state
+                .record_plugins(&reload::loaded_plugins(&current), false)
+                .await?;
             Some(reload::spawn(ReloadSetup {
                 config_path: r.config_path,
                 config: config.clone(),
@@ -439,7 +445,9 @@ async fn run_with_state(
                         tracing::info!(tables = pending.len(), "re-syncing tables");
                         copier.copy(&pending, None).await?;
                     }
-                    state.set(Some("change data capture"), "polling", None).await?;
+                    state
+                        .set(Some("change data capture"), "polling", None)
+                        .await?;
                     let current: Vec<Arc<TableMapping>> = cdc.relations.all().cloned().collect();
                     sync_points(state, &current).await
                 }
@@ -481,7 +489,12 @@ async fn watch_retained_wal(settings: ConnectionSettings, slot: String, limit_mb
             let retained: Option<i64> = row.get(0);
             let mb = retained.unwrap_or(0) as u64 >> 20;
             if mb > limit_mb {
-                tracing::warn!(slot, retained_mb = mb, limit_mb, "the replication slot retains more WAL than max_retained_wal_mb on the source");
+                tracing::warn!(
+                    slot,
+                    retained_mb = mb,
+                    limit_mb,
+                    "the replication slot retains more WAL than max_retained_wal_mb on the source"
+                );
             }
         }
     }
@@ -521,7 +534,11 @@ struct Copier<'a> {
 }
 
 impl Copier<'_> {
-    async fn copy(&self, tables: &[Arc<TableMapping>], fresh: Option<&CreatedSlot>) -> Result<u64, RunError> {
+    async fn copy(
+        &self,
+        tables: &[Arc<TableMapping>],
+        fresh: Option<&CreatedSlot>,
+    ) -> Result<u64, RunError> {
         self.state
             .set(Some("initial snapshot"), "copying", None)
             .await?;

@@ -61,15 +61,18 @@ impl TablePreview {
             })
             .collect();
         if !m.skip {
-            columns.extend(m.columns.iter().filter(|d| d.source_index.is_none()).map(|d| {
-                ColumnPreview {
-                    source_column: None,
-                    source_type: None,
-                    dest_column: Some(d.name.clone()),
-                    dest_type: Some(d.type_sql.clone()),
-                    changed_by: d.changed_by.clone(),
-                }
-            }));
+            columns.extend(
+                m.columns
+                    .iter()
+                    .filter(|d| d.source_index.is_none())
+                    .map(|d| ColumnPreview {
+                        source_column: None,
+                        source_type: None,
+                        dest_column: Some(d.name.clone()),
+                        dest_type: Some(d.type_sql.clone()),
+                        changed_by: d.changed_by.clone(),
+                    }),
+            );
         }
         Self {
             source_table: m.source.name.to_string(),
@@ -87,7 +90,11 @@ impl std::fmt::Display for TablePreview {
             f,
             "{} -> {dest}{}",
             self.source_table,
-            if self.transforms_rows { "  [rows transformed]" } else { "" }
+            if self.transforms_rows {
+                "  [rows transformed]"
+            } else {
+                ""
+            }
         )?;
         if self.dest_table.is_none() {
             return Ok(());
@@ -114,7 +121,10 @@ impl std::fmt::Display for TablePreview {
 }
 
 /// Reads the selected tables from the source and maps them, creating nothing.
-pub async fn preview(config: &Config, transform: &mut dyn Transform) -> Result<Vec<TablePreview>, RunError> {
+pub async fn preview(
+    config: &Config,
+    transform: &mut dyn Transform,
+) -> Result<Vec<TablePreview>, RunError> {
     let settings = config.source_connection()?;
     let source = connect(&settings, "pgmorph preview").await?;
     let dest_schema = config
@@ -122,7 +132,11 @@ pub async fn preview(config: &Config, transform: &mut dyn Transform) -> Result<V
         .schema
         .clone()
         .unwrap_or_else(|| settings.dbname.clone());
-    let schema = config.source.schema.clone().unwrap_or_else(|| "public".into());
+    let schema = config
+        .source
+        .schema
+        .clone()
+        .unwrap_or_else(|| "public".into());
     let listed = config.listed_tables();
     let oids = catalog::select_tables(&source, &schema, listed.as_deref()).await?;
     let selection = catalog::describe(&source, &oids, &dest_schema).await?;

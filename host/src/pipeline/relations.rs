@@ -72,10 +72,7 @@ impl Relations {
 
     /// Maps every known relation again with `transform` (after a plugin reload); returns the
     /// mappings that changed, old and new.
-    pub fn remap(
-        &mut self,
-        transform: &mut dyn Transform,
-    ) -> Result<Vec<Remapped>, RelationError> {
+    pub fn remap(&mut self, transform: &mut dyn Transform) -> Result<Vec<Remapped>, RelationError> {
         let mut changed = Vec::new();
         let mut oids: Vec<u32> = self.by_oid.keys().copied().collect();
         oids.sort();

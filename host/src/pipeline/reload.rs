@@ -39,7 +39,9 @@ pub enum ReloadError {
         message: String,
     },
     /// `[plugins.*]` settings without a plugin directory.
-    #[error("[plugins.{0}] is configured but no plugin directory is set (plugin_dir or --plugins)")]
+    #[error(
+        "[plugins.{0}] is configured but no plugin directory is set (plugin_dir or --plugins)"
+    )]
     NoDirectory(String),
 }
 
@@ -86,7 +88,10 @@ fn short_hash(bytes: &[u8]) -> String {
 
 /// Builds the transform a config asks for: the plugin chain of `dir_override` or
 /// `plugin_dir`, or the identity when there is neither.
-pub fn build_transform(config: &Config, dir_override: Option<&Path>) -> Result<Box<dyn Transform>, ReloadError> {
+pub fn build_transform(
+    config: &Config,
+    dir_override: Option<&Path>,
+) -> Result<Box<dyn Transform>, ReloadError> {
     match dir_override.or(config.plugin_dir.as_deref()) {
         None => match config.plugins.keys().next() {
             Some(stem) => Err(ReloadError::NoDirectory(stem.clone())),
@@ -162,9 +167,10 @@ async fn watch_loop(setup: ReloadSetup, out: mpsc::Sender<Prepared>) -> Result<(
         let tx = ev_tx.clone();
         let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             if let Ok(ev) = res {
-                let relevant = ev.paths.iter().any(|p| {
-                    p.extension().is_some_and(|e| e == "wasm" || e == "toml")
-                });
+                let relevant = ev
+                    .paths
+                    .iter()
+                    .any(|p| p.extension().is_some_and(|e| e == "wasm" || e == "toml"));
                 if relevant && !matches!(ev.kind, notify::EventKind::Access(_)) {
                     let _ = tx.send(());
                 }
@@ -174,7 +180,11 @@ async fn watch_loop(setup: ReloadSetup, out: mpsc::Sender<Prepared>) -> Result<(
             w.watch(dir, RecursiveMode::NonRecursive)?;
         }
         if let Some(parent) = setup.config_path.as_deref().and_then(Path::parent) {
-            let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+            let parent = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
             w.watch(parent, RecursiveMode::NonRecursive)?;
         }
         _watcher = Some(w);
@@ -183,7 +193,9 @@ async fn watch_loop(setup: ReloadSetup, out: mpsc::Sender<Prepared>) -> Result<(
         let tx = ev_tx.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
-            let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                return;
+            };
             while hup.recv().await.is_some() {
                 tracing::info!("SIGHUP: reloading plugins and config");
                 if tx.send(()).is_err() {
@@ -207,10 +219,12 @@ async fn watch_loop(setup: ReloadSetup, out: mpsc::Sender<Prepared>) -> Result<(
             Some(p) => Config::load(p).map_err(ReloadError::from),
             None => Ok(setup.config.clone()),
         };
-        let dir_now = setup
-            .dir_override
-            .clone()
-            .or_else(|| fresh_config.as_ref().ok().and_then(|c| c.plugin_dir.clone()));
+        let dir_now = setup.dir_override.clone().or_else(|| {
+            fresh_config
+                .as_ref()
+                .ok()
+                .and_then(|c| c.plugin_dir.clone())
+        });
         let fingerprint = Fingerprint::read(dir_now.as_deref(), config_path.as_deref());
         if fingerprint == current {
             continue;
@@ -219,19 +233,21 @@ async fn watch_loop(setup: ReloadSetup, out: mpsc::Sender<Prepared>) -> Result<(
         let tables = setup.tables.clone();
         let dest_schema = setup.dest_schema.clone();
         let dir_override = setup.dir_override.clone();
-        let built = tokio::task::spawn_blocking(move || -> Result<(Box<dyn Transform>, Config), ReloadError> {
-            let config = fresh_config?;
-            let mut transform = build_transform(&config, dir_override.as_deref())?;
-            for t in tables {
-                transform
-                    .map_table(t.clone(), &dest_schema)
-                    .map_err(|e| ReloadError::Mapping {
-                        table: t.name.to_string(),
-                        message: e.to_string(),
+        let built = tokio::task::spawn_blocking(
+            move || -> Result<(Box<dyn Transform>, Config), ReloadError> {
+                let config = fresh_config?;
+                let mut transform = build_transform(&config, dir_override.as_deref())?;
+                for t in tables {
+                    transform.map_table(t.clone(), &dest_schema).map_err(|e| {
+                        ReloadError::Mapping {
+                            table: t.name.to_string(),
+                            message: e.to_string(),
+                        }
                     })?;
-            }
-            Ok((transform, config))
-        })
+                }
+                Ok((transform, config))
+            },
+        )
         .await;
         let built = match built {
             Ok(r) => r,

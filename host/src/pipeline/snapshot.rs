@@ -191,7 +191,11 @@ async fn copy_table(
         match row_path.as_mut() {
             None => {
                 // Progress only: the exact count comes from the destination at the end.
-                rows += if binary { 1 } else { chunk.iter().filter(|&&b| b == b'\n').count() as u64 };
+                rows += if binary {
+                    1
+                } else {
+                    chunk.iter().filter(|&&b| b == b'\n').count() as u64
+                };
                 out.extend_from_slice(&chunk);
             }
             Some(path) => {

@@ -158,11 +158,15 @@ impl Sink {
         for change in changes {
             match change.op {
                 Op::Insert | Op::Snapshot => {
-                    let row = change.new.ok_or_else(|| unusable(mapping, "an insert without a new row"))?;
+                    let row = change
+                        .new
+                        .ok_or_else(|| unusable(mapping, "an insert without a new row"))?;
                     self.push_insert(mapping, row).await?;
                 }
                 Op::Update => {
-                    let new = change.new.ok_or_else(|| unusable(mapping, "an update without a new row"))?;
+                    let new = change
+                        .new
+                        .ok_or_else(|| unusable(mapping, "an update without a new row"))?;
                     self.counts.updates += 1;
                     if change.old.is_none() && statements::updates_batchable(mapping) {
                         self.push_update(mapping, new).await?;
@@ -176,7 +180,9 @@ impl Sink {
                     }
                 }
                 Op::Delete => {
-                    let old = change.old.ok_or_else(|| unusable(mapping, "a delete without an old row"))?;
+                    let old = change
+                        .old
+                        .ok_or_else(|| unusable(mapping, "a delete without an old row"))?;
                     self.push_delete(mapping, old).await?;
                 }
             }
@@ -235,7 +241,10 @@ impl Sink {
             self.client
                 .execute(
                     &stmt,
-                    &[&params[0], &params[1], &params[2], &params[3], &params[4], &params[5], &params[6]],
+                    &[
+                        &params[0], &params[1], &params[2], &params[3], &params[4], &params[5],
+                        &params[6],
+                    ],
                 )
                 .await
                 .map_err(failed(&table))?;
@@ -253,13 +262,19 @@ impl Sink {
     /// Writes progress and counters, then commits `transactions` source transactions applied
     /// in this destination transaction, all in one pipelined burst. Nothing happens if no
     /// transaction is open.
-    pub async fn commit(&mut self, progress: Progress, transactions: i64) -> Result<(), ApplyError> {
+    pub async fn commit(
+        &mut self,
+        progress: Progress,
+        transactions: i64,
+    ) -> Result<(), ApplyError> {
         if !self.in_tx {
             return Ok(());
         }
         self.end_run().await?;
         let state = TableName::new("pgmorph", "state");
-        let p = self.prepare(&state, crate::state::store_sql::PROGRESS).await?;
+        let p = self
+            .prepare(&state, crate::state::store_sql::PROGRESS)
+            .await?;
         let s = self.prepare(&state, crate::state::store_sql::STATS).await?;
         let c = self.counts;
         let text = |v: String| TextParam::Text(Bytes::from(v));
@@ -272,10 +287,19 @@ impl Sink {
             expected: None,
         });
         let mut params = vec![name];
-        for n in [c.inserts, c.updates, c.deletes, c.truncates, c.skipped, c.dead_lettered] {
+        for n in [
+            c.inserts,
+            c.updates,
+            c.deletes,
+            c.truncates,
+            c.skipped,
+            c.dead_lettered,
+        ] {
             params.push(text(n.to_string()));
         }
-        params.push(text((progress.commit_time + 946_684_800_000_000).to_string()));
+        params.push(text(
+            (progress.commit_time + 946_684_800_000_000).to_string(),
+        ));
         params.push(text(transactions.to_string()));
         self.pipeline.push(Queued {
             stmt: s,
@@ -291,7 +315,11 @@ impl Sink {
 
     /// Runs DDL statements in a destination transaction of their own (no transaction may be
     /// open); on error nothing of them is kept.
-    pub async fn run_ddl(&mut self, table: &TableName, statements: &[String]) -> Result<(), ApplyError> {
+    pub async fn run_ddl(
+        &mut self,
+        table: &TableName,
+        statements: &[String],
+    ) -> Result<(), ApplyError> {
         debug_assert!(!self.in_tx, "DDL between transactions only");
         let mut sql = String::from("BEGIN;");
         for s in statements {
@@ -330,7 +358,13 @@ impl Sink {
         Ok(s)
     }
 
-    async fn queue(&mut self, mapping: &TableMapping, built: Built, op: Op, expected: Option<u64>) -> Result<(), ApplyError> {
+    async fn queue(
+        &mut self,
+        mapping: &TableMapping,
+        built: Built,
+        op: Op,
+        expected: Option<u64>,
+    ) -> Result<(), ApplyError> {
         let stmt = self.prepare(&mapping.destination, &built.sql).await?;
         self.pipeline.push(Queued {
             stmt,
@@ -345,9 +379,14 @@ impl Sink {
         Ok(())
     }
 
-    async fn push_insert(&mut self, mapping: &Arc<TableMapping>, row: Row) -> Result<(), ApplyError> {
+    async fn push_insert(
+        &mut self,
+        mapping: &Arc<TableMapping>,
+        row: Row,
+    ) -> Result<(), ApplyError> {
         self.counts.inserts += 1;
-        let same = matches!(&self.run, Some(Run::Insert { mapping: m, .. }) if Arc::ptr_eq(m, mapping));
+        let same =
+            matches!(&self.run, Some(Run::Insert { mapping: m, .. }) if Arc::ptr_eq(m, mapping));
         if !same {
             self.end_run().await?;
             self.run = Some(Run::Insert {
@@ -378,7 +417,11 @@ impl Sink {
         Ok(())
     }
 
-    async fn push_update(&mut self, mapping: &Arc<TableMapping>, new: Row) -> Result<(), ApplyError> {
+    async fn push_update(
+        &mut self,
+        mapping: &Arc<TableMapping>,
+        new: Row,
+    ) -> Result<(), ApplyError> {
         let shape = statements::update_shape(mapping, &new);
         if !shape.iter().any(|&set| set) {
             return Ok(()); // only unchanged TOAST values: nothing to write
@@ -386,7 +429,12 @@ impl Sink {
         let key: Vec<Bytes> = mapping
             .key_indexes()
             .iter()
-            .map(|&i| new[i].as_text().map(Bytes::copy_from_slice).unwrap_or_default())
+            .map(|&i| {
+                new[i]
+                    .as_text()
+                    .map(Bytes::copy_from_slice)
+                    .unwrap_or_default()
+            })
             .collect();
         let fits = matches!(&self.run, Some(Run::Update { mapping: m, shape: s, keys, .. })
             if Arc::ptr_eq(m, mapping) && *s == shape && !keys.contains(&key));
@@ -410,14 +458,19 @@ impl Sink {
         Ok(())
     }
 
-    async fn push_delete(&mut self, mapping: &Arc<TableMapping>, old: Row) -> Result<(), ApplyError> {
+    async fn push_delete(
+        &mut self,
+        mapping: &Arc<TableMapping>,
+        old: Row,
+    ) -> Result<(), ApplyError> {
         self.counts.deletes += 1;
         let Some(key) = statements::single_key(mapping) else {
             self.end_run().await?;
             let built = statements::delete(mapping, &old).map_err(|m| unusable(mapping, &m))?;
             return self.queue(mapping, built, Op::Delete, Some(1)).await;
         };
-        let same = matches!(&self.run, Some(Run::Delete { mapping: m, .. }) if Arc::ptr_eq(m, mapping));
+        let same =
+            matches!(&self.run, Some(Run::Delete { mapping: m, .. }) if Arc::ptr_eq(m, mapping));
         if !same {
             self.end_run().await?;
             self.run = Some(Run::Delete {
@@ -440,7 +493,11 @@ impl Sink {
     async fn end_run(&mut self) -> Result<(), ApplyError> {
         match self.run.take() {
             None => Ok(()),
-            Some(Run::Insert { mapping, rows, copy }) => match copy {
+            Some(Run::Insert {
+                mapping,
+                rows,
+                copy,
+            }) => match copy {
                 Some(data) => self.copy(&mapping, data).await,
                 None => {
                     for row in rows {
@@ -458,7 +515,9 @@ impl Sink {
             }) => {
                 let n = rows.len() as u64;
                 let built = if rows.len() == 1 {
-                    match statements::update(&mapping, None, &rows[0]).map_err(|m| unusable(&mapping, &m))? {
+                    match statements::update(&mapping, None, &rows[0])
+                        .map_err(|m| unusable(&mapping, &m))?
+                    {
                         Some(b) => b,
                         None => return Ok(()),
                     }
@@ -544,7 +603,8 @@ impl Sink {
                 Ok(())
             }
         };
-        let ((), results, ()) = futures_util::future::try_join3(begin_fut, statements_fut, commit_fut).await?;
+        let ((), results, ()) =
+            futures_util::future::try_join3(begin_fut, statements_fut, commit_fut).await?;
         for (n, q) in results.iter().zip(batch.iter()) {
             if let Some(expected) = q.expected {
                 if *n < expected {

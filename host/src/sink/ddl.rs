@@ -208,7 +208,10 @@ pub fn mapping_change(old: &TableMapping, new: &TableMapping) -> MappingChange {
         table.name = new.destination.name.clone();
     }
     let t = table.quoted();
-    let same_source = |a: &crate::model::MappedColumn, b: &crate::model::MappedColumn| match (a.source_index, b.source_index) {
+    let same_source = |a: &crate::model::MappedColumn, b: &crate::model::MappedColumn| match (
+        a.source_index,
+        b.source_index,
+    ) {
         (Some(x), Some(y)) => x == y,
         (None, None) => a.name == b.name,
         _ => false,
@@ -271,7 +274,11 @@ mod tests {
             Arc::new(TableSchema {
                 oid: 1,
                 name: TableName::new("public", "orders"),
-                columns: vec![col("id", "integer", true), col("cust", "integer", false), col("note", "text", false)],
+                columns: vec![
+                    col("id", "integer", true),
+                    col("cust", "integer", false),
+                    col("note", "text", false),
+                ],
                 identity: ReplicaIdentity::Default,
                 has_primary_key: true,
             }),

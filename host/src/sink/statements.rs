@@ -40,7 +40,11 @@ pub(crate) fn insert(m: &TableMapping, row: &Row) -> Built {
 
 /// `UPDATE t SET ... WHERE key`; `None` when nothing but unchanged TOAST values would be set.
 /// Key columns are left out of the SET list when the key did not change (no old row).
-pub(crate) fn update(m: &TableMapping, old: Option<&Row>, new: &Row) -> Result<Option<Built>, Unusable> {
+pub(crate) fn update(
+    m: &TableMapping,
+    old: Option<&Row>,
+    new: &Row,
+) -> Result<Option<Built>, Unusable> {
     let mut sql = format!("UPDATE {} SET ", m.destination.quoted());
     let mut params = Vec::new();
     for (i, c) in m.columns.iter().enumerate() {
@@ -190,7 +194,12 @@ pub(crate) fn array_literal(values: &[Bytes]) -> Bytes {
 
 /// Appends the WHERE clause identifying `old`: key columns, or every sent column (compared as
 /// text, one row only) when the table has no key.
-fn where_clause(m: &TableMapping, old: &Row, sql: &mut String, params: &mut Vec<TextParam>) -> Result<(), Unusable> {
+fn where_clause(
+    m: &TableMapping,
+    old: &Row,
+    sql: &mut String,
+    params: &mut Vec<TextParam>,
+) -> Result<(), Unusable> {
     let keys = m.key_indexes();
     if !keys.is_empty() {
         sql.push_str(" WHERE ");
@@ -202,7 +211,11 @@ fn where_clause(m: &TableMapping, old: &Row, sql: &mut String, params: &mut Vec<
                 return Err(format!("key column {} has no value", m.columns[i].name));
             }
             params.push(param(&old[i]));
-            sql.push_str(&format!("{} = ${}", quote_ident(&m.columns[i].name), params.len()));
+            sql.push_str(&format!(
+                "{} = ${}",
+                quote_ident(&m.columns[i].name),
+                params.len()
+            ));
         }
         return Ok(());
     }
@@ -232,7 +245,11 @@ mod tests {
 
     #[test]
     fn array_literals_quote_everything() {
-        let v = [Bytes::from_static(b"a"), Bytes::from_static(b"b\"c\\d"), Bytes::from_static(b"")];
+        let v = [
+            Bytes::from_static(b"a"),
+            Bytes::from_static(b"b\"c\\d"),
+            Bytes::from_static(b""),
+        ];
         assert_eq!(&array_literal(&v)[..], br#"{"a","b\"c\\d",""}"#);
         let cells = [Cell::text("x"), Cell::Null];
         assert_eq!(&array_of_cells(cells.iter())[..], br#"{"x",NULL}"#);

@@ -85,7 +85,10 @@ pub async fn reset_stats(client: &Client, name: &str) -> Result<(), ControlError
         .execute("DELETE FROM pgmorph.stats WHERE connector = $1", &[&name])
         .await?;
     client
-        .execute("INSERT INTO pgmorph.stats (connector) VALUES ($1)", &[&name])
+        .execute(
+            "INSERT INTO pgmorph.stats (connector) VALUES ($1)",
+            &[&name],
+        )
         .await?;
     Ok(())
 }

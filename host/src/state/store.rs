@@ -101,7 +101,8 @@ pub(crate) const PROGRESS: &str =
     "UPDATE pgmorph.state SET last_offset = $2::text::jsonb, updated_at = now() WHERE name = $1";
 
 /// The SQL adding counters: $1 name, $2..$7 counts, $8 commit time, $9 transactions (text).
-pub(crate) const STATS: &str = "UPDATE pgmorph.stats SET transactions = transactions + $9::text::bigint, \
+pub(crate) const STATS: &str =
+    "UPDATE pgmorph.stats SET transactions = transactions + $9::text::bigint, \
      inserts = inserts + $2::text::bigint, updates = updates + $3::text::bigint, \
      deletes = deletes + $4::text::bigint, truncates = truncates + $5::text::bigint, \
      skipped = skipped + $6::text::bigint, dead_lettered = dead_lettered + $7::text::bigint, \
@@ -231,7 +232,11 @@ impl StateStore {
 
     /// Records a new main slot: the snapshot is not done, streaming resumes from the slot's
     /// consistent point, and no table is copied yet.
-    pub async fn start_initial(&self, dest_schema: &str, consistent_point: Lsn) -> Result<(), StateError> {
+    pub async fn start_initial(
+        &self,
+        dest_schema: &str,
+        consistent_point: Lsn,
+    ) -> Result<(), StateError> {
         let offset = Progress {
             lsn: consistent_point,
             ..Progress::default()
@@ -246,7 +251,10 @@ impl StateStore {
             )
             .await?;
         self.client
-            .execute("DELETE FROM pgmorph.tables WHERE connector = $1", &[&self.name])
+            .execute(
+                "DELETE FROM pgmorph.tables WHERE connector = $1",
+                &[&self.name],
+            )
             .await?;
         Ok(())
     }
@@ -320,7 +328,12 @@ impl StateStore {
     }
 
     /// Sets a table's phase and copied-row count.
-    pub async fn set_table_phase(&self, source: &str, phase: &str, rows: Option<i64>) -> Result<(), StateError> {
+    pub async fn set_table_phase(
+        &self,
+        source: &str,
+        phase: &str,
+        rows: Option<i64>,
+    ) -> Result<(), StateError> {
         self.client
             .execute(
                 "UPDATE pgmorph.tables SET phase = $3, rows_copied = coalesce($4, rows_copied) \
@@ -368,9 +381,15 @@ impl StateStore {
     }
 
     /// Records the column-by-column mapping of every table (the attribute view).
-    pub async fn record_mappings(&self, mappings: &[std::sync::Arc<crate::model::TableMapping>]) -> Result<(), StateError> {
+    pub async fn record_mappings(
+        &self,
+        mappings: &[std::sync::Arc<crate::model::TableMapping>],
+    ) -> Result<(), StateError> {
         self.client
-            .execute("DELETE FROM pgmorph.attributes WHERE connector = $1", &[&self.name])
+            .execute(
+                "DELETE FROM pgmorph.attributes WHERE connector = $1",
+                &[&self.name],
+            )
             .await?;
         for m in mappings {
             self.record_mapping(m).await?;
@@ -396,7 +415,9 @@ impl StateStore {
             } else {
                 m.columns.iter().find(|d| d.source_index == Some(i))
             };
-            let changed_by = mapped.map(|d| d.changed_by.join(", ")).filter(|s| !s.is_empty());
+            let changed_by = mapped
+                .map(|d| d.changed_by.join(", "))
+                .filter(|s| !s.is_empty());
             self.client
                 .execute(
                     "INSERT INTO pgmorph.attributes VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -437,7 +458,10 @@ impl StateStore {
     ) -> Result<(), StateError> {
         if !reload {
             self.client
-                .execute("DELETE FROM pgmorph.plugins WHERE connector = $1", &[&self.name])
+                .execute(
+                    "DELETE FROM pgmorph.plugins WHERE connector = $1",
+                    &[&self.name],
+                )
                 .await?;
         }
         self.client
@@ -462,7 +486,11 @@ impl StateStore {
     }
 
     /// Records a rejected reload against the plugin (or `(config)`) it is blamed on.
-    pub async fn record_failed_reload(&self, plugin: &(String, String), error: &str) -> Result<(), StateError> {
+    pub async fn record_failed_reload(
+        &self,
+        plugin: &(String, String),
+        error: &str,
+    ) -> Result<(), StateError> {
         self.client
             .execute(
                 "INSERT INTO pgmorph.plugins (connector, plugin, hash, failed_reloads, last_error, active) \
