@@ -58,6 +58,15 @@ async fn applies_every_change_kind_exactly() -> anyhow::Result<()> {
         "INSERT INTO events VALUES ('x', NULL, NULL); DELETE FROM events WHERE kind = 'x'",
     )
     .await?;
+    // Many updates in one statement (one set-based statement on the destination), the same key
+    // twice in one transaction, and values set to NULL.
+    src.batch_execute("UPDATE accounts SET owner = owner || ' (checked)', doc = NULL WHERE id > 1")
+        .await?;
+    src.batch_execute(
+        "BEGIN; UPDATE accounts SET balance = 5 WHERE id = 7; UPDATE accounts SET balance = 6 WHERE id = 8;
+         UPDATE accounts SET balance = 7 WHERE id = 7; COMMIT;",
+    )
+    .await?;
     // Deletes.
     src.batch_execute("DELETE FROM accounts WHERE id IN (5, 6)")
         .await?;
@@ -99,7 +108,7 @@ async fn applies_every_change_kind_exactly() -> anyhow::Result<()> {
         (r.get(0), r.get(1), r.get(2), r.get(3))
     };
     assert!(
-        ins >= 5005 && upd >= 6 && del >= 3 && tru == 2,
+        ins >= 5005 && upd >= 18 && del >= 3 && tru == 2,
         "{ins} {upd} {del} {tru}"
     );
     running.stop().await?;
