@@ -177,6 +177,9 @@ impl ConnectionSettings {
         .with_application_name(slot)
         .with_status_interval(Duration::from_secs(1))
         .with_wakeup_interval(Duration::from_secs(5))
+        // Events waiting between the transport and the apply loop: bounds memory when rows are
+        // large (each event holds one row change).
+        .with_buffer_size(2048)
     }
 }
 
