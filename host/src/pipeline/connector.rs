@@ -402,6 +402,12 @@ async fn run_with_state(
         None => None,
     };
     let mut sink = Sink::new(dest, &config.name);
+    sink.reorder_tables = ddl::free_of_foreign_keys_and_triggers(sink.client(), &active).await?;
+    tracing::info!(
+        grouped_per_table = sink.reorder_tables,
+        "changes inside a destination transaction are grouped per table when the destination \
+         tables have no foreign keys or triggers"
+    );
     let mut cdc = Cdc {
         stream: &mut stream,
         sink: &mut sink,

@@ -4,7 +4,7 @@
 //! Long runs of inserts into one table become one COPY; runs of deletes by a single-column key
 //! become one `DELETE ... = ANY(...)`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -14,7 +14,7 @@ use tokio_postgres::{Client, Statement};
 use super::params::TextParam;
 use super::statements::{self, Built};
 use crate::copy_text;
-use crate::model::{quote_ident, Op, Row, RowChange, TableMapping, TableName};
+use crate::model::{quote_ident, Cell, Op, Row, RowChange, TableMapping, TableName};
 use crate::pipeline::transform::DeadLetter;
 use crate::state::{Progress, TxCounts};
 
@@ -67,7 +67,8 @@ enum Run {
     Update {
         mapping: Arc<TableMapping>,
         shape: Vec<bool>,
-        keys: HashSet<Vec<Bytes>>,
+        /// Row index by key, so a later update of the same key replaces the earlier one.
+        keys: HashMap<Vec<Bytes>, usize>,
         rows: Vec<Row>,
     },
     /// Deletes of a single-key table.
@@ -76,6 +77,16 @@ enum Run {
         key: usize,
         olds: Vec<Row>,
     },
+}
+
+impl Run {
+    fn mapping(&self) -> &Arc<TableMapping> {
+        match self {
+            Run::Insert { mapping, .. }
+            | Run::Update { mapping, .. }
+            | Run::Delete { mapping, .. } => mapping,
+        }
+    }
 }
 
 /// A statement waiting in the pipeline.
@@ -95,7 +106,11 @@ pub struct Sink {
     statements: HashMap<String, Statement>,
     in_tx: bool,
     need_begin: bool,
-    run: Option<Run>,
+    runs: Vec<Run>,
+    /// Whether changes of different tables may be reordered inside a destination transaction
+    /// (no foreign keys or triggers on the destination tables): each table's changes keep their
+    /// order, and consecutive same-shape updates of one table become one statement.
+    pub reorder_tables: bool,
     pipeline: Vec<Queued>,
     /// Counters of the open transaction.
     pub counts: TxCounts,
@@ -112,7 +127,8 @@ impl Sink {
             statements: HashMap::new(),
             in_tx: false,
             need_begin: false,
-            run: None,
+            runs: Vec::new(),
+            reorder_tables: false,
             pipeline: Vec::new(),
             counts: TxCounts::default(),
             missing_rows: 0,
@@ -172,7 +188,7 @@ impl Sink {
                         self.push_update(mapping, new).await?;
                         continue;
                     }
-                    self.end_run().await?;
+                    self.end_table(mapping).await?;
                     let built = statements::update(mapping, change.old.as_ref(), &new)
                         .map_err(|m| unusable(mapping, &m))?;
                     if let Some(built) = built {
@@ -336,7 +352,7 @@ impl Sink {
 
     /// Abandons the open transaction.
     pub async fn rollback(&mut self) {
-        self.run = None;
+        self.runs.clear();
         self.pipeline.clear();
         if self.in_tx {
             self.in_tx = false;
@@ -379,24 +395,59 @@ impl Sink {
         Ok(())
     }
 
+    /// Index of the open run of this table.
+    fn run_of(&self, mapping: &Arc<TableMapping>) -> Option<usize> {
+        self.runs
+            .iter()
+            .position(|r| Arc::ptr_eq(r.mapping(), mapping))
+    }
+
+    /// Without cross-table reordering, a change of one table ends the runs of the others.
+    async fn make_room(&mut self, mapping: &Arc<TableMapping>) -> Result<(), ApplyError> {
+        if !self.reorder_tables {
+            while let Some(i) = self
+                .runs
+                .iter()
+                .position(|r| !Arc::ptr_eq(r.mapping(), mapping))
+            {
+                self.end_run_at(i).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends this table's run, so that what follows for the table comes after it.
+    async fn end_table(&mut self, mapping: &Arc<TableMapping>) -> Result<(), ApplyError> {
+        self.make_room(mapping).await?;
+        if let Some(i) = self.run_of(mapping) {
+            self.end_run_at(i).await?;
+        }
+        Ok(())
+    }
+
     async fn push_insert(
         &mut self,
         mapping: &Arc<TableMapping>,
         row: Row,
     ) -> Result<(), ApplyError> {
         self.counts.inserts += 1;
-        let same =
-            matches!(&self.run, Some(Run::Insert { mapping: m, .. }) if Arc::ptr_eq(m, mapping));
-        if !same {
-            self.end_run().await?;
-            self.run = Some(Run::Insert {
-                mapping: mapping.clone(),
-                rows: Vec::new(),
-                copy: None,
-            });
-        }
-        let Some(Run::Insert { rows, copy, .. }) = self.run.as_mut() else {
-            unreachable!("set above")
+        self.make_room(mapping).await?;
+        let i = match self.run_of(mapping) {
+            Some(i) if matches!(self.runs[i], Run::Insert { .. }) => i,
+            other => {
+                if let Some(i) = other {
+                    self.end_run_at(i).await?;
+                }
+                self.runs.push(Run::Insert {
+                    mapping: mapping.clone(),
+                    rows: Vec::new(),
+                    copy: None,
+                });
+                self.runs.len() - 1
+            }
+        };
+        let Run::Insert { rows, copy, .. } = &mut self.runs[i] else {
+            unreachable!("an insert run")
         };
         match copy {
             Some(data) => copy_text::encode_row(data, &row),
@@ -412,7 +463,7 @@ impl Sink {
             }
         }
         if copy.as_ref().is_some_and(|d| d.len() >= MAX_COPY_BYTES) {
-            self.end_run().await?;
+            self.end_run_at(i).await?;
         }
         Ok(())
     }
@@ -429,31 +480,40 @@ impl Sink {
         let key: Vec<Bytes> = mapping
             .key_indexes()
             .iter()
-            .map(|&i| {
-                new[i]
-                    .as_text()
-                    .map(Bytes::copy_from_slice)
-                    .unwrap_or_default()
+            .map(|&i| match &new[i] {
+                Cell::Text(b) => b.clone(),
+                _ => Bytes::new(),
             })
             .collect();
-        let fits = matches!(&self.run, Some(Run::Update { mapping: m, shape: s, keys, .. })
-            if Arc::ptr_eq(m, mapping) && *s == shape && !keys.contains(&key));
-        if !fits {
-            self.end_run().await?;
-            self.run = Some(Run::Update {
-                mapping: mapping.clone(),
-                shape,
-                keys: HashSet::new(),
-                rows: Vec::new(),
-            });
-        }
-        let Some(Run::Update { keys, rows, .. }) = self.run.as_mut() else {
-            unreachable!("set above")
+        self.make_room(mapping).await?;
+        let i = match self.run_of(mapping) {
+            Some(i) if matches!(&self.runs[i], Run::Update { shape: s, .. } if *s == shape) => i,
+            other => {
+                if let Some(i) = other {
+                    self.end_run_at(i).await?;
+                }
+                self.runs.push(Run::Update {
+                    mapping: mapping.clone(),
+                    shape,
+                    keys: HashMap::new(),
+                    rows: Vec::new(),
+                });
+                self.runs.len() - 1
+            }
         };
-        keys.insert(key);
-        rows.push(new);
+        let Run::Update { keys, rows, .. } = &mut self.runs[i] else {
+            unreachable!("an update run")
+        };
+        match keys.get(&key) {
+            // The same key again with the same columns: the later row replaces the earlier one.
+            Some(&at) => rows[at] = new,
+            None => {
+                keys.insert(key, rows.len());
+                rows.push(new);
+            }
+        }
         if rows.len() >= MAX_DELETE_RUN {
-            self.end_run().await?;
+            self.end_run_at(i).await?;
         }
         Ok(())
     }
@@ -465,39 +525,51 @@ impl Sink {
     ) -> Result<(), ApplyError> {
         self.counts.deletes += 1;
         let Some(key) = statements::single_key(mapping) else {
-            self.end_run().await?;
+            self.end_table(mapping).await?;
             let built = statements::delete(mapping, &old).map_err(|m| unusable(mapping, &m))?;
             return self.queue(mapping, built, Op::Delete, Some(1)).await;
         };
-        let same =
-            matches!(&self.run, Some(Run::Delete { mapping: m, .. }) if Arc::ptr_eq(m, mapping));
-        if !same {
-            self.end_run().await?;
-            self.run = Some(Run::Delete {
-                mapping: mapping.clone(),
-                key,
-                olds: Vec::new(),
-            });
-        }
-        let Some(Run::Delete { olds, .. }) = self.run.as_mut() else {
-            unreachable!("set above")
+        self.make_room(mapping).await?;
+        let i = match self.run_of(mapping) {
+            Some(i) if matches!(self.runs[i], Run::Delete { .. }) => i,
+            other => {
+                if let Some(i) = other {
+                    self.end_run_at(i).await?;
+                }
+                self.runs.push(Run::Delete {
+                    mapping: mapping.clone(),
+                    key,
+                    olds: Vec::new(),
+                });
+                self.runs.len() - 1
+            }
+        };
+        let Run::Delete { olds, .. } = &mut self.runs[i] else {
+            unreachable!("a delete run")
         };
         olds.push(old);
         if olds.len() >= MAX_DELETE_RUN {
-            self.end_run().await?;
+            self.end_run_at(i).await?;
         }
         Ok(())
     }
 
-    /// Turns the gathered run into statements (or a COPY).
+    /// Ends every open run, in the order they were opened.
     async fn end_run(&mut self) -> Result<(), ApplyError> {
-        match self.run.take() {
-            None => Ok(()),
-            Some(Run::Insert {
+        while !self.runs.is_empty() {
+            self.end_run_at(0).await?;
+        }
+        Ok(())
+    }
+
+    /// Turns one gathered run into statements (or a COPY).
+    async fn end_run_at(&mut self, i: usize) -> Result<(), ApplyError> {
+        match self.runs.remove(i) {
+            Run::Insert {
                 mapping,
                 rows,
                 copy,
-            }) => match copy {
+            } => match copy {
                 Some(data) => self.copy(&mapping, data).await,
                 None => {
                     for row in rows {
@@ -507,12 +579,12 @@ impl Sink {
                     Ok(())
                 }
             },
-            Some(Run::Update {
+            Run::Update {
                 mapping,
                 shape,
                 rows,
                 ..
-            }) => {
+            } => {
                 let n = rows.len() as u64;
                 let built = if rows.len() == 1 {
                     match statements::update(&mapping, None, &rows[0])
@@ -526,7 +598,7 @@ impl Sink {
                 };
                 self.queue(&mapping, built, Op::Update, Some(n)).await
             }
-            Some(Run::Delete { mapping, key, olds }) => {
+            Run::Delete { mapping, key, olds } => {
                 let n = olds.len() as u64;
                 let built = if olds.len() == 1 {
                     statements::delete(&mapping, &olds[0])

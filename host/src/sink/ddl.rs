@@ -165,6 +165,27 @@ pub fn add_missing_columns_sql(m: &TableMapping, existing: &[String]) -> Vec<Str
         .collect()
 }
 
+/// Whether no foreign key touches these destination tables and none has a user trigger, so the
+/// order of changes across tables inside one transaction cannot matter.
+pub async fn free_of_foreign_keys_and_triggers(
+    client: &Client,
+    tables: &[std::sync::Arc<TableMapping>],
+) -> Result<bool, DdlError> {
+    let names: Vec<String> = tables.iter().map(|m| m.destination.quoted()).collect();
+    let row = client
+        .query_one(
+            "WITH t AS (SELECT to_regclass(n) AS oid FROM unnest($1::text[]) AS n) \
+             SELECT (SELECT count(*) FROM pg_constraint c, t WHERE c.contype = 'f' \
+                       AND (c.conrelid = t.oid OR c.confrelid = t.oid)) \
+                  + (SELECT count(*) FROM pg_trigger g, t WHERE g.tgrelid = t.oid AND NOT g.tgisinternal) \
+                  + (SELECT count(*) FROM pg_rewrite r, t WHERE r.ev_class = t.oid AND r.rulename <> '_RETURN')",
+            &[&names],
+        )
+        .await
+        .map_err(stmt("foreign key and trigger check"))?;
+    Ok(row.get::<_, i64>(0) == 0)
+}
+
 /// How the destination follows a changed mapping of one table.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct MappingChange {
