@@ -95,13 +95,10 @@ pub async fn align(
         if change.statements.is_empty() {
             continue;
         }
-        let mut sql = String::from("BEGIN;");
-        for s in &change.statements {
-            sql.push_str(s);
-            sql.push(';');
-        }
-        sql.push_str("COMMIT;");
-        match dest.batch_execute(&sql).await {
+        match dest
+            .batch_execute(&ddl::in_transaction(&change.statements))
+            .await
+        {
             Ok(()) => tracing::info!(
                 table = %m.destination,
                 statements = ?change.statements,

@@ -290,51 +290,49 @@ impl Cdc<'_> {
                             }
                         }
                         Message::Type { .. } | Message::Origin { .. } | Message::Boundary(_) => {}
+                        Message::Insert { .. }
+                        | Message::Update { .. }
+                        | Message::Delete { .. }
+                            if skip => {}
                         Message::Insert { rel, new } => {
-                            if !skip {
-                                self.push(
-                                    rel,
-                                    Op::Insert,
-                                    None,
-                                    Some(new),
-                                    &mut batch,
-                                    &mut batch_table,
-                                    &mut needs_ddl_check,
-                                    tx.as_ref(),
-                                )
-                                .await?;
-                            }
+                            self.push(
+                                rel,
+                                Op::Insert,
+                                None,
+                                Some(new),
+                                &mut batch,
+                                &mut batch_table,
+                                &mut needs_ddl_check,
+                                tx.as_ref(),
+                            )
+                            .await?;
                         }
                         Message::Update { rel, old, new } => {
-                            if !skip {
-                                let old = old.map(|(_, row)| row);
-                                self.push(
-                                    rel,
-                                    Op::Update,
-                                    old,
-                                    Some(new),
-                                    &mut batch,
-                                    &mut batch_table,
-                                    &mut needs_ddl_check,
-                                    tx.as_ref(),
-                                )
-                                .await?;
-                            }
+                            let old = old.map(|(_, row)| row);
+                            self.push(
+                                rel,
+                                Op::Update,
+                                old,
+                                Some(new),
+                                &mut batch,
+                                &mut batch_table,
+                                &mut needs_ddl_check,
+                                tx.as_ref(),
+                            )
+                            .await?;
                         }
                         Message::Delete { rel, old: (_, old) } => {
-                            if !skip {
-                                self.push(
-                                    rel,
-                                    Op::Delete,
-                                    Some(old),
-                                    None,
-                                    &mut batch,
-                                    &mut batch_table,
-                                    &mut needs_ddl_check,
-                                    tx.as_ref(),
-                                )
-                                .await?;
-                            }
+                            self.push(
+                                rel,
+                                Op::Delete,
+                                Some(old),
+                                None,
+                                &mut batch,
+                                &mut batch_table,
+                                &mut needs_ddl_check,
+                                tx.as_ref(),
+                            )
+                            .await?;
                         }
                         Message::Truncate { rels, .. } => {
                             if !skip {

@@ -598,6 +598,3 @@ fn check_collisions(mappings: &[Arc<TableMapping>]) -> Result<(), RunError> {
     }
     Ok(())
 }
-
-/// The LSN type, re-exported for callers printing positions.
-pub type Position = Lsn;

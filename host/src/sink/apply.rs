@@ -337,12 +337,7 @@ impl Sink {
         statements: &[String],
     ) -> Result<(), ApplyError> {
         debug_assert!(!self.in_tx, "DDL between transactions only");
-        let mut sql = String::from("BEGIN;");
-        for s in statements {
-            sql.push_str(s);
-            sql.push(';');
-        }
-        sql.push_str("COMMIT;");
+        let sql = super::ddl::in_transaction(statements);
         if let Err(e) = self.client.batch_execute(&sql).await {
             let _ = self.client.batch_execute("ROLLBACK").await;
             return Err(failed(table)(e));

@@ -186,6 +186,17 @@ pub async fn free_of_foreign_keys_and_triggers(
     Ok(row.get::<_, i64>(0) == 0)
 }
 
+/// The statements wrapped in one transaction, as one simple-query string.
+pub fn in_transaction(statements: &[String]) -> String {
+    let mut sql = String::from("BEGIN;");
+    for s in statements {
+        sql.push_str(s);
+        sql.push(';');
+    }
+    sql.push_str("COMMIT;");
+    sql
+}
+
 /// How the destination follows a changed mapping of one table.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct MappingChange {
