@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::live::LiveSettings;
 use crate::workload::Sizes;
 
 /// Compare pgmorph with PostgreSQL's native logical replication and a plain COPY pipe on the
-/// same machine: initial snapshot throughput and CDC backlog-drain (apply) throughput.
+/// same machine: initial snapshot throughput, CDC backlog-drain (apply) throughput, the drain
+/// of one big source transaction, and replication lag under a steady live load.
 #[derive(Debug, Parser)]
 #[command(name = "pgmorph-bench", version, about)]
 pub struct Args {
@@ -45,6 +47,24 @@ pub struct Args {
     /// CDC: pgbench client connections.
     #[arg(long, default_value_t = 2)]
     pub pgbench_clients: u64,
+    /// Big transaction: rows inserted into `public.mixed` by ONE source transaction while the
+    /// replicator is stopped (the `bigtx` workload), then drained.
+    #[arg(long, default_value_t = 200_000)]
+    pub bigtx_rows: u64,
+    /// Live lag: seconds of steady load per live phase; 0 skips the live phases. A live
+    /// phase runs for each of the `inserts`, `updates` and `pgbench` workloads selected.
+    #[arg(long, default_value_t = 10)]
+    pub live_secs: u64,
+    /// Live lag: row changes per second the load generator drives on the source.
+    #[arg(long, default_value_t = 5_000)]
+    pub live_rate: u64,
+    /// Live lag: row changes per source transaction for the insert and update loads (a
+    /// pgbench transaction always has 4).
+    #[arg(long, default_value_t = 10)]
+    pub live_tx_changes: u64,
+    /// Live lag: milliseconds between heartbeats (`UPDATE bench_marker`, one transaction each).
+    #[arg(long, default_value_t = 20)]
+    pub heartbeat_ms: u64,
     /// Repetitions of every variant (interleaved); medians are reported.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
@@ -52,9 +72,10 @@ pub struct Args {
     /// `max_sync_workers_per_subscription`, COPY pipe workers).
     #[arg(long, default_value_t = 2)]
     pub parallel: usize,
-    /// Variants to run (the plugin variants also need `--plugins-dir`).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = VariantKind::all())]
-    pub variants: Vec<VariantKind>,
+    /// Variants to run (the plugin variants also need `--plugins-dir`). Default: native,
+    /// copy, pgmorph and the plugin variants, plus pgmorph-sync-commit with `--durable`.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub variants: Option<Vec<VariantKind>>,
     /// Workloads to run (`snapshot` always runs: the CDC workloads need it).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = Workload::all())]
     pub workloads: Vec<Workload>,
@@ -69,7 +90,8 @@ pub struct Args {
     /// Do not run `cargo build --release -p pgmorph` before starting.
     #[arg(long)]
     pub no_build: bool,
-    /// Keep crash safety on both servers (fsync, synchronous_commit, full_page_writes).
+    /// Keep crash safety on both servers (fsync, synchronous_commit, full_page_writes). Adds
+    /// the pgmorph-sync-commit variant to the default variants.
     #[arg(long)]
     pub durable: bool,
     /// Give up waiting for a phase after this many seconds.
@@ -92,7 +114,37 @@ impl Args {
             tx_batch: self.tx_batch.max(1),
             pgbench_clients: self.pgbench_clients.max(1),
             pgbench_tx_per_client: self.pgbench_tx / self.pgbench_clients.max(1),
+            bigtx_rows: self.bigtx_rows.max(1),
         }
+    }
+
+    /// The variants to run: the ones asked for, or the defaults for `--durable`.
+    pub fn variants(&self) -> Vec<VariantKind> {
+        match &self.variants {
+            Some(kinds) => kinds.clone(),
+            None => {
+                let mut kinds = VariantKind::all();
+                if self.durable {
+                    kinds.push(VariantKind::PgmorphSyncCommit);
+                }
+                kinds
+            }
+        }
+    }
+
+    /// The live-lag settings, `None` when `--live-secs 0` or no live load is selected.
+    pub fn live(&self) -> Option<LiveSettings> {
+        let loads: Vec<Workload> = Workload::all()
+            .into_iter()
+            .filter(|w| w.has_live_phase() && self.workloads.contains(w))
+            .collect();
+        (self.live_secs > 0 && !loads.is_empty()).then(|| LiveSettings {
+            loads,
+            duration: Duration::from_secs(self.live_secs),
+            rate: self.live_rate.max(1),
+            tx_changes: self.live_tx_changes.max(1),
+            heartbeat: Duration::from_millis(self.heartbeat_ms.max(1)),
+        })
     }
 
     /// The phase timeout.
@@ -114,10 +166,14 @@ pub enum VariantKind {
     PgmorphPassthrough,
     /// pgmorph with the chain rename -> type-remap -> mask.
     PgmorphChain,
+    /// pgmorph without plugins, committing applied transactions with the destination's own
+    /// `synchronous_commit` (the other pgmorph variants set `synchronous_commit_off`, as
+    /// native apply does). Differs from `pgmorph` only with `--durable`.
+    PgmorphSyncCommit,
 }
 
 impl VariantKind {
-    /// Every variant, in run order.
+    /// The default variants, in run order.
     pub fn all() -> Vec<VariantKind> {
         vec![
             VariantKind::Native,
@@ -136,6 +192,7 @@ impl VariantKind {
             VariantKind::Pgmorph => "pgmorph",
             VariantKind::PgmorphPassthrough => "pgmorph+passthrough",
             VariantKind::PgmorphChain => "pgmorph+chain",
+            VariantKind::PgmorphSyncCommit => "pgmorph sync-commit",
         }
     }
 
@@ -163,6 +220,8 @@ pub enum Workload {
     Deletes,
     /// Backlog of pgbench TPC-B transactions.
     Pgbench,
+    /// Backlog of one big transaction (`--bigtx-rows` inserts).
+    Bigtx,
 }
 
 impl Workload {
@@ -175,6 +234,7 @@ impl Workload {
             Workload::Updates,
             Workload::Deletes,
             Workload::Pgbench,
+            Workload::Bigtx,
         ]
     }
 
@@ -187,6 +247,25 @@ impl Workload {
             Workload::Updates => "cdc updates",
             Workload::Deletes => "cdc deletes",
             Workload::Pgbench => "cdc pgbench",
+            Workload::Bigtx => "cdc big tx",
         }
+    }
+
+    /// The name of its live phase in the lag table.
+    pub fn live_label(self) -> &'static str {
+        match self {
+            Workload::Inserts => "live inserts",
+            Workload::Updates => "live updates",
+            Workload::Pgbench => "live pgbench",
+            _ => self.label(),
+        }
+    }
+
+    /// Whether the workload also runs as a steady live load (`--live-secs`).
+    pub fn has_live_phase(self) -> bool {
+        matches!(
+            self,
+            Workload::Inserts | Workload::Updates | Workload::Pgbench
+        )
     }
 }

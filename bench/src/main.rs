@@ -3,6 +3,7 @@
 //! prints medians. See `bench/README.md`.
 
 mod cli;
+mod live;
 mod pair;
 mod process;
 mod report;
@@ -58,7 +59,7 @@ async fn bench(args: Args) -> Result<()> {
     };
     let begun = Instant::now();
     let mut kinds = Vec::new();
-    for &kind in &args.variants {
+    for kind in args.variants() {
         if kinds.contains(&kind) {
             continue;
         }
@@ -66,6 +67,13 @@ async fn bench(args: Args) -> Result<()> {
             Some(problem) => notes.push(format!("{} skipped: {problem}", kind.label())),
             None => kinds.push(kind),
         }
+    }
+    if kinds.contains(&VariantKind::PgmorphSyncCommit) && !args.durable {
+        notes.push(format!(
+            "without --durable both servers run with synchronous_commit=off, so {} is the same \
+             as pgmorph",
+            VariantKind::PgmorphSyncCommit.label()
+        ));
     }
     let ctx = Ctx {
         sizes: args.sizes(),
@@ -76,12 +84,28 @@ async fn bench(args: Args) -> Result<()> {
             .into_iter()
             .filter(|w| *w != Workload::Snapshot && args.workloads.contains(w))
             .collect(),
+        live: args.live(),
         pgmorph,
         plugins_dir: args.plugins_dir.clone(),
     };
+    let live = match &ctx.live {
+        Some(live) => format!(
+            "{} for {} s at {} changes/s, {} changes/tx, heartbeat every {} ms",
+            live.loads
+                .iter()
+                .map(|w| w.live_label())
+                .collect::<Vec<_>>()
+                .join(", "),
+            live.duration.as_secs(),
+            live.rate,
+            live.tx_changes,
+            live.heartbeat.as_millis()
+        ),
+        None => "none".to_owned(),
+    };
     eprintln!(
         "pgmorph-bench: {} run(s) of {} | mixed {} rows, wide {} rows x {} cols, pgbench scale {} | \
-         CDC {} | durable {} | pgmorph {}",
+         CDC {} | big tx {} rows | live {} | durable {} | pgmorph {}",
         args.runs,
         kinds.iter().map(|k| k.label()).collect::<Vec<_>>().join(", "),
         ctx.sizes.rows,
@@ -89,6 +113,8 @@ async fn bench(args: Args) -> Result<()> {
         ctx.sizes.wide_cols,
         ctx.sizes.pgbench_scale,
         ctx.cdc.iter().map(|w| w.label()).collect::<Vec<_>>().join(", "),
+        ctx.sizes.bigtx_rows,
+        live,
         ctx.durable,
         ctx.pgmorph.display()
     );
@@ -122,6 +148,18 @@ async fn bench(args: Args) -> Result<()> {
         args.runs.max(1)
     );
     print!("{}", report::table(&results));
+    let live_table = report::live_table(&results, ctx.live.as_ref().map_or(0, |l| l.rate));
+    if !live_table.is_empty() {
+        println!();
+        println!(
+            "Live load, medians of {} run(s): lag = when a heartbeat (UPDATE bench_marker, every \
+             {} ms) was first seen on the destination - when its commit returned on the source; \
+             pgmorph CPU % = CPU seconds / load seconds.",
+            args.runs.max(1),
+            ctx.live.as_ref().map_or(0, |l| l.heartbeat.as_millis())
+        );
+        print!("{live_table}");
+    }
     for note in &notes {
         println!("note: {note}");
     }

@@ -1,10 +1,13 @@
-//! Measurements and the summary table (medians over runs).
+//! Measurements and the summary tables (medians over runs): one for throughput (snapshot and
+//! backlog drains), one for lag under live load.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::cli::{VariantKind, Workload};
+use crate::live::lag::Lag;
 
-/// What a pgmorph process used, read from `/proc` just before it was stopped.
+/// What a pgmorph process used, read from `/proc`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ProcUsage {
     /// Peak resident set size (`VmHWM`), KiB.
@@ -22,7 +25,8 @@ pub struct Measurement {
     pub variant: VariantKind,
     /// What moved.
     pub workload: Workload,
-    /// Wall-clock seconds from start/enable to done/caught up.
+    /// Wall-clock seconds from start/enable to done/caught up; for a live phase, how long
+    /// the load ran.
     pub secs: f64,
     /// Rows (snapshot) or row changes (CDC) moved.
     pub units: u64,
@@ -30,20 +34,35 @@ pub struct Measurement {
     pub bytes: Option<u64>,
     /// pgmorph resource use during the phase (pgmorph variants only).
     pub usage: Option<ProcUsage>,
+    /// Heartbeat lag: set for a live phase only.
+    pub lag: Option<Lag>,
 }
 
 impl Measurement {
     /// One progress line.
     pub fn line(&self) -> String {
+        let label = match self.lag {
+            Some(_) => self.workload.live_label(),
+            None => self.workload.label(),
+        };
         let mut line = format!(
             "run {} {:<20} {:<12} {:>8.2} s {:>12.0} {}/s",
             self.run,
             self.variant.label(),
-            self.workload.label(),
+            label,
             self.secs,
             self.units as f64 / self.secs,
             unit(self.workload)
         );
+        if let Some(lag) = self.lag {
+            line.push_str(&format!(
+                "  lag p50 {:.1} ms p99 {:.1} ms max {:.1} ms ({} heartbeats)",
+                millis(lag.p50),
+                millis(lag.p99),
+                millis(lag.max),
+                lag.beats
+            ));
+        }
         if let Some(u) = self.usage {
             line.push_str(&format!(
                 "  rss {:.0} MiB cpu {:.2} s",
@@ -62,6 +81,11 @@ fn unit(workload: Workload) -> &'static str {
     }
 }
 
+/// A duration in milliseconds.
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
 /// The median of `values` (mean of the middle two for an even count).
 pub fn median(values: &mut [f64]) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
@@ -73,106 +97,189 @@ pub fn median(values: &mut [f64]) -> f64 {
     }
 }
 
-/// Medians of one (variant, workload) group.
-struct Summary {
-    runs: Vec<f64>,
-    secs: f64,
-    units: u64,
-    bytes: Option<u64>,
-    rss_mib: Option<f64>,
-    cpu_secs: Option<f64>,
+/// The median of `f` over `ms`.
+fn median_of(ms: &[&Measurement], f: impl Fn(&Measurement) -> f64) -> f64 {
+    median(&mut ms.iter().map(|m| f(m)).collect::<Vec<_>>())
 }
 
-fn summarize(measurements: &[&Measurement]) -> Summary {
-    let runs: Vec<f64> = measurements.iter().map(|m| m.secs).collect();
-    let secs = median(&mut runs.clone());
-    let usages: Vec<ProcUsage> = measurements.iter().filter_map(|m| m.usage).collect();
-    let (rss_mib, cpu_secs) = if usages.is_empty() {
-        (None, None)
-    } else {
-        let mut rss: Vec<f64> = usages
-            .iter()
-            .map(|u| u.peak_rss_kib as f64 / 1024.0)
-            .collect();
-        let mut cpu: Vec<f64> = usages.iter().map(|u| u.cpu_secs).collect();
-        (Some(median(&mut rss)), Some(median(&mut cpu)))
-    };
-    Summary {
-        runs,
-        secs,
-        units: measurements[0].units,
-        bytes: measurements[0].bytes,
-        rss_mib,
-        cpu_secs,
+/// Median peak RSS (MiB) and CPU seconds of the pgmorph runs, if any were measured.
+fn usage(ms: &[&Measurement]) -> (Option<f64>, Option<f64>) {
+    let usages: Vec<ProcUsage> = ms.iter().filter_map(|m| m.usage).collect();
+    if usages.is_empty() {
+        return (None, None);
     }
+    let mut rss: Vec<f64> = usages
+        .iter()
+        .map(|u| u.peak_rss_kib as f64 / 1024.0)
+        .collect();
+    let mut cpu: Vec<f64> = usages.iter().map(|u| u.cpu_secs).collect();
+    (Some(median(&mut rss)), Some(median(&mut cpu)))
 }
 
-/// The summary table: one line per (workload, variant) with medians over runs.
-pub fn table(measurements: &[Measurement]) -> String {
+/// Measurements grouped by (workload, variant), in table order.
+fn groups(
+    measurements: &[Measurement],
+    live: bool,
+) -> BTreeMap<(Workload, VariantKind), Vec<&Measurement>> {
     let mut groups: BTreeMap<(Workload, VariantKind), Vec<&Measurement>> = BTreeMap::new();
-    for m in measurements {
+    for m in measurements.iter().filter(|m| m.lag.is_some() == live) {
         groups.entry((m.workload, m.variant)).or_default().push(m);
     }
-    let summaries: BTreeMap<(Workload, VariantKind), Summary> = groups
+    groups
+}
+
+/// The throughput table: one line per (workload, variant) of the snapshot and backlog
+/// phases, with medians over runs. Empty when there is nothing to show.
+pub fn table(measurements: &[Measurement]) -> String {
+    let groups = groups(measurements, false);
+    let secs: BTreeMap<(Workload, VariantKind), f64> = groups
         .iter()
-        .map(|(key, ms)| (*key, summarize(ms)))
+        .map(|(key, ms)| (*key, median_of(ms, |m| m.secs)))
         .collect();
-    let mut out = String::new();
-    out.push_str(&format!(
-        "| {:<19} | {:<11} | {:>9} | {:>8} | {:>14} | {:>6} | {:>9} | {:>12} | {:>13} | {:<22} |\n",
-        "variant",
-        "workload",
-        "rows/chg",
-        "median s",
-        "rows|chg /s",
-        "MB/s",
-        "vs native",
-        "pgmorph RSS",
-        "pgmorph CPU s",
-        "all runs (s)"
-    ));
-    out.push_str(&format!(
-        "|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|\n",
-        "-".repeat(21),
-        "-".repeat(13),
-        "-".repeat(11),
-        "-".repeat(10),
-        "-".repeat(16),
-        "-".repeat(8),
-        "-".repeat(11),
-        "-".repeat(14),
-        "-".repeat(15),
-        "-".repeat(24)
-    ));
-    for ((workload, variant), s) in &summaries {
-        let rate = match s.units {
+    let mut rows = Vec::new();
+    for ((workload, variant), ms) in &groups {
+        let s = secs[&(*workload, *variant)];
+        let units = ms[0].units;
+        let rate = match units {
             0 => "-".to_owned(),
-            units => format!("{:.0}", units as f64 / s.secs),
+            units => format!("{:.0}", units as f64 / s),
         };
-        let mb = s.bytes.map_or("-".to_owned(), |b| {
-            format!("{:.1}", b as f64 / 1e6 / s.secs)
-        });
-        let ratio = summaries
+        let mb = ms[0]
+            .bytes
+            .map_or("-".to_owned(), |b| format!("{:.1}", b as f64 / 1e6 / s));
+        let ratio = secs
             .get(&(*workload, VariantKind::Native))
-            .map_or("-".to_owned(), |native| {
-                format!("{:.2}x", native.secs / s.secs)
-            });
-        let rss = s.rss_mib.map_or("-".to_owned(), |r| format!("{r:.0} MiB"));
-        let cpu = s.cpu_secs.map_or("-".to_owned(), |c| format!("{c:.2}"));
-        let runs: Vec<String> = s.runs.iter().map(|r| format!("{r:.2}")).collect();
-        out.push_str(&format!(
-            "| {:<19} | {:<11} | {:>9} | {:>8.2} | {:>14} | {:>6} | {:>9} | {:>12} | {:>13} | {:<22} |\n",
-            variant.label(),
-            workload.label(),
-            s.units,
-            s.secs,
+            .map_or("-".to_owned(), |native| format!("{:.2}x", native / s));
+        let (rss, cpu) = usage(ms);
+        let runs: Vec<String> = ms.iter().map(|m| format!("{:.2}", m.secs)).collect();
+        rows.push(vec![
+            variant.label().to_owned(),
+            workload.label().to_owned(),
+            units.to_string(),
+            format!("{s:.2}"),
             rate,
             mb,
             ratio,
-            rss,
-            cpu,
-            runs.join(" ")
-        ));
+            rss.map_or("-".to_owned(), |r| format!("{r:.0} MiB")),
+            cpu.map_or("-".to_owned(), |c| format!("{c:.2}")),
+            runs.join(" "),
+        ]);
+    }
+    render(
+        &[
+            ("variant", Align::Left),
+            ("workload", Align::Left),
+            ("rows/chg", Align::Right),
+            ("median s", Align::Right),
+            ("rows|chg /s", Align::Right),
+            ("MB/s", Align::Right),
+            ("vs native", Align::Right),
+            ("pgmorph RSS", Align::Right),
+            ("pgmorph CPU s", Align::Right),
+            ("all runs (s)", Align::Left),
+        ],
+        &rows,
+    )
+}
+
+/// The live table: one line per (live load, variant) with medians over runs of the achieved
+/// rate and the lag percentiles. Empty when no live phase ran.
+pub fn live_table(measurements: &[Measurement], target_rate: u64) -> String {
+    let mut rows = Vec::new();
+    for ((workload, variant), ms) in &groups(measurements, true) {
+        let lag = |f: fn(&Lag) -> Duration| {
+            median_of(ms, |m| m.lag.as_ref().map_or(f64::NAN, |l| millis(f(l))))
+        };
+        let (rss, _) = usage(ms);
+        let cpu_pct: Vec<f64> = ms
+            .iter()
+            .filter_map(|m| m.usage.map(|u| 100.0 * u.cpu_secs / m.secs))
+            .collect();
+        let runs: Vec<String> = ms
+            .iter()
+            .filter_map(|m| m.lag.map(|l| format!("{:.1}", millis(l.p99))))
+            .collect();
+        rows.push(vec![
+            variant.label().to_owned(),
+            workload.live_label().to_owned(),
+            target_rate.to_string(),
+            format!("{:.0}", median_of(ms, |m| m.units as f64 / m.secs)),
+            format!(
+                "{:.0}",
+                median_of(ms, |m| m.lag.map_or(0.0, |l| l.beats as f64))
+            ),
+            format!("{:.1}", lag(|l| l.p50)),
+            format!("{:.1}", lag(|l| l.p99)),
+            format!("{:.1}", lag(|l| l.max)),
+            rss.map_or("-".to_owned(), |r| format!("{r:.0} MiB")),
+            if cpu_pct.is_empty() {
+                "-".to_owned()
+            } else {
+                format!("{:.0}", median(&mut cpu_pct.clone()))
+            },
+            runs.join(" "),
+        ]);
+    }
+    render(
+        &[
+            ("variant", Align::Left),
+            ("live load", Align::Left),
+            ("target chg/s", Align::Right),
+            ("achieved chg/s", Align::Right),
+            ("heartbeats", Align::Right),
+            ("lag p50 ms", Align::Right),
+            ("lag p99 ms", Align::Right),
+            ("lag max ms", Align::Right),
+            ("pgmorph RSS", Align::Right),
+            ("pgmorph CPU %", Align::Right),
+            ("p99 all runs (ms)", Align::Left),
+        ],
+        &rows,
+    )
+}
+
+#[derive(Clone, Copy)]
+enum Align {
+    Left,
+    Right,
+}
+
+/// A Markdown table with columns as wide as their widest cell; empty without rows.
+fn render(headers: &[(&str, Align)], rows: &[Vec<String>]) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let widths: Vec<usize> = headers
+        .iter()
+        .enumerate()
+        .map(|(i, (h, _))| {
+            rows.iter()
+                .map(|r| r[i].len())
+                .chain([h.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| {
+        let mut out = String::from("|");
+        for ((cell, (_, align)), width) in cells.iter().zip(headers).zip(&widths) {
+            match align {
+                Align::Left => out.push_str(&format!(" {cell:<width$} |")),
+                Align::Right => out.push_str(&format!(" {cell:>width$} |")),
+            }
+        }
+        out.push('\n');
+        out
+    };
+    let mut out = line(headers.iter().map(|(h, _)| *h).collect());
+    out.push('|');
+    for width in &widths {
+        out.push_str(&"-".repeat(width + 2));
+        out.push('|');
+    }
+    out.push('\n');
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
     }
     out
 }
@@ -180,6 +287,19 @@ pub fn table(measurements: &[Measurement]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn m(variant: VariantKind, secs: f64, lag: Option<Lag>) -> Measurement {
+        Measurement {
+            run: 1,
+            variant,
+            workload: Workload::Inserts,
+            secs,
+            units: 100,
+            bytes: None,
+            usage: None,
+            lag,
+        }
+    }
 
     #[test]
     fn medians() {
@@ -190,17 +310,33 @@ mod tests {
 
     #[test]
     fn ratio_is_relative_to_native_throughput() {
-        let m = |variant, secs| Measurement {
-            run: 1,
-            variant,
-            workload: Workload::Inserts,
-            secs,
-            units: 100,
-            bytes: None,
-            usage: None,
-        };
-        let text = table(&[m(VariantKind::Native, 2.0), m(VariantKind::Pgmorph, 4.0)]);
+        let text = table(&[
+            m(VariantKind::Native, 2.0, None),
+            m(VariantKind::Pgmorph, 4.0, None),
+        ]);
         assert!(text.contains("0.50x"), "{text}");
         assert!(text.contains("1.00x"), "{text}");
+    }
+
+    #[test]
+    fn live_phases_have_their_own_table() {
+        let lag = Lag {
+            beats: 500,
+            p50: Duration::from_micros(3_400),
+            p99: Duration::from_millis(12),
+            max: Duration::from_millis(30),
+        };
+        let ms = [
+            m(VariantKind::Pgmorph, 4.0, None),
+            m(VariantKind::Pgmorph, 10.0, Some(lag)),
+        ];
+        let throughput = table(&ms);
+        assert_eq!(throughput.lines().count(), 3, "{throughput}");
+        let live = live_table(&ms, 5_000);
+        assert_eq!(live.lines().count(), 3, "{live}");
+        assert!(live.contains("live inserts"), "{live}");
+        assert!(live.contains(" 3.4 |"), "{live}");
+        assert!(live.contains(" 12.0 |"), "{live}");
+        assert!(live_table(&ms[..1], 5_000).is_empty());
     }
 }

@@ -49,6 +49,8 @@ pub struct Sizes {
     pub pgbench_clients: u64,
     /// pgbench transactions per client.
     pub pgbench_tx_per_client: u64,
+    /// Rows of the one big insert transaction.
+    pub bigtx_rows: u64,
 }
 
 /// Creates and fills the source tables, runs `pgbench -i`, then VACUUM ANALYZE + CHECKPOINT
@@ -181,11 +183,19 @@ async fn run_pgbench(cluster: &LocalCluster, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// `UPDATE` of one `public.mixed` row (amount, active and payload change).
+pub fn update_mixed_sql(id: u64) -> String {
+    format!(
+        "UPDATE mixed SET amount = coalesce(amount, 0) + 1, active = NOT active, \
+         payload = payload || '{{\"u\": {id}}}' WHERE id = {id};"
+    )
+}
+
 /// Where the CDC loads are in the key space, so that later loads touch existing rows.
 #[derive(Debug)]
 pub struct LoadState {
     /// Next unused `public.mixed` id.
-    next_id: u64,
+    pub next_id: u64,
     /// Marker value of the last load.
     pub marker: i64,
 }
@@ -228,13 +238,7 @@ pub async fn apply_load(
         }
         Workload::Updates => {
             let ids = (0..sizes.updates).map(|i| 1 + (i * 7919) % sizes.rows);
-            let statements = ids.map(|id| {
-                format!(
-                    "UPDATE mixed SET amount = coalesce(amount, 0) + 1, active = NOT active, \
-                     payload = payload || '{{\"u\": {id}}}' WHERE id = {id};"
-                )
-            });
-            run_in_transactions(client, statements, sizes.tx_batch).await?;
+            run_in_transactions(client, ids.map(update_mixed_sql), sizes.tx_batch).await?;
             sizes.updates
         }
         Workload::Deletes => {
@@ -250,7 +254,23 @@ pub async fn apply_load(
             // TPC-B: three UPDATEs and one INSERT per transaction.
             4 * sizes.pgbench_clients * sizes.pgbench_tx_per_client
         }
+        Workload::Bigtx => {
+            // One statement outside BEGIN/COMMIT: one source transaction.
+            let from = state.next_id;
+            client
+                .batch_execute(&insert_mixed_sql(from, from + sizes.bigtx_rows - 1))
+                .await
+                .context("big transaction load")?;
+            state.next_id += sizes.bigtx_rows;
+            sizes.bigtx_rows
+        }
     };
+    bump_marker(client, state).await?;
+    Ok(changes)
+}
+
+/// Sets the source's marker to its next value in a transaction of its own.
+pub async fn bump_marker(client: &Client, state: &mut LoadState) -> Result<()> {
     state.marker += 1;
     client
         .execute(
@@ -259,7 +279,7 @@ pub async fn apply_load(
         )
         .await
         .context("bumping the marker")?;
-    Ok(changes)
+    Ok(())
 }
 
 /// Sends `statements` in transactions of `per_tx`, one round trip per transaction.

@@ -37,6 +37,7 @@ pub async fn run(
         units: size.rows,
         bytes: Some(size.bytes),
         usage: None,
+        lag: None,
     };
     eprintln!("{}", measurement.line());
     verify::compare(

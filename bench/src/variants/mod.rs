@@ -2,8 +2,10 @@
 //!
 //! One run = fresh clusters, populate the source, time the snapshot, then for every CDC
 //! workload: pause the replicator, run the load on the source, resume and time until the
-//! marker arrives (backlog drain = apply capacity). The destination is compared with the
-//! source after every phase.
+//! marker arrives (backlog drain = apply capacity); then the live phases (steady load while
+//! running, heartbeat lag) and last the big transaction (a backlog drain of one transaction,
+//! last so that the bigger table does not slow the other phases' checks). The destination is
+//! compared with the source after every phase.
 
 pub mod copy_pipe;
 pub mod native;
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::cli::{VariantKind, Workload};
+use crate::live::{LivePhase, LiveSettings};
 use crate::pair::{Pair, SnapshotSize};
 use crate::report::{Measurement, ProcUsage};
 use crate::verify::{self, TableCheck};
@@ -33,8 +36,11 @@ pub struct Ctx {
     pub parallel: usize,
     /// Per-phase timeout.
     pub timeout: Duration,
-    /// CDC workloads to run after the snapshot, in order.
+    /// CDC backlog workloads to run after the snapshot, in order (the big transaction
+    /// included, which runs last).
     pub cdc: Vec<Workload>,
+    /// Live phases, if any.
+    pub live: Option<LiveSettings>,
     /// The pgmorph binary.
     pub pgmorph: PathBuf,
     /// Built plugin components, if any.
@@ -51,6 +57,11 @@ pub(crate) trait Replicator {
     async fn pause(&mut self, pair: &Pair, deadline: &Deadline) -> Result<()>;
     /// Starts applying again (returns at once; the driver waits for the marker).
     async fn resume(&mut self, pair: &Pair) -> Result<()>;
+    /// Before a live phase: starts a fresh process if the replicator has one of its own, so
+    /// that its peak RSS belongs to the phase. Others keep running.
+    async fn restart(&mut self, _pair: &Pair, _deadline: &Deadline) -> Result<()> {
+        Ok(())
+    }
     /// Fails if the replicator has died or reports errors.
     async fn check(&mut self, pair: &Pair) -> Result<()>;
     /// Resource use so far of the current pgmorph process, if any.
@@ -78,14 +89,20 @@ pub async fn run_once(kind: VariantKind, ctx: &Ctx, run: usize) -> Result<Vec<Me
     match kind {
         VariantKind::Copy => copy_pipe::run(&pair, ctx, run, size).await,
         VariantKind::Native => drive(native::Native, &pair, ctx, kind, run, size).await,
-        VariantKind::Pgmorph | VariantKind::PgmorphPassthrough | VariantKind::PgmorphChain => {
+        VariantKind::Pgmorph
+        | VariantKind::PgmorphPassthrough
+        | VariantKind::PgmorphChain
+        | VariantKind::PgmorphSyncCommit => {
             let replicator = pgmorph::Pgmorph::new(ctx, kind)?;
             drive(replicator, &pair, ctx, kind, run, size).await
         }
     }
 }
 
-/// Times the snapshot and every CDC drain of one replicator.
+/// How often the driver checks the replicator's health during a live phase.
+const LIVE_CHECK: Duration = Duration::from_millis(50);
+
+/// Times the snapshot, every CDC drain and every live phase of one replicator.
 async fn drive(
     mut r: impl Replicator,
     pair: &Pair,
@@ -108,6 +125,7 @@ async fn drive(
         units: size.rows,
         bytes: Some(size.bytes),
         usage: r.usage(),
+        lag: None,
     };
     eprintln!("{}", measurement.line());
     out.push(measurement);
@@ -115,34 +133,126 @@ async fn drive(
     r.check_transform(pair).await?;
 
     let mut state = LoadState::new(&ctx.sizes);
-    for &load in &ctx.cdc {
-        r.pause(pair, &Deadline::new("the replicator to stop", ctx.timeout))
-            .await?;
-        let changes =
-            workload::apply_load(load, &pair.source, &pair.src, &ctx.sizes, &mut state).await?;
-        let started = Instant::now();
-        r.resume(pair).await?;
-        let deadline = Deadline::new(format!("{} to catch up", load.label()), ctx.timeout);
-        loop {
-            r.check(pair).await?;
-            if workload::marker(&pair.dst).await == Some(state.marker) {
-                break;
-            }
-            deadline.tick().await?;
+    let (bigtx, backlog): (Vec<Workload>, Vec<Workload>) =
+        ctx.cdc.iter().partition(|w| **w == Workload::Bigtx);
+    for load in backlog {
+        out.push(drain(&mut r, pair, ctx, load, &mut state, variant, run).await?);
+        verify::compare(&pair.src, &pair.dst, &checks, load.label()).await?;
+    }
+    if let Some(live) = &ctx.live {
+        for &load in &live.loads {
+            out.push(live_phase(&mut r, pair, ctx, live, load, &mut state, variant, run).await?);
+            verify::compare(&pair.src, &pair.dst, &checks, load.live_label()).await?;
         }
-        let measurement = Measurement {
-            run,
-            variant,
-            workload: load,
-            secs: started.elapsed().as_secs_f64(),
-            units: changes,
-            bytes: None,
-            usage: r.usage(),
-        };
-        eprintln!("{}", measurement.line());
-        out.push(measurement);
+    }
+    for load in bigtx {
+        out.push(drain(&mut r, pair, ctx, load, &mut state, variant, run).await?);
         verify::compare(&pair.src, &pair.dst, &checks, load.label()).await?;
     }
     r.finish().await?;
     Ok(out)
+}
+
+/// One backlog drain: pause, load the source, resume and time until the marker arrives.
+async fn drain(
+    r: &mut impl Replicator,
+    pair: &Pair,
+    ctx: &Ctx,
+    load: Workload,
+    state: &mut LoadState,
+    variant: VariantKind,
+    run: usize,
+) -> Result<Measurement> {
+    r.pause(pair, &Deadline::new("the replicator to stop", ctx.timeout))
+        .await?;
+    let changes = workload::apply_load(load, &pair.source, &pair.src, &ctx.sizes, state).await?;
+    let started = Instant::now();
+    r.resume(pair).await?;
+    let deadline = Deadline::new(format!("{} to catch up", load.label()), ctx.timeout);
+    wait_for_marker(r, pair, state.marker, &deadline).await?;
+    let measurement = Measurement {
+        run,
+        variant,
+        workload: load,
+        secs: started.elapsed().as_secs_f64(),
+        units: changes,
+        bytes: None,
+        usage: r.usage(),
+        lag: None,
+    };
+    eprintln!("{}", measurement.line());
+    Ok(measurement)
+}
+
+/// One live phase: a fresh, caught-up replicator, then the steady load with heartbeats
+/// until the destination has seen the last one.
+#[allow(clippy::too_many_arguments)]
+async fn live_phase(
+    r: &mut impl Replicator,
+    pair: &Pair,
+    ctx: &Ctx,
+    live: &LiveSettings,
+    load: Workload,
+    state: &mut LoadState,
+    variant: VariantKind,
+    run: usize,
+) -> Result<Measurement> {
+    r.restart(
+        pair,
+        &Deadline::new("the replicator to restart", ctx.timeout),
+    )
+    .await?;
+    workload::bump_marker(&pair.src, state).await?;
+    let deadline = Deadline::new(
+        "the replicator to catch up before a live phase",
+        ctx.timeout,
+    );
+    wait_for_marker(r, pair, state.marker, &deadline).await?;
+    let before = r.usage();
+    let mut phase = LivePhase::start(load, pair, live, &ctx.sizes, state).await?;
+    let deadline = Deadline::new(
+        format!("{} to catch up", load.live_label()),
+        live.duration + ctx.timeout,
+    );
+    let result = loop {
+        r.check(pair).await?;
+        if let Some(result) = phase.progress(pair, state).await? {
+            break result;
+        }
+        deadline.check()?;
+        tokio::time::sleep(LIVE_CHECK).await;
+    };
+    // Peak RSS since the restart; CPU used during the phase only.
+    let usage = r.usage().map(|after| ProcUsage {
+        peak_rss_kib: after.peak_rss_kib,
+        cpu_secs: after.cpu_secs - before.map_or(0.0, |b| b.cpu_secs),
+    });
+    let measurement = Measurement {
+        run,
+        variant,
+        workload: load,
+        secs: result.secs,
+        units: result.changes,
+        bytes: None,
+        usage,
+        lag: Some(result.lag),
+    };
+    eprintln!("{}", measurement.line());
+    Ok(measurement)
+}
+
+/// Waits until the destination's marker is `marker`, checking the replicator's health.
+async fn wait_for_marker(
+    r: &mut impl Replicator,
+    pair: &Pair,
+    marker: i64,
+    deadline: &Deadline,
+) -> Result<()> {
+    loop {
+        r.check(pair).await?;
+        if workload::marker(&pair.dst).await == Some(marker) {
+            return Ok(());
+        }
+        deadline.tick().await?;
+    }
 }

@@ -1,4 +1,4 @@
-//! Variants (c)-(e): the pgmorph release binary as a separate process.
+//! Variants (c)-(f): the pgmorph release binary as a separate process.
 //!
 //! Snapshot: start `pgmorph run` until `pgmorph.state.stage = 'change data capture'`.
 //! CDC: SIGTERM and wait for the exit, load, start it again (it resumes from its slot).
@@ -78,11 +78,12 @@ impl Pgmorph {
              [source]\nurl = \"{}\"\ntables = [{}]\n\
              [destination]\nurl = \"{}\"\nschema = \"public\"\n\
              # native apply commits with synchronous_commit=off too\n\
-             synchronous_commit_off = true\n\
+             synchronous_commit_off = {}\n\
              [snapshot]\nparallel = {}\n",
             pair.source.url("postgres"),
             tables.join(", "),
             pair.dest.url("postgres"),
+            self.kind != VariantKind::PgmorphSyncCommit,
             self.parallel
         );
         if let Some(set) = plugins::set_for(self.kind) {
@@ -132,6 +133,11 @@ impl Replicator for Pgmorph {
 
     async fn resume(&mut self, _pair: &Pair) -> Result<()> {
         self.start()
+    }
+
+    async fn restart(&mut self, pair: &Pair, deadline: &Deadline) -> Result<()> {
+        self.pause(pair, deadline).await?;
+        self.resume(pair).await
     }
 
     async fn check(&mut self, _pair: &Pair) -> Result<()> {
