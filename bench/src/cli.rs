@@ -65,6 +65,10 @@ pub struct Args {
     /// Live lag: milliseconds between heartbeats (`UPDATE bench_marker`, one transaction each).
     #[arg(long, default_value_t = 20)]
     pub heartbeat_ms: u64,
+    /// Live lag: also write every heartbeat's lag to this CSV file (run, variant, load,
+    /// heartbeat, ms since the load started, lag ms).
+    #[arg(long)]
+    pub lag_csv: Option<PathBuf>,
     /// Repetitions of every variant (interleaved); medians are reported.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,

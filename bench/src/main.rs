@@ -85,9 +85,13 @@ async fn bench(args: Args) -> Result<()> {
             .filter(|w| *w != Workload::Snapshot && args.workloads.contains(w))
             .collect(),
         live: args.live(),
+        lag_csv: args.lag_csv.clone(),
         pgmorph,
         plugins_dir: args.plugins_dir.clone(),
     };
+    if let Some(path) = &ctx.lag_csv {
+        live::lag_csv::create(path)?;
+    }
     let live = match &ctx.live {
         Some(live) => format!(
             "{} for {} s at {} changes/s, {} changes/tx, heartbeat every {} ms",

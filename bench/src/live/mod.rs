@@ -14,6 +14,7 @@
 //! the flush costs no disk write.
 
 pub mod lag;
+pub mod lag_csv;
 mod load;
 
 use std::time::{Duration, Instant};
@@ -44,7 +45,7 @@ pub struct LiveSettings {
 }
 
 /// What one live phase measured.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct LiveResult {
     /// Row changes committed on the source.
     pub changes: u64,
@@ -52,6 +53,8 @@ pub struct LiveResult {
     pub secs: f64,
     /// The heartbeats' lag.
     pub lag: Lag,
+    /// Every heartbeat: when its commit returned (since the load started) and its lag.
+    pub beats: Vec<(Duration, Duration)>,
 }
 
 /// A live phase in progress. Dropping it stops its tasks.
@@ -61,6 +64,7 @@ pub struct LivePhase {
     poller: Option<JoinHandle<Result<Vec<Instant>>>>,
     last_seq: watch::Sender<Option<i64>>,
     first_seq: i64,
+    start: Instant,
     generated: Option<Generated>,
     committed: Option<Vec<Instant>>,
 }
@@ -106,6 +110,7 @@ impl LivePhase {
             poller: Some(poller),
             last_seq,
             first_seq,
+            start,
             generated: None,
             committed: None,
         })
@@ -144,6 +149,11 @@ impl LivePhase {
             changes: generated.changes,
             secs: generated.secs,
             lag: Lag::from_instants(committed, &seen),
+            beats: committed
+                .iter()
+                .zip(&seen)
+                .map(|(c, s)| (*c - self.start, s.saturating_duration_since(*c)))
+                .collect(),
         }))
     }
 }

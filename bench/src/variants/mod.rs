@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::cli::{VariantKind, Workload};
-use crate::live::{LivePhase, LiveSettings};
+use crate::live::{lag_csv, LivePhase, LiveSettings};
 use crate::pair::{Pair, SnapshotSize};
 use crate::report::{Measurement, ProcUsage};
 use crate::verify::{self, TableCheck};
@@ -41,6 +41,8 @@ pub struct Ctx {
     pub cdc: Vec<Workload>,
     /// Live phases, if any.
     pub live: Option<LiveSettings>,
+    /// Where to append every heartbeat's lag, if anywhere.
+    pub lag_csv: Option<PathBuf>,
     /// The pgmorph binary.
     pub pgmorph: PathBuf,
     /// Built plugin components, if any.
@@ -227,6 +229,9 @@ async fn live_phase(
         peak_rss_kib: after.peak_rss_kib,
         cpu_secs: after.cpu_secs - before.map_or(0.0, |b| b.cpu_secs),
     });
+    if let Some(path) = &ctx.lag_csv {
+        lag_csv::append(path, run, variant, load, &result.beats)?;
+    }
     let measurement = Measurement {
         run,
         variant,

@@ -77,7 +77,7 @@ impl Pgmorph {
             "name = \"{NAME}\"\n\
              [source]\nurl = \"{}\"\ntables = [{}]\n\
              [destination]\nurl = \"{}\"\nschema = \"public\"\n\
-             # native apply commits with synchronous_commit=off too\n\
+             # true as native apply commits with synchronous_commit=off; false for sync-commit\n\
              synchronous_commit_off = {}\n\
              [snapshot]\nparallel = {}\n",
             pair.source.url("postgres"),
