@@ -17,6 +17,14 @@ use crate::source::pgoutput::Message;
 use crate::source::stream::{ReplicationStream, StreamError, StreamEvent};
 use crate::state::{Progress, StateStore};
 
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The next validated chain, or never when reloading is off.
 async fn next_reload(rx: &mut Option<mpsc::Receiver<Prepared>>) -> Option<Prepared> {
     match rx {
@@ -79,16 +87,28 @@ pub enum Stopped {
 }
 
 /// Source transactions applied in one destination transaction, at most.
-const MAX_GROUP_TX: u32 = 200;
-/// How long a commit waits for the next source transaction to arrive before committing alone.
-const GROUP_PEEK: Duration = Duration::from_micros(300);
+const MAX_GROUP_TX: i64 = 200;
 /// How long a destination transaction may stay open to take in more source transactions.
 const MAX_GROUP_DELAY: Duration = Duration::from_millis(100);
 
-/// Source transactions gathered into the open destination transaction.
+/// Whole source transactions applied in the open destination transaction, not committed yet.
+///
+/// Group commit: a source transaction's commit goes out at once when the writer has no commit
+/// in flight. While one is in flight the destination is the bottleneck, so the following
+/// source transactions join the open destination transaction, which commits when the writer
+/// is free again (or at [`MAX_GROUP_TX`] transactions or after [`MAX_GROUP_DELAY`]). Each
+/// source transaction still lands whole or not at all, and progress is written with the group.
 struct Group {
     started: Instant,
     transactions: i64,
+    /// Progress of the last source transaction in the group.
+    progress: Progress,
+}
+
+impl Group {
+    fn full(&self) -> bool {
+        self.transactions >= MAX_GROUP_TX || self.started.elapsed() >= MAX_GROUP_DELAY
+    }
 }
 
 struct OpenTx {
@@ -141,25 +161,48 @@ impl Cdc<'_> {
         let mut needs_ddl_check: HashSet<u32> = HashSet::new();
         let mut acked = self.durable;
         let mut group: Option<Group> = None;
-        let mut peeked: Option<Option<StreamEvent>> = None;
         let mut poll = tokio::time::interval(REQUEST_POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut committed = self.sink.committed();
+        // End LSN of the last commit handed to the writer.
+        let mut queued = Lsn::ZERO;
         loop {
-            let mut group_done = false;
             let idle = tx.is_none() && !self.sink.in_transaction();
-            let event = if let Some(event) = peeked.take() {
-                event
-            } else {
+            let group_deadline = group.as_ref().map(|g| g.started + MAX_GROUP_DELAY);
+            let event = {
                 tokio::select! {
                     biased;
                     _ = self.shutdown.changed() => {
                         if tx.is_some() {
                             tracing::info!("shutdown in the middle of a transaction: rolling it back");
                         }
+                        // Queued commits still land; only the open transaction is dropped.
                         self.sink.rollback().await;
+                        self.acknowledge_committed();
                         return Ok(Stopped::Shutdown);
                     }
+                    Ok(()) = committed.changed() => {
+                        let lsn = *committed.borrow_and_update();
+                        if lsn > acked {
+                            self.stream.acknowledge(lsn);
+                            acked = lsn;
+                        }
+                        // The writer is free: the waiting group commits.
+                        if tx.is_none() && lsn >= queued {
+                            if let Some(g) = group.take() {
+                                queued = self.commit_group(g).await?;
+                            }
+                        }
+                        continue;
+                    }
+                    _ = sleep_until(group_deadline), if tx.is_none() && group.is_some() => {
+                        if let Some(g) = group.take() {
+                            queued = self.commit_group(g).await?;
+                        }
+                        continue;
+                    }
                     Some(prepared) = next_reload(&mut self.reloads), if idle => {
+                        self.settle().await?;
                         if let Some(stop) = self.swap(prepared).await? {
                             return Ok(stop);
                         }
@@ -167,9 +210,20 @@ impl Cdc<'_> {
                     }
                     _ = poll.tick(), if idle => {
                         match self.state.take_request().await?.as_deref() {
-                            Some("stop") => return Ok(Stopped::Shutdown),
-                            Some("resync") => return Ok(Stopped::Resync),
-                            Some("pause") if self.pause().await? => return Ok(Stopped::Shutdown),
+                            Some("stop") => {
+                                self.settle().await?;
+                                return Ok(Stopped::Shutdown);
+                            }
+                            Some("resync") => {
+                                self.settle().await?;
+                                return Ok(Stopped::Resync);
+                            }
+                            Some("pause") => {
+                                self.settle().await?;
+                                if self.pause().await? {
+                                    return Ok(Stopped::Shutdown);
+                                }
+                            }
                             _ => {}
                         }
                         continue;
@@ -206,43 +260,32 @@ impl Cdc<'_> {
                             xid: open.as_ref().map_or(0, |t| t.xid),
                             commit_time,
                         };
-                        let group = group.get_or_insert_with(|| Group {
+                        self.durable = end_lsn;
+                        let g = group.get_or_insert_with(|| Group {
                             started: Instant::now(),
                             transactions: 0,
+                            progress,
                         });
-                        group.transactions += 1;
-                        // Group commit: while the next transaction is already waiting, apply it
-                        // in the same destination transaction (each source transaction still
-                        // lands whole or not at all, and progress is written with the group).
-                        if group.transactions < i64::from(MAX_GROUP_TX)
-                            && group.started.elapsed() < MAX_GROUP_DELAY
-                        {
-                            if let Ok(next) =
-                                tokio::time::timeout(GROUP_PEEK, self.stream.next()).await
-                            {
-                                let next = next?;
-                                let begins = matches!(next, Some(StreamEvent::Begin { .. }));
-                                peeked = Some(next);
-                                if begins {
-                                    continue;
-                                }
+                        g.transactions += 1;
+                        g.progress = progress;
+                        let writer_free = *committed.borrow() >= queued;
+                        if writer_free || g.full() {
+                            if let Some(g) = group.take() {
+                                queued = self.commit_group(g).await?;
                             }
                         }
-                        let transactions = group.transactions;
-                        self.sink.commit(progress, transactions).await?;
-                        group_done = true;
-                        self.durable = end_lsn;
                     }
-                    if group_done {
-                        group = None;
-                    }
-                    if end_lsn > acked && !self.sink.in_transaction() {
+                    // A transaction with nothing to write is acknowledged at once when every
+                    // queued commit has landed (otherwise by the next commit or keepalive).
+                    let caught_up = *committed.borrow() >= queued;
+                    if !self.sink.in_transaction() && caught_up && end_lsn > acked {
                         self.stream.acknowledge(end_lsn);
                         acked = end_lsn;
                     }
                 }
                 StreamEvent::KeepAlive { wal_end } => {
-                    if tx.is_none() && !self.sink.in_transaction() && wal_end > acked {
+                    let caught_up = *committed.borrow() >= queued;
+                    if tx.is_none() && !self.sink.in_transaction() && caught_up && wal_end > acked {
                         self.stream.acknowledge(wal_end);
                         acked = wal_end;
                     }
@@ -268,7 +311,7 @@ impl Cdc<'_> {
                                 if !new_types.is_empty() {
                                     let refs: Vec<_> = new_types.iter().collect();
                                     ddl::ensure_schema_and_types(
-                                        self.sink.client(),
+                                        self.sink.settled().await?,
                                         &mapping.destination.schema,
                                         &refs,
                                     )
@@ -372,7 +415,7 @@ impl Cdc<'_> {
         }
         if needs_ddl_check.remove(&rel) {
             self.flush(batch, batch_table, tx).await?;
-            let existing = ddl::destination_columns(self.sink.client(), &mapping)
+            let existing = ddl::destination_columns(self.sink.settled().await?, &mapping)
                 .await
                 .map_err(|source| CdcError::Ddl {
                     table: mapping.destination.to_string(),
@@ -396,6 +439,27 @@ impl Cdc<'_> {
             new: new.map(|r| mapping.project(r)),
         });
         Ok(())
+    }
+
+    /// Commits the group's destination transaction (queued to the writer); returns its end LSN.
+    async fn commit_group(&mut self, group: Group) -> Result<Lsn, CdcError> {
+        self.sink.commit(group.progress, group.transactions).await?;
+        Ok(group.progress.lsn)
+    }
+
+    /// Waits until every queued destination transaction has committed and acknowledges it.
+    async fn settle(&mut self) -> Result<(), CdcError> {
+        self.sink.drain().await?;
+        self.acknowledge_committed();
+        Ok(())
+    }
+
+    /// Acknowledges what the destination has committed.
+    fn acknowledge_committed(&self) {
+        let lsn = *self.sink.committed().borrow();
+        if lsn > Lsn::ZERO {
+            self.stream.acknowledge(lsn);
+        }
     }
 
     /// Swaps in a validated plugin chain: remaps every relation, brings destination tables in

@@ -1,20 +1,23 @@
 //! Applying changes on the destination, one destination transaction per source transaction (or
-//! per group of them). Statements are pipelined: BEGIN, the changes and, at the end, progress,
-//! counters and COMMIT travel together, so a small transaction costs about one round trip.
-//! Long runs of inserts into one table become one COPY; runs of deletes by a single-column key
-//! become one `DELETE ... = ANY(...)`.
+//! per group of them). The sink turns changes into statements and COPY data and queues them for
+//! the [writer](super::writer), which runs them while the next changes are decoded. Statements
+//! are pipelined: BEGIN, the changes and, at the end, progress, counters and COMMIT travel
+//! together, so a small transaction costs about one round trip. Long runs of inserts into one
+//! table become one COPY; runs of deletes by a single-column key become one
+//! `DELETE ... = ANY(...)`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::{future::try_join_all, SinkExt};
+use tokio::sync::watch;
 use tokio_postgres::{Client, Statement};
 
 use super::params::TextParam;
 use super::statements::{self, Built};
+use super::writer::{Queued, Work, Writer};
 use crate::copy_text;
-use crate::model::{quote_ident, Cell, Op, Row, RowChange, TableMapping, TableName};
+use crate::model::{quote_ident, Cell, Lsn, Op, Row, RowChange, TableMapping, TableName};
 use crate::pipeline::transform::DeadLetter;
 use crate::state::{Progress, TxCounts};
 
@@ -48,7 +51,7 @@ pub enum ApplyError {
     },
 }
 
-fn failed(table: &TableName) -> impl FnOnce(tokio_postgres::Error) -> ApplyError + '_ {
+pub(super) fn failed(table: &TableName) -> impl FnOnce(tokio_postgres::Error) -> ApplyError + '_ {
     move |source| ApplyError::Statement {
         table: table.to_string(),
         source,
@@ -89,19 +92,10 @@ impl Run {
     }
 }
 
-/// A statement waiting in the pipeline.
-struct Queued {
-    stmt: Statement,
-    params: Vec<TextParam>,
-    table: TableName,
-    op: Op,
-    /// Rows it should change (for the missing-row warning); `None` to not check.
-    expected: Option<u64>,
-}
-
 /// The destination connection used for applying changes.
 pub struct Sink {
-    client: Client,
+    client: Arc<Client>,
+    writer: Writer,
     connector: String,
     statements: HashMap<String, Statement>,
     in_tx: bool,
@@ -114,14 +108,14 @@ pub struct Sink {
     pipeline: Vec<Queued>,
     /// Counters of the open transaction.
     pub counts: TxCounts,
-    /// Updates and deletes that found no row on the destination, since start.
-    pub missing_rows: u64,
 }
 
 impl Sink {
-    /// Wraps a destination connection.
+    /// Wraps a destination connection and starts its writer.
     pub fn new(client: Client, connector: &str) -> Self {
+        let client = Arc::new(client);
         Self {
+            writer: Writer::spawn(client.clone()),
             client,
             connector: connector.to_string(),
             statements: HashMap::new(),
@@ -131,13 +125,32 @@ impl Sink {
             reorder_tables: false,
             pipeline: Vec::new(),
             counts: TxCounts::default(),
-            missing_rows: 0,
         }
     }
 
-    /// The SQL client.
+    /// The SQL client, for use when nothing is queued (see [`Self::settled`]), e.g. before
+    /// streaming starts.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// Sends everything gathered so far, waits until the destination has run it, and returns
+    /// the client for direct use in the open transaction (or between transactions).
+    pub async fn settled(&mut self) -> Result<&Client, ApplyError> {
+        self.flush().await?;
+        self.writer.drain().await?;
+        Ok(&self.client)
+    }
+
+    /// The end LSN of the last destination transaction the writer committed: everything up to
+    /// it may be acknowledged to the source.
+    pub fn committed(&self) -> watch::Receiver<Lsn> {
+        self.writer.committed()
+    }
+
+    /// Updates and deletes that found no row on the destination, since start.
+    pub fn missing_rows(&self) -> u64 {
+        self.writer.missing_rows()
     }
 
     /// Whether a destination transaction is open.
@@ -160,8 +173,9 @@ impl Sink {
     pub async fn execute_ddl(&mut self, table: &TableName, sql: &str) -> Result<(), ApplyError> {
         self.begin().await?;
         self.flush().await?;
-        self.send_begin().await?;
-        self.client.batch_execute(sql).await.map_err(failed(table))
+        self.send_sql(table, sql.to_string()).await?;
+        // Statements are prepared outside the writer: they must see the new shape.
+        self.writer.drain().await
     }
 
     /// Applies changes of one table, in order.
@@ -213,12 +227,9 @@ impl Sink {
         }
         self.begin().await?;
         self.flush().await?;
-        self.send_begin().await?;
         let list: Vec<String> = tables.iter().map(TableName::quoted).collect();
-        self.client
-            .batch_execute(&format!("TRUNCATE {}", list.join(", ")))
-            .await
-            .map_err(failed(&tables[0]))?;
+        self.send_sql(&tables[0], format!("TRUNCATE {}", list.join(", ")))
+            .await?;
         self.counts.truncates += tables.len() as i64;
         Ok(())
     }
@@ -234,8 +245,7 @@ impl Sink {
             return Ok(());
         }
         self.begin().await?;
-        self.flush().await?;
-        self.send_begin().await?;
+        self.end_run().await?;
         let table = TableName::new("pgmorph", "dead_letters");
         let stmt = self
             .prepare(
@@ -244,26 +254,27 @@ impl Sink {
                  VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb)",
             )
             .await?;
+        let text = |v: String| TextParam::Text(Bytes::from(v));
         for d in rows {
-            let params = [
-                self.connector.clone(),
-                source.to_string(),
-                d.op.as_str().to_string(),
-                lsn.to_string(),
-                d.plugin.clone(),
-                d.error.clone(),
-                d.row.to_string(),
+            let params = vec![
+                text(self.connector.clone()),
+                text(source.to_string()),
+                text(d.op.as_str().to_string()),
+                text(lsn.to_string()),
+                text(d.plugin.clone()),
+                text(d.error.clone()),
+                text(d.row.to_string()),
             ];
-            self.client
-                .execute(
-                    &stmt,
-                    &[
-                        &params[0], &params[1], &params[2], &params[3], &params[4], &params[5],
-                        &params[6],
-                    ],
-                )
-                .await
-                .map_err(failed(&table))?;
+            self.pipeline.push(Queued {
+                stmt: stmt.clone(),
+                params,
+                table: table.clone(),
+                op: Op::Insert,
+                expected: None,
+            });
+            if self.pipeline.len() >= MAX_PIPELINE {
+                self.send_pipeline(None).await?;
+            }
         }
         self.counts.dead_lettered += rows.len() as i64;
         Ok(())
@@ -272,12 +283,12 @@ impl Sink {
     /// Sends everything gathered so far.
     pub async fn flush(&mut self) -> Result<(), ApplyError> {
         self.end_run().await?;
-        self.send_pipeline(false).await
+        self.send_pipeline(None).await
     }
 
     /// Writes progress and counters, then commits `transactions` source transactions applied
     /// in this destination transaction, all in one pipelined burst. Nothing happens if no
-    /// transaction is open.
+    /// transaction is open. The commit is queued: [`Self::committed`] tells when it is done.
     pub async fn commit(
         &mut self,
         progress: Progress,
@@ -324,7 +335,7 @@ impl Sink {
             op: Op::Update,
             expected: None,
         });
-        self.send_pipeline(true).await?;
+        self.send_pipeline(Some(progress.lsn)).await?;
         self.in_tx = false;
         Ok(())
     }
@@ -337,6 +348,7 @@ impl Sink {
         statements: &[String],
     ) -> Result<(), ApplyError> {
         debug_assert!(!self.in_tx, "DDL between transactions only");
+        self.writer.drain().await?;
         let sql = super::ddl::in_transaction(statements);
         if let Err(e) = self.client.batch_execute(&sql).await {
             let _ = self.client.batch_execute("ROLLBACK").await;
@@ -345,19 +357,21 @@ impl Sink {
         Ok(())
     }
 
-    /// Abandons the open transaction.
+    /// Abandons the open transaction (what was committed before stays) and waits until the
+    /// writer is idle.
     pub async fn rollback(&mut self) {
         self.runs.clear();
         self.pipeline.clear();
-        if self.in_tx {
-            self.in_tx = false;
-            if !self.need_begin {
-                if let Err(e) = self.client.batch_execute("ROLLBACK").await {
-                    tracing::warn!(error = %e, "rollback on the destination failed");
-                }
-            }
-            self.need_begin = false;
+        self.in_tx = false;
+        self.need_begin = false;
+        if self.writer.send(Work::Rollback).await.is_ok() {
+            let _ = self.writer.drain().await;
         }
+    }
+
+    /// Waits until everything queued has run; returns the first failure.
+    pub async fn drain(&mut self) -> Result<(), ApplyError> {
+        self.writer.drain().await
     }
 
     async fn prepare(&mut self, table: &TableName, sql: &str) -> Result<Statement, ApplyError> {
@@ -385,7 +399,7 @@ impl Sink {
             expected,
         });
         if self.pipeline.len() >= MAX_PIPELINE {
-            self.send_pipeline(false).await?;
+            self.send_pipeline(None).await?;
         }
         Ok(())
     }
@@ -607,85 +621,51 @@ impl Sink {
     }
 
     async fn copy(&mut self, m: &TableMapping, data: BytesMut) -> Result<(), ApplyError> {
-        self.send_pipeline(false).await?;
-        self.send_begin().await?;
+        self.send_pipeline(None).await?;
         let cols: Vec<String> = m.columns.iter().map(|c| quote_ident(&c.name)).collect();
         let sql = format!(
             "COPY {} ({}) FROM STDIN",
             m.destination.quoted(),
             cols.join(", ")
         );
-        let sink = self
-            .client
-            .copy_in::<_, Bytes>(&sql)
+        let begin = std::mem::take(&mut self.need_begin);
+        self.writer
+            .send(Work::Copy {
+                begin,
+                sql,
+                data: data.freeze(),
+                table: m.destination.clone(),
+            })
             .await
-            .map_err(failed(&m.destination))?;
-        futures_util::pin_mut!(sink);
-        sink.send(data.freeze())
-            .await
-            .map_err(failed(&m.destination))?;
-        sink.finish().await.map_err(failed(&m.destination))?;
-        Ok(())
     }
 
-    /// Sends BEGIN now if it has not gone out yet.
-    async fn send_begin(&mut self) -> Result<(), ApplyError> {
-        if self.need_begin {
-            self.need_begin = false;
-            self.client
-                .batch_execute("BEGIN")
-                .await
-                .map_err(failed(&TableName::new("pgmorph", "state")))?;
-        }
-        Ok(())
+    /// Queues SQL for the simple protocol (BEGIN first if it has not gone out yet).
+    async fn send_sql(&mut self, table: &TableName, sql: String) -> Result<(), ApplyError> {
+        let begin = std::mem::take(&mut self.need_begin);
+        self.writer
+            .send(Work::Sql {
+                begin,
+                sql,
+                table: table.clone(),
+            })
+            .await
     }
 
-    /// Sends the queued statements in one burst, BEGIN first if needed and COMMIT last with
-    /// `commit`, and waits for all answers.
-    async fn send_pipeline(&mut self, commit: bool) -> Result<(), ApplyError> {
-        if self.pipeline.is_empty() && !commit {
+    /// Queues the gathered statements as one burst, BEGIN first if needed and COMMIT last
+    /// when `commit` holds the end LSN of what it commits.
+    async fn send_pipeline(&mut self, commit: Option<Lsn>) -> Result<(), ApplyError> {
+        if self.pipeline.is_empty() && commit.is_none() {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.pipeline);
         let begin = std::mem::take(&mut self.need_begin);
-        let client = &self.client;
-        let state = TableName::new("pgmorph", "state");
-        let begin_fut = async {
-            if begin {
-                client.batch_execute("BEGIN").await.map_err(failed(&state))
-            } else {
-                Ok(())
-            }
-        };
-        let statements_fut = try_join_all(batch.iter().map(|q| async move {
-            client
-                .execute_raw(&q.stmt, q.params.iter())
-                .await
-                .map_err(failed(&q.table))
-        }));
-        let commit_fut = async {
-            if commit {
-                client.batch_execute("COMMIT").await.map_err(failed(&state))
-            } else {
-                Ok(())
-            }
-        };
-        let ((), results, ()) =
-            futures_util::future::try_join3(begin_fut, statements_fut, commit_fut).await?;
-        for (n, q) in results.iter().zip(batch.iter()) {
-            if let Some(expected) = q.expected {
-                if *n < expected {
-                    self.missing_rows += expected - n;
-                    tracing::warn!(
-                        table = %q.table,
-                        op = q.op.as_str(),
-                        missing = expected - n,
-                        "rows to change not found on the destination"
-                    );
-                }
-            }
-        }
-        Ok(())
+        self.writer
+            .send(Work::Pipeline {
+                begin,
+                batch,
+                commit,
+            })
+            .await
     }
 }
 

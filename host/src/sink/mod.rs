@@ -5,5 +5,6 @@ pub mod apply;
 pub mod ddl;
 mod params;
 mod statements;
+mod writer;
 
 pub use apply::{ApplyError, Sink};
