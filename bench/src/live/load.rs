@@ -14,8 +14,8 @@ use crate::workload::{insert_mixed_sql, update_mixed_sql, Sizes};
 /// How often the generator sends the transactions that are due.
 const TICK: Duration = Duration::from_millis(5);
 
-/// When the source falls behind, at most this much of the rate goes out in one round trip
-/// (the rest is not made up later in a burst: the achieved rate drops instead).
+/// When the source falls behind, at most this much of the rate is owed: older arrears are
+/// dropped rather than sent later in a burst, so the achieved rate drops instead.
 const MAX_BURST: Duration = Duration::from_millis(100);
 
 /// Row changes a TPC-B transaction makes: three updates and one insert.
@@ -146,10 +146,12 @@ pub async fn generate(
     until: Instant,
 ) -> Result<Generated> {
     let per_tx = transactions.changes;
-    let max_batch = ((rate as f64 * MAX_BURST.as_secs_f64()) as u64 / per_tx).max(1);
+    let max_owed = (rate as f64 * MAX_BURST.as_secs_f64()) as u64 / per_tx * per_tx;
+    let max_owed = max_owed.max(per_tx);
     let mut ticks = tokio::time::interval_at(start.into(), TICK);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut sent = 0u64;
+    // Changes sent, and changes sent or dropped as arrears.
+    let (mut sent, mut accounted) = (0u64, 0u64);
     let mut sql = String::new();
     loop {
         ticks.tick().await;
@@ -158,7 +160,9 @@ pub async fn generate(
             break;
         }
         let due = (rate as f64 * (now - start).as_secs_f64()) as u64;
-        let batch = (due.saturating_sub(sent) / per_tx).min(max_batch);
+        let owed = due.saturating_sub(accounted);
+        accounted += owed.saturating_sub(max_owed);
+        let batch = owed.min(max_owed) / per_tx;
         if batch == 0 {
             continue;
         }
@@ -168,6 +172,7 @@ pub async fn generate(
         }
         client.batch_execute(&sql).await.context("live load")?;
         sent += batch * per_tx;
+        accounted += batch * per_tx;
     }
     Ok(Generated {
         changes: sent,
