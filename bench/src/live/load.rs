@@ -136,6 +136,39 @@ pub struct Generated {
     pub transactions: Transactions,
 }
 
+/// The schedule: how many whole transactions are due at a point in time.
+#[derive(Debug)]
+struct Pacer {
+    rate: u64,
+    per_tx: u64,
+    /// Most changes owed at once (see [`MAX_BURST`]).
+    max_owed: u64,
+    /// Changes sent, plus changes dropped as arrears.
+    accounted: u64,
+}
+
+impl Pacer {
+    fn new(rate: u64, per_tx: u64) -> Self {
+        let max_owed = rate * MAX_BURST.as_millis() as u64 / 1_000 / per_tx * per_tx;
+        Self {
+            rate,
+            per_tx,
+            max_owed: max_owed.max(per_tx),
+            accounted: 0,
+        }
+    }
+
+    /// Transactions to send `elapsed` after the start; counts them as sent.
+    fn due(&mut self, elapsed: Duration) -> u64 {
+        let due = (u128::from(self.rate) * elapsed.as_nanos() / 1_000_000_000) as u64;
+        let owed = due.saturating_sub(self.accounted);
+        self.accounted += owed.saturating_sub(self.max_owed);
+        let batch = owed.min(self.max_owed) / self.per_tx;
+        self.accounted += batch * self.per_tx;
+        batch
+    }
+}
+
 /// Commits `rate` row changes a second from `start` until `until`: every tick, the whole
 /// transactions that are due (at most [`MAX_BURST`] of them) in one round trip.
 pub async fn generate(
@@ -145,13 +178,10 @@ pub async fn generate(
     start: Instant,
     until: Instant,
 ) -> Result<Generated> {
-    let per_tx = transactions.changes;
-    let max_owed = (rate as f64 * MAX_BURST.as_secs_f64()) as u64 / per_tx * per_tx;
-    let max_owed = max_owed.max(per_tx);
+    let mut pacer = Pacer::new(rate, transactions.changes);
     let mut ticks = tokio::time::interval_at(start.into(), TICK);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    // Changes sent, and changes sent or dropped as arrears.
-    let (mut sent, mut accounted) = (0u64, 0u64);
+    let mut sent = 0;
     let mut sql = String::new();
     loop {
         ticks.tick().await;
@@ -159,10 +189,7 @@ pub async fn generate(
         if now >= until {
             break;
         }
-        let due = (rate as f64 * (now - start).as_secs_f64()) as u64;
-        let owed = due.saturating_sub(accounted);
-        accounted += owed.saturating_sub(max_owed);
-        let batch = owed.min(max_owed) / per_tx;
+        let batch = pacer.due(now - start);
         if batch == 0 {
             continue;
         }
@@ -171,8 +198,7 @@ pub async fn generate(
             transactions.push(&mut sql);
         }
         client.batch_execute(&sql).await.context("live load")?;
-        sent += batch * per_tx;
-        accounted += batch * per_tx;
+        sent += batch * transactions.changes;
     }
     Ok(Generated {
         changes: sent,
@@ -200,6 +226,20 @@ mod tests {
             pgbench_tx_per_client: 0,
             bigtx_rows: 1,
         }
+    }
+
+    #[test]
+    fn pacing_is_steady_and_drops_old_arrears() {
+        let mut pacer = Pacer::new(5_000, 10);
+        let ms = Duration::from_millis;
+        // 5 ms at 5,000/s = 25 changes: two whole transactions, the rest carried over.
+        assert_eq!(pacer.due(ms(5)), 2);
+        assert_eq!(pacer.due(ms(10)), 3);
+        let sent: u64 = (3..=200).map(|i| pacer.due(ms(5 * i))).sum();
+        assert_eq!(5 + sent, 1_000 / 10 * 5);
+        // One second stalled: only 100 ms (500 changes) is sent, the rest dropped.
+        assert_eq!(pacer.due(ms(2_000)), 50);
+        assert_eq!(pacer.due(ms(2_010)), 5);
     }
 
     #[test]
