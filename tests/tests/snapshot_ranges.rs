@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use pgmorph::pipeline::Mode;
 use pgmorph::plugin::PluginChain;
-use pgmorph_e2e::{wait_same, wait_streaming, Pair, Running};
+use pgmorph_e2e::{spawn_bin, wait_same, wait_streaming, wait_until, Pair, Running};
 use tokio_postgres::Client;
 
 /// `big` spans several hundred pages, with holes (deleted rows) and rows moved to its last
@@ -220,6 +220,59 @@ async fn ranges_pass_through_a_row_plugin_and_indexes_follow_renamed_columns() -
     write_changes(&src, "code").await?;
     wait_same(&src, &dst, &TABLES, Some(&running)).await?;
     running.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_ranges_copies_the_table_again_without_duplicates() -> anyhow::Result<()> {
+    let pair = Pair::start()?;
+    let (src, dst) = pair.clients().await?;
+    // No key: a row copied twice shows up as a duplicate.
+    src.batch_execute(
+        "CREATE TABLE events (seq int, payload text);
+         ALTER TABLE events REPLICA IDENTITY FULL;
+         INSERT INTO events SELECT g, repeat('s', 200) FROM generate_series(1, 300000) g;",
+    )
+    .await?;
+    // About 70 MB in 7 ranges for 2 workers.
+    let (path, _) = pair.config(
+        "rangecrash",
+        "[snapshot]\nparallel = 2\nrange_min_mb = 0\nrange_max_mb = 10",
+        "schema = \"public\"",
+    )?;
+    let path = path.to_str().unwrap().to_string();
+    let log = pair.dir.path().join("rangecrash.log");
+    let mut child = spawn_bin(&["run", "--config", &path], &log);
+    // Killed once some ranges are committed and others are not.
+    wait_until(
+        &dst,
+        "SELECT EXISTS (SELECT 1 FROM pgmorph.tables WHERE connector = 'rangecrash' \
+         AND phase = 'copying' AND rows_copied > 0)",
+        None,
+    )
+    .await?;
+    child.kill();
+    let partial = int(&dst, "SELECT count(*) FROM postgres.events").await?;
+    assert!(
+        partial > 0 && partial < 300_000,
+        "{partial} rows after the crash"
+    );
+    src.batch_execute("INSERT INTO events SELECT g, 'late' FROM generate_series(300001, 300100) g")
+        .await?;
+    let mut child = spawn_bin(&["run", "--config", &path], &log);
+    let show_log = |e: anyhow::Error| e.context(std::fs::read_to_string(&log).unwrap_or_default());
+    wait_same(&src, &dst, &[("public.events", "postgres.events")], None)
+        .await
+        .map_err(show_log)?;
+    assert_eq!(
+        int(
+            &dst,
+            "SELECT count(*) - count(DISTINCT seq) FROM postgres.events"
+        )
+        .await?,
+        0
+    );
+    child.kill();
     Ok(())
 }
 
