@@ -282,14 +282,13 @@ async fn a_table_added_to_the_config_while_running_is_copied_alone() -> anyhow::
         Some(&running),
     )
     .await?;
-    let phase: String = dst
-        .query_one(
-            "SELECT phase FROM pgmorph.tables WHERE source_table = 'public.extra'",
-            &[],
-        )
-        .await?
-        .get(0);
-    assert_eq!(phase, "streaming");
+    // The rows can match a moment before the copy is recorded as finished.
+    pgmorph_e2e::wait_until(
+        &dst,
+        "SELECT phase = 'streaming' FROM pgmorph.tables WHERE source_table = 'public.extra'",
+        Some(&running),
+    )
+    .await?;
     running.stop().await?;
     Ok(())
 }

@@ -120,21 +120,61 @@ pub struct DestinationConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotConfig {
-    /// `parallel = 2`: tables copied at once.
+    /// `parallel = 2`: copy workers, each with its own source and destination connection;
+    /// they share the tables and the page ranges of big tables.
     #[serde(default = "default_parallel")]
     pub parallel: usize,
+    /// `range_min_mb = 64`: tables of at most this size are copied by one COPY; bigger ones
+    /// are split into page ranges that several workers copy at once (PostgreSQL 14+ sources;
+    /// `0` splits every table of more than one page).
+    #[serde(default = "default_range_min_mb")]
+    pub range_min_mb: u64,
+    /// `range_max_mb = 1024`: the largest page range; a split table gets
+    /// `max(parallel, size / range_max_mb)` ranges.
+    #[serde(default = "default_range_max_mb")]
+    pub range_max_mb: u64,
+    /// `indexes = true`: after copying a table pgmorph created, create the source's secondary
+    /// indexes on it (with the mapped column names).
+    #[serde(default = "default_indexes")]
+    pub indexes: bool,
 }
 
 impl Default for SnapshotConfig {
     fn default() -> Self {
         Self {
             parallel: default_parallel(),
+            range_min_mb: default_range_min_mb(),
+            range_max_mb: default_range_max_mb(),
+            indexes: default_indexes(),
+        }
+    }
+}
+
+impl SnapshotConfig {
+    /// How tables are split into page ranges.
+    pub fn range_policy(&self) -> crate::source::ranges::RangePolicy {
+        crate::source::ranges::RangePolicy {
+            parallel: self.parallel,
+            min_table_bytes: self.range_min_mb << 20,
+            max_range_bytes: self.range_max_mb << 20,
         }
     }
 }
 
 fn default_parallel() -> usize {
     2
+}
+
+fn default_range_min_mb() -> u64 {
+    64
+}
+
+fn default_range_max_mb() -> u64 {
+    1024
+}
+
+fn default_indexes() -> bool {
+    true
 }
 
 /// What happens to a row when a plugin fails on it.
@@ -227,6 +267,9 @@ impl Config {
         }
         if self.snapshot.parallel == 0 {
             return Err("snapshot.parallel must be at least 1".into());
+        }
+        if self.snapshot.range_max_mb == 0 {
+            return Err("snapshot.range_max_mb must be at least 1".into());
         }
         Ok(())
     }

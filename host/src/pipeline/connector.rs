@@ -569,6 +569,8 @@ impl Copier<'_> {
             snapshot_name: exported.snapshot_name.clone(),
             tables: tables.to_vec(),
             parallel: self.config.snapshot.parallel,
+            ranges: self.config.snapshot.range_policy(),
+            indexes: self.config.snapshot.indexes,
             transform: self.transform.clone(),
             state: self.state.clone(),
             async_commit: self.config.destination.synchronous_commit_off,

@@ -1,18 +1,24 @@
 //! The initial copy: every selected table read under the slot's exported snapshot and written
-//! with COPY, several tables at once, each in its own destination transaction.
+//! with COPY, several tables at once, each in its own destination transaction; a big table is
+//! split into page ranges copied at once, each range in its own destination transaction.
 
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OnceCell};
 
 use super::transform::Transform;
 use crate::config::ConnectionSettings;
 use crate::copy_text::{self, LineSplitter};
 use crate::model::{Cell, Op, RowChange, TableMapping};
+use crate::sink::indexes as sink_indexes;
 use crate::source::copy_out;
+use crate::source::indexes::{self as source_indexes, SourceIndex};
+use crate::source::ranges::{self, PageRange, RangePolicy};
 use crate::state::StateStore;
 
 /// Bytes gathered before one CopyData message is sent to the destination.
@@ -65,8 +71,12 @@ pub struct SnapshotJob {
     pub snapshot_name: String,
     /// Tables to copy.
     pub tables: Vec<Arc<TableMapping>>,
-    /// Workers (tables copied at once).
+    /// Workers (tables and page ranges copied at once).
     pub parallel: usize,
+    /// How big tables are split into page ranges.
+    pub ranges: RangePolicy,
+    /// Create the source's secondary indexes on tables pgmorph created, after their copy.
+    pub indexes: bool,
     /// The row transform, for tables whose rows it changes.
     pub transform: Arc<Mutex<Box<dyn Transform>>>,
     /// The state store.
@@ -77,35 +87,47 @@ pub struct SnapshotJob {
     pub sync_lsn: crate::model::Lsn,
 }
 
-/// Copies every table; returns the number of rows written.
+/// One table's copy, shared by the workers copying its ranges.
+struct TableCopy {
+    mapping: Arc<TableMapping>,
+    /// Source table name.
+    name: String,
+    /// How many ranges the table is split into (1: copied whole).
+    ranges: usize,
+    /// The source's secondary indexes.
+    indexes: Vec<SourceIndex>,
+    /// Set once the destination table is emptied and the copy recorded as started.
+    started: OnceCell<Instant>,
+    /// Ranges not finished yet.
+    remaining: AtomicUsize,
+    rows: AtomicU64,
+    skipped: AtomicU64,
+    dead_lettered: AtomicU64,
+}
+
+/// One unit of work: a table, or one page range of it.
+type Item = (Arc<TableCopy>, PageRange);
+
+/// Copies every table; returns the number of rows written. Big tables are split into page
+/// ranges; workers take tables and ranges from one queue, biggest tables first.
 pub async fn copy_all(job: SnapshotJob) -> Result<u64, SnapshotError> {
     let job = Arc::new(job);
-    let queue = Arc::new(std::sync::Mutex::new(job.tables.clone()));
-    let workers = job.parallel.min(job.tables.len()).max(1);
+    let items = plan(&job).await?;
+    let workers = job.parallel.min(items.len()).max(1);
+    let queue = Arc::new(std::sync::Mutex::new(items));
+    let failed = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::with_capacity(workers);
     for _ in 0..workers {
         let job = job.clone();
         let queue = queue.clone();
+        let failed = failed.clone();
         handles.push(tokio::spawn(async move {
-            let reader = copy_out::open_reader(&job.source, &job.snapshot_name).await?;
-            let dest = job
-                .destination
-                .connect("pgmorph snapshot")
-                .await
-                .map_err(|source| SnapshotError::Destination {
-                    table: "(connect)".into(),
-                    source,
-                })?;
-            if job.async_commit {
-                let _ = dest.batch_execute("SET synchronous_commit = off").await;
+            let result = work(&job, &queue, &failed).await;
+            if result.is_err() {
+                // The others stop after their current item.
+                failed.store(true, Ordering::Relaxed);
             }
-            let mut rows = 0;
-            loop {
-                let next = queue.lock().expect("queue lock").pop();
-                let Some(mapping) = next else { break };
-                rows += copy_table(&job, &reader, &dest, &mapping).await?;
-            }
-            Ok::<u64, SnapshotError>(rows)
+            result
         }));
     }
     let mut total = 0;
@@ -130,30 +152,290 @@ pub async fn copy_all(job: SnapshotJob) -> Result<u64, SnapshotError> {
     }
 }
 
+/// Sizes the tables, splits the big ones into ranges and reads their indexes; returns the
+/// work queue.
+async fn plan(job: &SnapshotJob) -> Result<VecDeque<Item>, SnapshotError> {
+    let client = job
+        .source
+        .connect("pgmorph snapshot plan")
+        .await
+        .map_err(|source| SnapshotError::Source {
+            table: "(connect)".into(),
+            source,
+        })?;
+    let splits =
+        ranges::supports_ranges(&client)
+            .await
+            .map_err(|source| SnapshotError::Source {
+                table: "(version)".into(),
+                source,
+            })?;
+    let mut tables = Vec::with_capacity(job.tables.len());
+    for mapping in &job.tables {
+        let name = mapping.source.name.to_string();
+        let src_err = |source| SnapshotError::Source {
+            table: name.clone(),
+            source,
+        };
+        let size = ranges::table_size(&client, mapping.source.oid)
+            .await
+            .map_err(src_err)?;
+        let planned = if splits {
+            ranges::plan(size, &job.ranges)
+        } else {
+            vec![PageRange::WHOLE]
+        };
+        let indexes = if job.indexes {
+            source_indexes::read(&client, &mapping.source)
+                .await
+                .map_err(src_err)?
+        } else {
+            Vec::new()
+        };
+        if planned.len() > 1 {
+            tracing::info!(
+                table = %name,
+                mb = size.bytes() >> 20,
+                ranges = planned.len(),
+                "table split into page ranges"
+            );
+        }
+        let copy = Arc::new(TableCopy {
+            mapping: mapping.clone(),
+            name,
+            ranges: planned.len(),
+            indexes,
+            started: OnceCell::new(),
+            remaining: AtomicUsize::new(planned.len()),
+            rows: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+        });
+        tables.push((size.pages, copy, planned));
+    }
+    // Biggest first, so that small tables fill the gaps at the end.
+    tables.sort_by_key(|(pages, _, _)| std::cmp::Reverse(*pages));
+    Ok(tables
+        .into_iter()
+        .flat_map(|(_, copy, planned)| planned.into_iter().map(move |r| (copy.clone(), r)))
+        .collect())
+}
+
+/// One worker: its own snapshot reader and destination connection, taking items until the
+/// queue is empty or another worker failed.
+async fn work(
+    job: &SnapshotJob,
+    queue: &std::sync::Mutex<VecDeque<Item>>,
+    failed: &AtomicBool,
+) -> Result<u64, SnapshotError> {
+    let reader = copy_out::open_reader(&job.source, &job.snapshot_name).await?;
+    let dest = job
+        .destination
+        .connect("pgmorph snapshot")
+        .await
+        .map_err(|source| SnapshotError::Destination {
+            table: "(connect)".into(),
+            source,
+        })?;
+    if job.async_commit {
+        let _ = dest.batch_execute("SET synchronous_commit = off").await;
+    }
+    let mut rows = 0;
+    while !failed.load(Ordering::Relaxed) {
+        let next = queue.lock().expect("queue lock").pop_front();
+        let Some((table, range)) = next else { break };
+        rows += if table.ranges == 1 {
+            copy_table(job, &reader, &dest, &table).await?
+        } else {
+            copy_range(job, &reader, &dest, &table, &range).await?
+        };
+    }
+    Ok(rows)
+}
+
+fn dst_err(table: &str) -> impl Fn(tokio_postgres::Error) -> SnapshotError + '_ {
+    move |source| SnapshotError::Destination {
+        table: table.to_string(),
+        source,
+    }
+}
+
+/// Copies a whole table in one destination transaction: emptied, filled, indexed and recorded
+/// as copied together.
 async fn copy_table(
     job: &SnapshotJob,
     reader: &tokio_postgres::Client,
     dest: &tokio_postgres::Client,
-    mapping: &Arc<TableMapping>,
+    table: &TableCopy,
 ) -> Result<u64, SnapshotError> {
+    let mapping = &table.mapping;
+    let started = Instant::now();
+    job.state
+        .set_table_phase(&table.name, "copying", Some(0))
+        .await?;
+    tracing::info!(table = %table.name, destination = %mapping.destination, "snapshot copy started");
+    dest.batch_execute(&format!("BEGIN; TRUNCATE {}", mapping.destination.quoted()))
+        .await
+        .map_err(dst_err(&table.name))?;
+    let streamed = stream_rows(job, reader, dest, mapping, &PageRange::WHOLE).await?;
+    write_dead_letters(job, dest, &table.name, &streamed.dead_letters).await?;
+    finish(job, dest, table, streamed.rows).await?;
+    dest.batch_execute("COMMIT")
+        .await
+        .map_err(dst_err(&table.name))?;
+    log_finished(
+        table,
+        started,
+        streamed.rows,
+        streamed.skipped,
+        streamed.dead_letters.len() as u64,
+    );
+    Ok(streamed.rows)
+}
+
+/// Copies one page range of a split table in its own destination transaction. The first range
+/// to start empties the table (committed, before any range writes); the last one to finish
+/// creates the indexes and records the table as copied.
+async fn copy_range(
+    job: &SnapshotJob,
+    reader: &tokio_postgres::Client,
+    dest: &tokio_postgres::Client,
+    table: &TableCopy,
+    range: &PageRange,
+) -> Result<u64, SnapshotError> {
+    let mapping = &table.mapping;
+    let err = dst_err(&table.name);
+    let started = *table
+        .started
+        .get_or_try_init(|| async {
+            job.state
+                .set_table_phase(&table.name, "copying", Some(0))
+                .await?;
+            tracing::info!(
+                table = %table.name,
+                destination = %mapping.destination,
+                ranges = table.ranges,
+                "snapshot copy started"
+            );
+            dest.batch_execute(&format!("TRUNCATE {}", mapping.destination.quoted()))
+                .await
+                .map_err(dst_err(&table.name))?;
+            Ok::<_, SnapshotError>(Instant::now())
+        })
+        .await?;
+    dest.batch_execute("BEGIN").await.map_err(&err)?;
+    let streamed = stream_rows(job, reader, dest, mapping, range).await?;
+    write_dead_letters(job, dest, &table.name, &streamed.dead_letters).await?;
+    // Progress for `pgmorph status`, committed with the range's rows.
+    let rows_text = streamed.rows.to_string();
+    dest.execute(
+        "UPDATE pgmorph.tables SET rows_copied = rows_copied + $3::text::bigint \
+         WHERE connector = $1 AND source_table = $2 AND phase = 'copying'",
+        &[&job.state_name(), &table.name, &rows_text],
+    )
+    .await
+    .map_err(&err)?;
+    dest.batch_execute("COMMIT").await.map_err(&err)?;
+    tracing::debug!(table = %table.name, %range, rows = streamed.rows, "page range copied");
+    let rows = table.rows.fetch_add(streamed.rows, Ordering::SeqCst) + streamed.rows;
+    let skipped = table.skipped.fetch_add(streamed.skipped, Ordering::SeqCst) + streamed.skipped;
+    let dead = streamed.dead_letters.len() as u64;
+    let dead = table.dead_lettered.fetch_add(dead, Ordering::SeqCst) + dead;
+    // Every other range has committed when the count reaches zero.
+    if table.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
+        dest.batch_execute("BEGIN").await.map_err(&err)?;
+        finish(job, dest, table, rows).await?;
+        dest.batch_execute("COMMIT").await.map_err(&err)?;
+        log_finished(table, started, rows, skipped, dead);
+    }
+    Ok(streamed.rows)
+}
+
+/// Inside the table's last transaction: creates its secondary indexes (when pgmorph created the
+/// table) and records it as copied with its sync position.
+async fn finish(
+    job: &SnapshotJob,
+    dest: &tokio_postgres::Client,
+    table: &TableCopy,
+    rows: u64,
+) -> Result<(), SnapshotError> {
+    let err = dst_err(&table.name);
+    let mapping = &table.mapping;
+    if !table.indexes.is_empty()
+        && sink_indexes::owns_table(dest, &mapping.destination.quoted())
+            .await
+            .map_err(&err)?
+    {
+        sink_indexes::create(dest, mapping, &table.indexes)
+            .await
+            .map_err(&err)?;
+    }
+    let rows_text = rows.to_string();
+    let sync_text = job.sync_lsn.to_string();
+    dest.execute(
+        crate::state::store_sql::TABLE_COPIED,
+        &[&job.state_name(), &table.name, &rows_text, &sync_text],
+    )
+    .await
+    .map_err(&err)?;
+    Ok(())
+}
+
+fn log_finished(table: &TableCopy, started: Instant, rows: u64, skipped: u64, dead: u64) {
+    let secs = started.elapsed().as_secs_f64();
+    tracing::info!(
+        table = %table.name,
+        rows,
+        skipped,
+        dead_lettered = dead,
+        ranges = table.ranges,
+        seconds = format!("{secs:.2}"),
+        rows_per_sec = (rows as f64 / secs.max(1e-6)) as u64,
+        "snapshot copy finished"
+    );
+}
+
+async fn write_dead_letters(
+    job: &SnapshotJob,
+    dest: &tokio_postgres::Client,
+    table: &str,
+    dead_letters: &[super::transform::DeadLetter],
+) -> Result<(), SnapshotError> {
+    for d in dead_letters {
+        dest.execute(
+            "INSERT INTO pgmorph.dead_letters (connector, source_table, op, lsn, plugin, error, row_data) \
+             SELECT s.name, $2, 'snapshot', '0/0', $3, $4, $5::text::jsonb FROM pgmorph.state s WHERE s.name = $1",
+            &[&job.state_name(), &table, &d.plugin, &d.error, &d.row.to_string()],
+        )
+        .await
+        .map_err(dst_err(table))?;
+    }
+    Ok(())
+}
+
+/// What one COPY stream wrote.
+struct Streamed {
+    rows: u64,
+    skipped: u64,
+    dead_letters: Vec<super::transform::DeadLetter>,
+}
+
+/// Streams a table (or one range of it) from the snapshot reader into the destination with
+/// COPY, inside the caller's destination transaction: raw bytes when no row step touches the
+/// table, else parsed, transformed and re-encoded rows.
+async fn stream_rows(
+    job: &SnapshotJob,
+    reader: &tokio_postgres::Client,
+    dest: &tokio_postgres::Client,
+    mapping: &Arc<TableMapping>,
+    range: &PageRange,
+) -> Result<Streamed, SnapshotError> {
     let table = mapping.source.name.to_string();
     let src_err = |source| SnapshotError::Source {
         table: table.clone(),
         source,
     };
-    let dst_err = |source| SnapshotError::Destination {
-        table: table.clone(),
-        source,
-    };
-    let started = Instant::now();
-    job.state
-        .set_table_phase(&table, "copying", Some(0))
-        .await?;
-    tracing::info!(table = %table, destination = %mapping.destination, "snapshot copy started");
-
-    dest.batch_execute(&format!("BEGIN; TRUNCATE {}", mapping.destination.quoted()))
-        .await
-        .map_err(dst_err)?;
+    let dst_err = dst_err(&table);
     let cols: Vec<String> = mapping
         .columns
         .iter()
@@ -168,9 +450,9 @@ async fn copy_table(
             if binary { " (FORMAT binary)" } else { "" }
         ))
         .await
-        .map_err(dst_err)?;
+        .map_err(&dst_err)?;
     futures_util::pin_mut!(sink);
-    let stream = copy_out::copy_table(reader, mapping, binary)
+    let stream = copy_out::copy_table(reader, mapping, binary, range)
         .await
         .map_err(|e| SnapshotError::Row {
             table: table.clone(),
@@ -209,11 +491,11 @@ async fn copy_table(
             }
         }
         if out.len() >= SEND_CHUNK {
-            sink.send(out.split().freeze()).await.map_err(dst_err)?;
+            sink.send(out.split().freeze()).await.map_err(&dst_err)?;
         }
         if last_report.elapsed() > Duration::from_secs(5) {
             last_report = Instant::now();
-            tracing::info!(table = %table, rows, "snapshot copy in progress");
+            tracing::info!(table = %table, %range, rows, "snapshot copy in progress");
         }
     }
     if let Some(path) = row_path.as_mut() {
@@ -223,41 +505,17 @@ async fn copy_table(
         dead_letters.extend(d);
     }
     if !out.is_empty() {
-        sink.send(out.split().freeze()).await.map_err(dst_err)?;
+        sink.send(out.split().freeze()).await.map_err(&dst_err)?;
     }
-    let written = sink.finish().await.map_err(dst_err)?;
+    let written = sink.finish().await.map_err(&dst_err)?;
     if row_path.is_none() {
         rows = written;
     }
-    for d in &dead_letters {
-        dest.execute(
-            "INSERT INTO pgmorph.dead_letters (connector, source_table, op, lsn, plugin, error, row_data) \
-             SELECT s.name, $2, 'snapshot', '0/0', $3, $4, $5::text::jsonb FROM pgmorph.state s WHERE s.name = $1",
-            &[&job.state_name(), &table, &d.plugin, &d.error, &d.row.to_string()],
-        )
-        .await
-        .map_err(dst_err)?;
-    }
-    let rows_text = rows.to_string();
-    let sync_text = job.sync_lsn.to_string();
-    dest.execute(
-        crate::state::store_sql::TABLE_COPIED,
-        &[&job.state_name(), &table, &rows_text, &sync_text],
-    )
-    .await
-    .map_err(dst_err)?;
-    dest.batch_execute("COMMIT").await.map_err(dst_err)?;
-    let secs = started.elapsed().as_secs_f64();
-    tracing::info!(
-        table = %table,
+    Ok(Streamed {
         rows,
         skipped,
-        dead_lettered = dead_letters.len(),
-        seconds = format!("{secs:.2}"),
-        rows_per_sec = (rows as f64 / secs.max(1e-6)) as u64,
-        "snapshot copy finished"
-    );
-    Ok(rows)
+        dead_letters,
+    })
 }
 
 impl SnapshotJob {

@@ -2,7 +2,7 @@
 
 use tokio_postgres::Client;
 
-use crate::model::{quote_ident, TableMapping};
+use crate::model::{quote_ident, quote_literal, TableMapping};
 use crate::source::catalog::{create_user_type_sql, UserType};
 
 /// Creating destination objects failed.
@@ -114,8 +114,16 @@ pub async fn create_table(
         .await
         .map_err(stmt(what.clone()))?;
     if existing.is_empty() {
+        // Recorded as pgmorph's own, so that its secondary indexes are added after the copy
+        // (tables that existed before are left as they are). Entries of dropped tables go.
+        let record = format!(
+            "DELETE FROM pgmorph.owned_tables o WHERE NOT EXISTS \
+             (SELECT 1 FROM pg_class c WHERE c.oid = o.relid); \
+             INSERT INTO pgmorph.owned_tables (relid) VALUES ({}::regclass) ON CONFLICT DO NOTHING",
+            quote_literal(&m.destination.quoted())
+        );
         client
-            .batch_execute(&create_table_sql(m))
+            .batch_execute(&in_transaction(&[create_table_sql(m), record]))
             .await
             .map_err(stmt(what))?;
         return Ok(());

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod ddl;
+pub mod indexes;
 mod params;
 mod statements;
 mod writer;

@@ -2,6 +2,7 @@
 
 use tokio_postgres::{Client, CopyOutStream};
 
+use super::ranges::PageRange;
 use crate::config::ConnectionSettings;
 use crate::model::{quote_ident, quote_literal, TableMapping};
 
@@ -51,24 +52,80 @@ pub fn binary_safe(mapping: &TableMapping) -> bool {
         })
 }
 
-/// Streams the mapped source columns of a table, in destination order, in COPY text format
-/// (or binary with `binary`).
+/// Streams the mapped source columns of a table (or of one page range of it), in destination
+/// order, in COPY text format (or binary with `binary`).
 pub async fn copy_table(
     client: &Client,
     mapping: &TableMapping,
     binary: bool,
+    range: &PageRange,
 ) -> Result<CopyOutStream, CopyOutError> {
+    Ok(client
+        .copy_out(&copy_out_sql(mapping, binary, range))
+        .await?)
+}
+
+/// The `COPY ... TO STDOUT` statement of [`copy_table`]: the table itself when whole, else a
+/// query of the range's pages (of this table only, not of inheriting children).
+fn copy_out_sql(mapping: &TableMapping, binary: bool, range: &PageRange) -> String {
     let cols: Vec<String> = mapping
         .columns
         .iter()
         .filter_map(|c| c.source_index)
         .map(|i| quote_ident(&mapping.source.columns[i].name))
         .collect();
-    let sql = format!(
-        "COPY {} ({}) TO STDOUT{}",
-        mapping.source.name.quoted(),
-        cols.join(", "),
-        if binary { " (FORMAT binary)" } else { "" }
-    );
-    Ok(client.copy_out(&sql).await?)
+    let format = if binary { " (FORMAT binary)" } else { "" };
+    let table = mapping.source.name.quoted();
+    if range.is_whole() {
+        format!("COPY {table} ({}) TO STDOUT{format}", cols.join(", "))
+    } else {
+        format!(
+            "COPY (SELECT {} FROM ONLY {table} WHERE {}) TO STDOUT{format}",
+            cols.join(", "),
+            range.predicate()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::{Column, ReplicaIdentity, TableName, TableSchema};
+
+    #[test]
+    fn a_range_reads_only_its_pages_of_the_table_itself() {
+        let col = |name: &str| Column {
+            name: name.into(),
+            type_oid: 23,
+            type_modifier: -1,
+            type_sql: "integer".into(),
+            not_null: false,
+            is_key: name == "id",
+        };
+        let mapping = TableMapping::identity(
+            Arc::new(TableSchema {
+                oid: 1,
+                name: TableName::new("public", "t"),
+                columns: vec![col("id"), col("n")],
+                identity: ReplicaIdentity::Default,
+                has_primary_key: true,
+            }),
+            "dst",
+        );
+        assert_eq!(
+            copy_out_sql(&mapping, false, &PageRange::WHOLE),
+            "COPY \"public\".\"t\" (\"id\", \"n\") TO STDOUT"
+        );
+        let last = PageRange {
+            start: Some(10),
+            end: None,
+        };
+        assert_eq!(
+            copy_out_sql(&mapping, true, &last),
+            "COPY (SELECT \"id\", \"n\" FROM ONLY \"public\".\"t\" WHERE ctid >= '(10,0)'::tid) \
+             TO STDOUT (FORMAT binary)"
+        );
+    }
 }

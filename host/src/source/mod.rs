@@ -3,6 +3,8 @@
 
 pub mod catalog;
 pub mod copy_out;
+pub mod indexes;
 pub mod pgoutput;
+pub mod ranges;
 pub mod setup;
 pub mod stream;

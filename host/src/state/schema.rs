@@ -83,6 +83,10 @@ CREATE TABLE IF NOT EXISTS pgmorph.dead_letters (
     row_data    jsonb,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
+CREATE TABLE IF NOT EXISTS pgmorph.owned_tables (
+    relid      oid PRIMARY KEY,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
 CREATE OR REPLACE VIEW pgmorph.state_view AS
     SELECT name, connector_type, pid, stage, state, err, last_offset FROM pgmorph.state;
 "#;
