@@ -134,37 +134,54 @@ async fn drive(
     verify::compare(&pair.src, &pair.dst, &checks, "the snapshot").await?;
     r.check_transform(pair).await?;
 
+    let scope = Scope {
+        pair,
+        ctx,
+        variant,
+        run,
+    };
     let mut state = LoadState::new(&ctx.sizes);
     let (bigtx, backlog): (Vec<Workload>, Vec<Workload>) =
         ctx.cdc.iter().partition(|w| **w == Workload::Bigtx);
     for load in backlog {
-        out.push(drain(&mut r, pair, ctx, load, &mut state, variant, run).await?);
+        out.push(drain(&mut r, &scope, load, &mut state).await?);
         verify::compare(&pair.src, &pair.dst, &checks, load.label()).await?;
     }
     if let Some(live) = &ctx.live {
         for &load in &live.loads {
-            out.push(live_phase(&mut r, pair, ctx, live, load, &mut state, variant, run).await?);
+            out.push(live_phase(&mut r, &scope, live, load, &mut state).await?);
             verify::compare(&pair.src, &pair.dst, &checks, load.live_label()).await?;
         }
     }
     for load in bigtx {
-        out.push(drain(&mut r, pair, ctx, load, &mut state, variant, run).await?);
+        out.push(drain(&mut r, &scope, load, &mut state).await?);
         verify::compare(&pair.src, &pair.dst, &checks, load.label()).await?;
     }
     r.finish().await?;
     Ok(out)
 }
 
+/// What the phases of one run share.
+struct Scope<'a> {
+    pair: &'a Pair,
+    ctx: &'a Ctx,
+    variant: VariantKind,
+    run: usize,
+}
+
 /// One backlog drain: pause, load the source, resume and time until the marker arrives.
 async fn drain(
     r: &mut impl Replicator,
-    pair: &Pair,
-    ctx: &Ctx,
+    scope: &Scope<'_>,
     load: Workload,
     state: &mut LoadState,
-    variant: VariantKind,
-    run: usize,
 ) -> Result<Measurement> {
+    let Scope {
+        pair,
+        ctx,
+        variant,
+        run,
+    } = *scope;
     r.pause(pair, &Deadline::new("the replicator to stop", ctx.timeout))
         .await?;
     let changes = workload::apply_load(load, &pair.source, &pair.src, &ctx.sizes, state).await?;
@@ -188,17 +205,19 @@ async fn drain(
 
 /// One live phase: a fresh, caught-up replicator, then the steady load with heartbeats
 /// until the destination has seen the last one.
-#[allow(clippy::too_many_arguments)]
 async fn live_phase(
     r: &mut impl Replicator,
-    pair: &Pair,
-    ctx: &Ctx,
+    scope: &Scope<'_>,
     live: &LiveSettings,
     load: Workload,
     state: &mut LoadState,
-    variant: VariantKind,
-    run: usize,
 ) -> Result<Measurement> {
+    let Scope {
+        pair,
+        ctx,
+        variant,
+        run,
+    } = *scope;
     r.restart(
         pair,
         &Deadline::new("the replicator to restart", ctx.timeout),
