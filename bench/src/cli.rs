@@ -49,11 +49,11 @@ pub struct Args {
     pub pgbench_clients: u64,
     /// Big transaction: rows inserted into `public.mixed` by ONE source transaction while the
     /// replicator is stopped (the `bigtx` workload), then drained.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 100_000)]
     pub bigtx_rows: u64,
     /// Live lag: seconds of steady load per live phase; 0 skips the live phases. A live
     /// phase runs for each of the `inserts`, `updates` and `pgbench` workloads selected.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 5)]
     pub live_secs: u64,
     /// Live lag: row changes per second the load generator drives on the source.
     #[arg(long, default_value_t = 5_000)]
@@ -63,7 +63,7 @@ pub struct Args {
     #[arg(long, default_value_t = 10)]
     pub live_tx_changes: u64,
     /// Live lag: milliseconds between heartbeats (`UPDATE bench_marker`, one transaction each).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 10)]
     pub heartbeat_ms: u64,
     /// Live lag: also write every heartbeat's lag to this CSV file (run, variant, load,
     /// heartbeat, ms since the load started, lag ms).
