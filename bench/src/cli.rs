@@ -80,7 +80,8 @@ pub struct Args {
     /// copy, pgmorph and the plugin variants, plus pgmorph-sync-commit with `--durable`.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub variants: Option<Vec<VariantKind>>,
-    /// Workloads to run (`snapshot` always runs: the CDC workloads need it).
+    /// Workloads to run (`snapshot` always runs: the CDC workloads need it). `inserts`,
+    /// `updates` and `pgbench` also get a live phase (see `--live-secs`).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = Workload::all())]
     pub workloads: Vec<Workload>,
     /// Directory with the built plugin components (`pgmorph_plugin_<name>.wasm` or

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 
 use cli::{Args, VariantKind, Workload};
 use report::Measurement;
@@ -94,10 +94,11 @@ async fn bench(args: Args) -> Result<()> {
     }
     let live = match &ctx.live {
         Some(live) => format!(
-            "{} for {} s at {} changes/s, {} changes/tx, heartbeat every {} ms",
+            "{} for {} s each at {} changes/s, {} changes/tx, heartbeat every {} ms",
             live.loads
                 .iter()
-                .map(|w| w.live_label())
+                .filter_map(|w| w.to_possible_value())
+                .map(|v| v.get_name().to_owned())
                 .collect::<Vec<_>>()
                 .join(", "),
             live.duration.as_secs(),
