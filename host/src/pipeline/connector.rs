@@ -16,7 +16,7 @@ use crate::model::{Lsn, TableMapping};
 use crate::sink::{ddl, Sink};
 use crate::source::stream::{CreatedSlot, ReplicationStream, StreamError};
 use crate::source::{catalog, setup};
-use crate::state::{StateError, StateStore};
+use crate::state::{ConnectorState, StateError, StateStore};
 
 /// How a start treats existing data (SynchDB's snapshot modes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -189,6 +189,54 @@ enum Ended {
     Restart(Box<super::reload::Prepared>),
 }
 
+/// A replication stream being opened while the rest of the start-up runs.
+struct EarlyStream {
+    from: Lsn,
+    stream: tokio::task::JoinHandle<Result<ReplicationStream, StreamError>>,
+}
+
+impl EarlyStream {
+    /// Closes the stream cleanly (the slot is released for the next open).
+    async fn close(self) {
+        if let Ok(Ok(stream)) = self.stream.await {
+            stream.shutdown().await;
+        }
+    }
+}
+
+/// On a restart that only streams (the slot exists and every table is copied), starts opening
+/// the replication stream at once: the server takes tens of milliseconds to start logical
+/// decoding, which then overlaps with preparing the destination.
+async fn open_early(
+    state: &StateStore,
+    settings: &ConnectionSettings,
+    slot: &str,
+    mode: Mode,
+    previous: &ConnectorState,
+    slot_exists: bool,
+    active: &[Arc<TableMapping>],
+) -> Result<Option<EarlyStream>, RunError> {
+    if !slot_exists || !previous.snapshot_done || !matches!(mode, Mode::Initial | Mode::NoData) {
+        return Ok(None);
+    }
+    let known = state.tables().await?;
+    let all_copied = active.iter().all(|m| {
+        known
+            .get(&m.source.name.to_string())
+            .is_some_and(|t| t.is_copied())
+    });
+    if !all_copied {
+        return Ok(None);
+    }
+    let (settings, slot, from) = (settings.clone(), slot.to_string(), previous.last_lsn);
+    Ok(Some(EarlyStream {
+        from,
+        stream: tokio::spawn(async move {
+            ReplicationStream::open(&settings, &slot, &slot, from).await
+        }),
+    }))
+}
+
 /// Runs the connector; returns how it ended.
 async fn run_with_state(
     config: &Config,
@@ -252,6 +300,16 @@ async fn run_with_state(
         return Err(RunError::SlotLost(slot));
     }
 
+    let mut early_stream = open_early(
+        state,
+        source_settings,
+        &slot,
+        mode,
+        &previous,
+        slot_info.is_some(),
+        &active,
+    )
+    .await?;
     let dest = connect(dest_settings, "pgmorph apply").await?;
     if config.destination.synchronous_commit_off {
         let _ = dest.batch_execute("SET synchronous_commit = off").await;
@@ -363,7 +421,17 @@ async fn run_with_state(
         }
         None => {
             let last = state.load().await?.last_lsn;
-            let stream = ReplicationStream::open(source_settings, &slot, &slot, last).await?;
+            let stream = match early_stream.take() {
+                Some(early) if early.from == last => early.stream.await.map_err(|e| {
+                    RunError::Unsupported(format!("opening the replication stream: {e}"))
+                })??,
+                other => {
+                    if let Some(early) = other {
+                        early.close().await;
+                    }
+                    ReplicationStream::open(source_settings, &slot, &slot, last).await?
+                }
+            };
             (stream, last)
         }
     };

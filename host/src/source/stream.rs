@@ -1,5 +1,7 @@
 //! The replication connection: slot creation with an exported snapshot, and the change stream.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use pgwire_replication::{PgWireError, ReplicationClient, ReplicationEvent};
 
@@ -34,7 +36,15 @@ pub enum StreamError {
     Decode(#[from] DecodeError),
 }
 
+/// How long [`ReplicationStream::open`] waits for a slot held by an ending connection.
+pub const SLOT_BUSY_WAIT: Duration = Duration::from_secs(5);
+
 impl StreamError {
+    /// Whether the server refused because another connection still holds the slot.
+    pub fn slot_busy(&self) -> bool {
+        matches!(self, StreamError::Transport { message, .. } if message.contains("is active for PID"))
+    }
+
     fn from_wire(settings: &ConnectionSettings, e: PgWireError) -> Self {
         let who = settings.describe();
         if e.is_auth() || e.to_string().contains("28P01") || e.to_string().contains("password") {
@@ -151,8 +161,31 @@ impl ReplicationStream {
     }
 
     /// Opens the stream of `slot` from `start` (the last position applied on the destination;
-    /// zero means the slot's confirmed position).
+    /// zero means the slot's confirmed position). A slot still held by a previous connection
+    /// that is going away (a restart right after a stop or a crash) is waited for, up to
+    /// [`SLOT_BUSY_WAIT`].
     pub async fn open(
+        settings: &ConnectionSettings,
+        slot: &str,
+        publication: &str,
+        start: Lsn,
+    ) -> Result<Self, StreamError> {
+        let deadline = tokio::time::Instant::now() + SLOT_BUSY_WAIT;
+        loop {
+            match Self::open_once(settings, slot, publication, start).await {
+                Err(e) if e.slot_busy() && tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(
+                        slot,
+                        "the slot is still held by an ending connection; retrying"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn open_once(
         settings: &ConnectionSettings,
         slot: &str,
         publication: &str,
