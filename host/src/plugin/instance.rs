@@ -50,17 +50,37 @@ struct Live {
 /// Runs `f` where wasmtime-wasi's synchronous host functions may block on their own Tokio
 /// runtime: they call `Handle::block_on` on the current runtime when there is one, which panics
 /// on a thread that is driving async tasks (the pipeline calls transforms from such tasks).
+/// On a single-threaded runtime the call runs on [`plugin_thread`] while the caller waits.
 fn outside_async<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {
         Err(_) => f(),
         Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
-        Ok(_) => std::thread::scope(|s| {
-            s.spawn(f)
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        }),
+        Ok(_) => match plugin_thread() {
+            Some(pool) => pool.install(f),
+            None => std::thread::scope(|s| {
+                s.spawn(f)
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            }),
+        },
     }
+}
+
+/// One long-lived thread without a Tokio context for plugin calls: a thread per call would cost
+/// its creation and wasmtime's per-thread signal stack set-up every time (about 90 µs).
+/// `None` if the thread could not be started (then each call gets a thread of its own).
+fn plugin_thread() -> Option<&'static rayon_core::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon_core::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon_core::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .thread_name(|_| "pgmorph-plugins".into())
+            .build()
+            .map_err(|e| tracing::warn!(error = %e, "cannot start the plugin thread"))
+            .ok()
+    })
+    .as_ref()
 }
 
 /// A loaded plugin, instantiated lazily again after any trap.
