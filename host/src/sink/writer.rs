@@ -24,7 +24,7 @@ use crate::model::{Lsn, Op, TableName};
 
 /// Pieces of work waiting for the writer, at most. Each is one pipelined burst (at most
 /// 512 statements) or one COPY (at most a few MB).
-const QUEUE: usize = 8;
+const QUEUE: usize = 4;
 
 /// A statement waiting in the pipeline.
 pub(crate) struct Queued {
