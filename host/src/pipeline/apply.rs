@@ -169,67 +169,61 @@ impl Cdc<'_> {
         loop {
             let idle = tx.is_none() && !self.sink.in_transaction();
             let group_deadline = group.as_ref().map(|g| g.started + MAX_GROUP_DELAY);
-            let event = {
-                tokio::select! {
-                    biased;
-                    _ = self.shutdown.changed() => {
-                        if tx.is_some() {
-                            tracing::info!("shutdown in the middle of a transaction: rolling it back");
-                        }
-                        // Queued commits still land; only the open transaction is dropped.
-                        self.sink.rollback().await;
-                        self.acknowledge_committed();
-                        return Ok(Stopped::Shutdown);
+            let event = tokio::select! {
+                biased;
+                _ = self.shutdown.changed() => {
+                    if tx.is_some() {
+                        tracing::info!("shutdown in the middle of a transaction: rolling it back");
                     }
-                    Ok(()) = committed.changed() => {
-                        let lsn = *committed.borrow_and_update();
-                        if lsn > acked {
-                            self.stream.acknowledge(lsn);
-                            acked = lsn;
-                        }
-                        // The writer is free: the waiting group commits.
-                        if tx.is_none() && lsn >= queued {
-                            if let Some(g) = group.take() {
-                                queued = self.commit_group(g).await?;
-                            }
-                        }
-                        continue;
+                    // Queued commits still land; only the open transaction is dropped.
+                    self.sink.rollback().await;
+                    self.acknowledge_committed();
+                    return Ok(Stopped::Shutdown);
+                }
+                Ok(()) = committed.changed() => {
+                    let lsn = *committed.borrow_and_update();
+                    if lsn > acked {
+                        self.stream.acknowledge(lsn);
+                        acked = lsn;
                     }
-                    _ = sleep_until(group_deadline), if tx.is_none() && group.is_some() => {
-                        if let Some(g) = group.take() {
-                            queued = self.commit_group(g).await?;
-                        }
-                        continue;
+                    // The writer is free: the waiting group commits.
+                    if tx.is_none() && lsn >= queued {
+                        self.commit_group(&mut group, &mut queued).await?;
                     }
-                    Some(prepared) = next_reload(&mut self.reloads), if idle => {
-                        self.settle().await?;
-                        if let Some(stop) = self.swap(prepared).await? {
-                            return Ok(stop);
-                        }
-                        continue;
+                    continue;
+                }
+                _ = sleep_until(group_deadline), if tx.is_none() && group.is_some() => {
+                    self.commit_group(&mut group, &mut queued).await?;
+                    continue;
+                }
+                Some(prepared) = next_reload(&mut self.reloads), if idle => {
+                    self.settle().await?;
+                    if let Some(stop) = self.swap(prepared).await? {
+                        return Ok(stop);
                     }
-                    _ = poll.tick(), if idle => {
-                        match self.state.take_request().await?.as_deref() {
-                            Some("stop") => {
-                                self.settle().await?;
+                    continue;
+                }
+                _ = poll.tick(), if idle => {
+                    match self.state.take_request().await?.as_deref() {
+                        Some("stop") => {
+                            self.settle().await?;
+                            return Ok(Stopped::Shutdown);
+                        }
+                        Some("resync") => {
+                            self.settle().await?;
+                            return Ok(Stopped::Resync);
+                        }
+                        Some("pause") => {
+                            self.settle().await?;
+                            if self.pause().await? {
                                 return Ok(Stopped::Shutdown);
                             }
-                            Some("resync") => {
-                                self.settle().await?;
-                                return Ok(Stopped::Resync);
-                            }
-                            Some("pause") => {
-                                self.settle().await?;
-                                if self.pause().await? {
-                                    return Ok(Stopped::Shutdown);
-                                }
-                            }
-                            _ => {}
                         }
-                        continue;
+                        _ => {}
                     }
-                    ev = self.stream.next() => ev?,
+                    continue;
                 }
+                ev = self.stream.next() => ev?,
             };
             let Some(event) = event else {
                 return Err(CdcError::Ended);
@@ -270,9 +264,7 @@ impl Cdc<'_> {
                         g.progress = progress;
                         let writer_free = *committed.borrow() >= queued;
                         if writer_free || g.full() {
-                            if let Some(g) = group.take() {
-                                queued = self.commit_group(g).await?;
-                            }
+                            self.commit_group(&mut group, &mut queued).await?;
                         }
                     }
                     // A transaction with nothing to write is acknowledged at once when every
@@ -295,6 +287,8 @@ impl Cdc<'_> {
                 }
                 StreamEvent::Message(message) => {
                     let skip = tx.as_ref().is_some_and(|t| t.skip);
+                    // A row change: relation, kind, old and new row.
+                    let mut change = None;
                     match message {
                         Message::Relation(rel) => {
                             let oid = rel.oid;
@@ -333,49 +327,14 @@ impl Cdc<'_> {
                             }
                         }
                         Message::Type { .. } | Message::Origin { .. } | Message::Boundary(_) => {}
-                        Message::Insert { .. }
-                        | Message::Update { .. }
-                        | Message::Delete { .. }
-                            if skip => {}
                         Message::Insert { rel, new } => {
-                            self.push(
-                                rel,
-                                Op::Insert,
-                                None,
-                                Some(new),
-                                &mut batch,
-                                &mut batch_table,
-                                &mut needs_ddl_check,
-                                tx.as_ref(),
-                            )
-                            .await?;
+                            change = Some((rel, Op::Insert, None, Some(new)));
                         }
                         Message::Update { rel, old, new } => {
-                            let old = old.map(|(_, row)| row);
-                            self.push(
-                                rel,
-                                Op::Update,
-                                old,
-                                Some(new),
-                                &mut batch,
-                                &mut batch_table,
-                                &mut needs_ddl_check,
-                                tx.as_ref(),
-                            )
-                            .await?;
+                            change = Some((rel, Op::Update, old.map(|(_, row)| row), Some(new)));
                         }
                         Message::Delete { rel, old: (_, old) } => {
-                            self.push(
-                                rel,
-                                Op::Delete,
-                                Some(old),
-                                None,
-                                &mut batch,
-                                &mut batch_table,
-                                &mut needs_ddl_check,
-                                tx.as_ref(),
-                            )
-                            .await?;
+                            change = Some((rel, Op::Delete, Some(old), None));
                         }
                         Message::Truncate { rels, .. } => {
                             if !skip {
@@ -391,6 +350,19 @@ impl Cdc<'_> {
                                 self.sink.truncate(&tables).await?;
                             }
                         }
+                    }
+                    if let Some((rel, op, old, new)) = change.filter(|_| !skip) {
+                        self.push(
+                            rel,
+                            op,
+                            old,
+                            new,
+                            &mut batch,
+                            &mut batch_table,
+                            &mut needs_ddl_check,
+                            tx.as_ref(),
+                        )
+                        .await?;
                     }
                 }
             }
@@ -441,10 +413,18 @@ impl Cdc<'_> {
         Ok(())
     }
 
-    /// Commits the group's destination transaction (queued to the writer); returns its end LSN.
-    async fn commit_group(&mut self, group: Group) -> Result<Lsn, CdcError> {
-        self.sink.commit(group.progress, group.transactions).await?;
-        Ok(group.progress.lsn)
+    /// Commits the waiting group's destination transaction, if any (queued to the writer), and
+    /// records its end LSN in `queued`.
+    async fn commit_group(
+        &mut self,
+        group: &mut Option<Group>,
+        queued: &mut Lsn,
+    ) -> Result<(), CdcError> {
+        if let Some(g) = group.take() {
+            self.sink.commit(g.progress, g.transactions).await?;
+            *queued = g.progress.lsn;
+        }
+        Ok(())
     }
 
     /// Waits until every queued destination transaction has committed and acknowledges it.

@@ -15,7 +15,7 @@ use tokio_postgres::{Client, Statement};
 
 use super::params::TextParam;
 use super::statements::{self, Built};
-use super::writer::{Queued, Work, Writer};
+use super::writer::{Job, Queued, Writer};
 use crate::copy_text;
 use crate::model::{quote_ident, Cell, Lsn, Op, Row, RowChange, TableMapping, TableName};
 use crate::pipeline::transform::DeadLetter;
@@ -254,16 +254,15 @@ impl Sink {
                  VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb)",
             )
             .await?;
-        let text = |v: String| TextParam::Text(Bytes::from(v));
         for d in rows {
             let params = vec![
-                text(self.connector.clone()),
-                text(source.to_string()),
-                text(d.op.as_str().to_string()),
-                text(lsn.to_string()),
-                text(d.plugin.clone()),
-                text(d.error.clone()),
-                text(d.row.to_string()),
+                self.connector.clone().into(),
+                source.to_string().into(),
+                d.op.as_str().to_string().into(),
+                lsn.to_string().into(),
+                d.plugin.clone().into(),
+                d.error.clone().into(),
+                d.row.to_string().into(),
             ];
             self.pipeline.push(Queued {
                 stmt: stmt.clone(),
@@ -304,11 +303,10 @@ impl Sink {
             .await?;
         let s = self.prepare(&state, crate::state::store_sql::STATS).await?;
         let c = self.counts;
-        let text = |v: String| TextParam::Text(Bytes::from(v));
-        let name = text(self.connector.clone());
+        let name = TextParam::from(self.connector.clone());
         self.pipeline.push(Queued {
             stmt: p,
-            params: vec![name.clone(), text(progress.to_json().to_string())],
+            params: vec![name.clone(), progress.to_json().to_string().into()],
             table: state.clone(),
             op: Op::Update,
             expected: None,
@@ -322,12 +320,14 @@ impl Sink {
             c.skipped,
             c.dead_lettered,
         ] {
-            params.push(text(n.to_string()));
+            params.push(n.to_string().into());
         }
-        params.push(text(
-            (progress.commit_time + 946_684_800_000_000).to_string(),
-        ));
-        params.push(text(transactions.to_string()));
+        params.push(
+            (progress.commit_time + 946_684_800_000_000)
+                .to_string()
+                .into(),
+        );
+        params.push(transactions.to_string().into());
         self.pipeline.push(Queued {
             stmt: s,
             params,
@@ -364,9 +364,7 @@ impl Sink {
         self.pipeline.clear();
         self.in_tx = false;
         self.need_begin = false;
-        if self.writer.send(Work::Rollback).await.is_ok() {
-            let _ = self.writer.drain().await;
-        }
+        self.writer.rollback().await;
     }
 
     /// Waits until everything queued has run; returns the first failure.
@@ -630,7 +628,7 @@ impl Sink {
         );
         let begin = std::mem::take(&mut self.need_begin);
         self.writer
-            .send(Work::Copy {
+            .send(Job::Copy {
                 begin,
                 sql,
                 data: data.freeze(),
@@ -643,7 +641,7 @@ impl Sink {
     async fn send_sql(&mut self, table: &TableName, sql: String) -> Result<(), ApplyError> {
         let begin = std::mem::take(&mut self.need_begin);
         self.writer
-            .send(Work::Sql {
+            .send(Job::Sql {
                 begin,
                 sql,
                 table: table.clone(),
@@ -660,7 +658,7 @@ impl Sink {
         let batch = std::mem::take(&mut self.pipeline);
         let begin = std::mem::take(&mut self.need_begin);
         self.writer
-            .send(Work::Pipeline {
+            .send(Job::Pipeline {
                 begin,
                 batch,
                 commit,

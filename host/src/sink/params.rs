@@ -13,6 +13,12 @@ pub(crate) enum TextParam {
     Text(Bytes),
 }
 
+impl From<String> for TextParam {
+    fn from(text: String) -> Self {
+        TextParam::Text(Bytes::from(text))
+    }
+}
+
 impl ToSql for TextParam {
     fn to_sql(
         &self,

@@ -37,7 +37,7 @@ pub(crate) struct Queued {
 }
 
 /// One piece of destination work, run in the order received.
-pub(crate) enum Work {
+pub(crate) enum Job {
     /// Statements in one pipelined burst, with BEGIN first when `begin` and COMMIT last when
     /// `commit` holds the end LSN of the last source transaction it commits.
     Pipeline {
@@ -58,6 +58,30 @@ pub(crate) enum Work {
         sql: String,
         table: TableName,
     },
+}
+
+impl Job {
+    /// Whether it opens the destination transaction.
+    fn begins(&self) -> bool {
+        match self {
+            Job::Pipeline { begin, .. } | Job::Copy { begin, .. } | Job::Sql { begin, .. } => {
+                *begin
+            }
+        }
+    }
+
+    /// The end LSN it commits, if it commits.
+    fn commits(&self) -> Option<Lsn> {
+        match self {
+            Job::Pipeline { commit, .. } => *commit,
+            _ => None,
+        }
+    }
+}
+
+/// What travels to the writer task: jobs, and the controls around them.
+enum Work {
+    Job(Job),
     /// Abandons the open transaction and forgets an earlier failure.
     Rollback,
     /// Answers once everything before it has run.
@@ -99,12 +123,20 @@ impl Writer {
         }
     }
 
-    /// Queues work; fails at once when earlier work failed.
-    pub async fn send(&self, work: Work) -> Result<(), ApplyError> {
+    /// Queues a job; fails at once when earlier work failed.
+    pub async fn send(&self, job: Job) -> Result<(), ApplyError> {
         if self.shared.failed.load(Ordering::Acquire) {
             return self.drain().await;
         }
-        self.tx.send(work).await.map_err(|_| gone())
+        self.tx.send(Work::Job(job)).await.map_err(|_| gone())
+    }
+
+    /// Abandons the open transaction (what was committed before stays) and waits until the
+    /// writer is idle.
+    pub async fn rollback(&self) {
+        if self.tx.send(Work::Rollback).await.is_ok() {
+            let _ = self.drain().await;
+        }
     }
 
     /// Waits until everything queued so far has run; returns the first failure, if any.
@@ -168,20 +200,11 @@ async fn run(
                 }
                 shared.failed.store(false, Ordering::Release);
             }
-            _ if shared.failed.load(Ordering::Acquire) => {}
-            work => {
-                let commit = match &work {
-                    Work::Pipeline { commit, .. } => *commit,
-                    _ => None,
-                };
-                let begins = matches!(
-                    work,
-                    Work::Pipeline { begin: true, .. }
-                        | Work::Copy { begin: true, .. }
-                        | Work::Sql { begin: true, .. }
-                );
-                in_tx |= begins;
-                match execute(&client, work, &shared).await {
+            Work::Job(_) if shared.failed.load(Ordering::Acquire) => {}
+            Work::Job(job) => {
+                let commit = job.commits();
+                in_tx |= job.begins();
+                match execute(&client, job, &shared).await {
                     Ok(()) => {
                         if let Some(lsn) = commit {
                             in_tx = false;
@@ -204,14 +227,14 @@ async fn run(
     }
 }
 
-async fn execute(client: &Client, work: Work, shared: &Shared) -> Result<(), ApplyError> {
-    match work {
-        Work::Pipeline {
+async fn execute(client: &Client, job: Job, shared: &Shared) -> Result<(), ApplyError> {
+    match job {
+        Job::Pipeline {
             begin,
             batch,
             commit,
         } => pipeline(client, begin, &batch, commit.is_some(), shared).await,
-        Work::Copy {
+        Job::Copy {
             begin,
             sql,
             data,
@@ -232,11 +255,10 @@ async fn execute(client: &Client, work: Work, shared: &Shared) -> Result<(), App
             sink.finish().await.map_err(failed(&table))?;
             Ok(())
         }
-        Work::Sql { begin, sql, table } => {
+        Job::Sql { begin, sql, table } => {
             let sql = if begin { format!("BEGIN; {sql}") } else { sql };
             client.batch_execute(&sql).await.map_err(failed(&table))
         }
-        Work::Rollback | Work::Barrier(_) => Ok(()),
     }
 }
 
