@@ -1,12 +1,13 @@
 //! Plugins in the data path of a real replication: a filter + rename + mask + type-remap chain
 //! gives the same rows through the snapshot and through CDC, and dead letters land in the
-//! destination.
+//! destination. The `pgmorph` binary itself (single-threaded runtime, plugin calls on their own
+//! thread) runs a row plugin through the snapshot and CDC.
 
 mod plugin_support;
 
 use pgmorph::pipeline::Mode;
 use pgmorph::plugin::PluginChain;
-use pgmorph_e2e::{wait_streaming, wait_until, Pair, Running};
+use pgmorph_e2e::{spawn_bin, wait_streaming, wait_until, Pair, Running};
 
 const SCHEMA: &str = r#"
 CREATE TABLE orders (id int PRIMARY KEY, cust_id int NOT NULL, email text, amount numeric(12,2),
@@ -302,5 +303,62 @@ async fn pipeline_throughput_with_plugins() -> anyhow::Result<()> {
         );
         running.stop().await?;
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_runs_row_plugins_in_snapshot_and_cdc() -> anyhow::Result<()> {
+    let pair = Pair::start()?;
+    let (src, dst) = pair.clients().await?;
+    src.batch_execute(SCHEMA).await?;
+    let plugins = pair.dir.path().join("plugins");
+    std::fs::create_dir(&plugins)?;
+    std::fs::copy(plugin_support::wasm("mask"), plugins.join("30-mask.wasm"))?;
+    let text = pair.config_text(
+        "binmask",
+        "",
+        "schema = \"public\"\ntables = [\"public.orders\"]",
+    ) + "[plugins.30-mask]\nconfig = { salt = \"pepper\", hash = [\"*.email\"] }\n";
+    let path = pair.dir.path().join("binmask.toml");
+    std::fs::write(&path, text)?;
+    let log = pair.dir.path().join("binmask.log");
+    let mut child = spawn_bin(
+        &[
+            "run",
+            "--config",
+            path.to_str().unwrap(),
+            "--plugins",
+            plugins.to_str().unwrap(),
+        ],
+        &log,
+    );
+    let show_log = |e: anyhow::Error| e.context(std::fs::read_to_string(&log).unwrap_or_default());
+    wait_streaming(&dst, "binmask", None)
+        .await
+        .map_err(show_log)?;
+    // The same emails again, through CDC.
+    src.batch_execute("INSERT INTO orders SELECT id + 100, cust_id, email, amount, status, created, meta FROM orders")
+        .await?;
+    wait_until(&dst, "SELECT count(*) = 6 FROM postgres.orders", None)
+        .await
+        .map_err(show_log)?;
+    let pairs = dst
+        .query(
+            "SELECT a.email, b.email FROM postgres.orders a JOIN postgres.orders b ON b.id = a.id + 100",
+            &[],
+        )
+        .await?;
+    assert_eq!(pairs.len(), 3);
+    for row in &pairs {
+        let (snapshot, cdc): (String, String) = (row.get(0), row.get(1));
+        assert_eq!(snapshot, cdc, "snapshot and CDC mask differently");
+        assert!(!snapshot.contains('@'), "email not masked: {snapshot}");
+    }
+    let status = child.terminate()?;
+    assert!(
+        status.success(),
+        "exit status {status}: {}",
+        std::fs::read_to_string(&log)?
+    );
     Ok(())
 }
