@@ -95,6 +95,10 @@ pub struct Args {
     /// Do not run `cargo build --release -p pgmorph` before starting.
     #[arg(long)]
     pub no_build: bool,
+    /// How every replicator (native subscription, pgmorph, pg_recvlogical) connects to the
+    /// two local servers: TCP on 127.0.0.1, or their Unix-domain sockets.
+    #[arg(long, value_enum, default_value_t = Transport::Tcp)]
+    pub transport: Transport,
     /// Keep crash safety on both servers (fsync, synchronous_commit, full_page_writes). Adds
     /// the pgmorph-sync-commit variant to the default variants.
     #[arg(long)]
@@ -158,6 +162,15 @@ impl Args {
     }
 }
 
+/// How the replicators connect to the servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    /// TCP on 127.0.0.1, as between machines.
+    Tcp,
+    /// Unix-domain sockets: cheaper per message on one machine.
+    Unix,
+}
+
 /// One way of moving the data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum)]
 pub enum VariantKind {
@@ -175,6 +188,9 @@ pub enum VariantKind {
     /// `synchronous_commit` (the other pgmorph variants set `synchronous_commit_off`, as
     /// native apply does). Differs from `pgmorph` only with `--durable`.
     PgmorphSyncCommit,
+    /// `pg_recvlogical` reading each CDC backlog through `pgoutput` into `/dev/null`: the
+    /// source walsender's own speed, the ceiling for any `pgoutput` consumer. No snapshot.
+    PgoutputRead,
 }
 
 impl VariantKind {
@@ -186,6 +202,7 @@ impl VariantKind {
             VariantKind::Pgmorph,
             VariantKind::PgmorphPassthrough,
             VariantKind::PgmorphChain,
+            VariantKind::PgoutputRead,
         ]
     }
 
@@ -198,6 +215,7 @@ impl VariantKind {
             VariantKind::PgmorphPassthrough => "pgmorph+passthrough",
             VariantKind::PgmorphChain => "pgmorph+chain",
             VariantKind::PgmorphSyncCommit => "pgmorph sync-commit",
+            VariantKind::PgoutputRead => "pgoutput-read",
         }
     }
 

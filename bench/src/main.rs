@@ -77,6 +77,7 @@ async fn bench(args: Args) -> Result<()> {
     }
     let ctx = Ctx {
         sizes: args.sizes(),
+        transport: args.transport,
         durable: args.durable,
         parallel: args.parallel.max(1),
         timeout: args.timeout(),
@@ -110,7 +111,7 @@ async fn bench(args: Args) -> Result<()> {
     };
     eprintln!(
         "pgmorph-bench: {} run(s) of {} | mixed {} rows, wide {} rows x {} cols, pgbench scale {} | \
-         CDC {} | big tx {} rows | live {} | durable {} | pgmorph {}",
+         CDC {} | big tx {} rows | live {} | durable {} | transport {:?} | pgmorph {}",
         args.runs,
         kinds.iter().map(|k| k.label()).collect::<Vec<_>>().join(", "),
         ctx.sizes.rows,
@@ -121,6 +122,7 @@ async fn bench(args: Args) -> Result<()> {
         ctx.sizes.bigtx_rows,
         live,
         ctx.durable,
+        ctx.transport,
         ctx.pgmorph.display()
     );
 

@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use pgmorph::cluster::{ClusterOptions, LocalCluster};
 use tokio_postgres::Client;
 
+use crate::cli::Transport;
 use crate::workload::{self, Sizes, TABLES};
 
 /// Two clusters plus a SQL connection to each. Dropping it stops both servers and deletes
@@ -19,6 +20,8 @@ pub struct Pair {
     pub src: Client,
     /// A connection to the destination's `postgres` database.
     pub dst: Client,
+    /// How the replicators reach both servers.
+    pub transport: Transport,
 }
 
 /// Size of the data the snapshot moves.
@@ -33,6 +36,7 @@ pub struct SnapshotSize {
 impl Pair {
     /// Starts both clusters at once and fills the source.
     pub async fn start(
+        transport: Transport,
         durable: bool,
         dest_settings: &[(&str, String)],
         sizes: &Sizes,
@@ -61,7 +65,22 @@ impl Pair {
             dest,
             src,
             dst,
+            transport,
         })
+    }
+
+    /// The `host` replicators use to reach `cluster`: 127.0.0.1, or its socket directory.
+    pub fn host_of(&self, cluster: &LocalCluster) -> String {
+        match self.transport {
+            Transport::Tcp => "127.0.0.1".to_string(),
+            Transport::Unix => cluster.socket_dir().display().to_string(),
+        }
+    }
+
+    /// A connection URL for `cluster` through [`Pair::host_of`].
+    pub fn url_of(&self, cluster: &LocalCluster) -> String {
+        let host = self.host_of(cluster).replace('/', "%2F");
+        format!("postgres://postgres@{host}:{}/postgres", cluster.port())
     }
 
     /// Creates the replicated tables on the destination from `pg_dump --schema-only` of the

@@ -8,6 +8,7 @@
 //! compared with the source after every phase.
 
 pub mod copy_pipe;
+pub mod decode_only;
 pub mod native;
 pub mod pgmorph;
 pub mod plugins;
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::cli::{VariantKind, Workload};
+use crate::cli::{Transport, VariantKind, Workload};
 use crate::live::{lag_csv, LivePhase, LiveSettings};
 use crate::pair::{Pair, SnapshotSize};
 use crate::report::{Measurement, ProcUsage};
@@ -30,6 +31,8 @@ use crate::workload::{self, LoadState, Sizes};
 pub struct Ctx {
     /// Data sizes.
     pub sizes: Sizes,
+    /// How the replicators reach the servers.
+    pub transport: Transport,
     /// Keep fsync etc. on both servers.
     pub durable: bool,
     /// Tables copied at once.
@@ -84,12 +87,13 @@ pub async fn run_once(kind: VariantKind, ctx: &Ctx, run: usize) -> Result<Vec<Me
         VariantKind::Native => native::dest_settings(ctx.parallel),
         _ => Vec::new(),
     };
-    let pair = Pair::start(ctx.durable, &dest_settings, &ctx.sizes)
+    let pair = Pair::start(ctx.transport, ctx.durable, &dest_settings, &ctx.sizes)
         .await
         .context("setting up the clusters")?;
     let size = pair.snapshot_size().await?;
     match kind {
         VariantKind::Copy => copy_pipe::run(&pair, ctx, run, size).await,
+        VariantKind::PgoutputRead => decode_only::run(&pair, ctx, run).await,
         VariantKind::Native => drive(native::Native, &pair, ctx, kind, run, size).await,
         VariantKind::Pgmorph
         | VariantKind::PgmorphPassthrough

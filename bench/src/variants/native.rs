@@ -49,8 +49,9 @@ impl Replicator for Native {
     async fn snapshot(&mut self, pair: &Pair, deadline: &Deadline) -> Result<()> {
         pair.dst
             .batch_execute(&format!(
-                "CREATE SUBSCRIPTION {NAME} CONNECTION 'host=127.0.0.1 port={} user=postgres \
+                "CREATE SUBSCRIPTION {NAME} CONNECTION 'host={} port={} user=postgres \
                  dbname=postgres' PUBLICATION {NAME}",
+                pair.host_of(&pair.source),
                 pair.source.port()
             ))
             .await?;

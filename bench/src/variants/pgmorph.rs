@@ -80,9 +80,9 @@ impl Pgmorph {
              # true as native apply commits with synchronous_commit=off; false for sync-commit\n\
              synchronous_commit_off = {}\n\
              [snapshot]\nparallel = {}\n",
-            pair.source.url("postgres"),
+            pair.url_of(&pair.source),
             tables.join(", "),
-            pair.dest.url("postgres"),
+            pair.url_of(&pair.dest),
             self.kind != VariantKind::PgmorphSyncCommit,
             self.parallel
         );
@@ -165,6 +165,9 @@ impl Replicator for Pgmorph {
     async fn finish(&mut self) -> Result<()> {
         if let Some(process) = self.process.take() {
             process.stop().await?;
+        }
+        if let Some(keep) = std::env::var_os("PGMORPH_BENCH_KEEP_LOG") {
+            std::fs::copy(self.dir.path().join("pgmorph.log"), keep)?;
         }
         Ok(())
     }
