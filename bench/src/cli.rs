@@ -188,8 +188,8 @@ pub enum VariantKind {
     /// `synchronous_commit` (the other pgmorph variants set `synchronous_commit_off`, as
     /// native apply does). Differs from `pgmorph` only with `--durable`.
     PgmorphSyncCommit,
-    /// `pg_recvlogical` reading each CDC backlog through `pgoutput` into `/dev/null`: the
-    /// source walsender's own speed, the ceiling for any `pgoutput` consumer. No snapshot.
+    /// `pg_recvlogical` reading each CDC backlog through `pgoutput` into `/dev/null`: a
+    /// consumer that applies nothing (not in the defaults). No snapshot.
     PgoutputRead,
 }
 
@@ -202,7 +202,6 @@ impl VariantKind {
             VariantKind::Pgmorph,
             VariantKind::PgmorphPassthrough,
             VariantKind::PgmorphChain,
-            VariantKind::PgoutputRead,
         ]
     }
 

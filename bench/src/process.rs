@@ -97,15 +97,20 @@ fn read_usage(pid: u32) -> Option<ProcUsage> {
         .next()?
         .parse()
         .ok()?;
+    Some(ProcUsage {
+        peak_rss_kib,
+        cpu_secs: cpu_secs(pid)?,
+    })
+}
+
+/// utime + stime of a live process (any user's: a server's backend too), in seconds.
+pub fn cpu_secs(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the parenthesised command name start at field 3 (state); utime and
     // stime are fields 14 and 15.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ProcUsage {
-        peak_rss_kib,
-        cpu_secs: ticks as f64 / clock_ticks(),
-    })
+    Some(ticks as f64 / clock_ticks())
 }
 
 /// `getconf CLK_TCK`, 100 if unavailable.

@@ -36,6 +36,9 @@ pub struct Measurement {
     pub usage: Option<ProcUsage>,
     /// Heartbeat lag: set for a live phase only.
     pub lag: Option<Lag>,
+    /// CPU seconds of the source's walsender(s) serving the replicator, from their start
+    /// (the resume) to caught up: set for a backlog drain of a replicating variant only.
+    pub walsender_cpu: Option<f64>,
 }
 
 impl Measurement {
@@ -69,6 +72,9 @@ impl Measurement {
                 u.peak_rss_kib as f64 / 1024.0,
                 u.cpu_secs
             ));
+        }
+        if let Some(cpu) = self.walsender_cpu {
+            line.push_str(&format!("  walsender cpu {cpu:.2} s"));
         }
         line
     }
@@ -151,6 +157,8 @@ pub fn table(measurements: &[Measurement]) -> String {
             .get(&(*workload, VariantKind::Native))
             .map_or("-".to_owned(), |native| format!("{:.2}x", native / s));
         let (rss, cpu) = usage(ms);
+        let walsender: Vec<f64> = ms.iter().filter_map(|m| m.walsender_cpu).collect();
+        let walsender = (!walsender.is_empty()).then(|| median(&mut walsender.clone()));
         let runs: Vec<String> = ms.iter().map(|m| format!("{:.2}", m.secs)).collect();
         rows.push(vec![
             variant.label().to_owned(),
@@ -162,6 +170,7 @@ pub fn table(measurements: &[Measurement]) -> String {
             ratio,
             rss.map_or("-".to_owned(), |r| format!("{r:.0} MiB")),
             cpu.map_or("-".to_owned(), |c| format!("{c:.2}")),
+            walsender.map_or("-".to_owned(), |c| format!("{c:.2}")),
             runs.join(" "),
         ]);
     }
@@ -176,6 +185,7 @@ pub fn table(measurements: &[Measurement]) -> String {
             ("vs native", Align::Right),
             ("pgmorph RSS", Align::Right),
             ("pgmorph CPU s", Align::Right),
+            ("walsender CPU s", Align::Right),
             ("all runs (s)", Align::Left),
         ],
         &rows,
@@ -298,7 +308,22 @@ mod tests {
             bytes: None,
             usage: None,
             lag,
+            walsender_cpu: None,
         }
+    }
+
+    #[test]
+    fn walsender_cpu_is_the_median_of_the_runs_that_have_it() {
+        let with = |cpu| Measurement {
+            walsender_cpu: Some(cpu),
+            ..m(VariantKind::Pgmorph, 1.0, None)
+        };
+        let text = table(&[with(0.5), with(0.9), with(0.7)]);
+        assert!(text.contains("walsender CPU s"), "{text}");
+        assert!(text.contains(" 0.70 |"), "{text}");
+        let without = table(&[m(VariantKind::Native, 1.0, None)]);
+        let row = without.lines().last().unwrap_or_default();
+        assert_eq!(row.matches(" - |").count(), 4, "{without}");
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub async fn run(
         bytes: Some(size.bytes),
         usage: None,
         lag: None,
+        walsender_cpu: None,
     };
     eprintln!("{}", measurement.line());
     verify::compare(

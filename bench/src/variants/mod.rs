@@ -132,6 +132,7 @@ async fn drive(
         bytes: Some(size.bytes),
         usage: r.usage(),
         lag: None,
+        walsender_cpu: None,
     };
     eprintln!("{}", measurement.line());
     out.push(measurement);
@@ -193,15 +194,17 @@ async fn drain(
     r.resume(pair).await?;
     let deadline = Deadline::new(format!("{} to catch up", load.label()), ctx.timeout);
     wait_for_marker(r, pair, state.marker, &deadline).await?;
+    let secs = started.elapsed().as_secs_f64();
     let measurement = Measurement {
         run,
         variant,
         workload: load,
-        secs: started.elapsed().as_secs_f64(),
+        secs,
         units: changes,
         bytes: None,
         usage: r.usage(),
         lag: None,
+        walsender_cpu: walsender_cpu(pair).await?,
     };
     eprintln!("{}", measurement.line());
     Ok(measurement)
@@ -264,9 +267,24 @@ async fn live_phase(
         bytes: None,
         usage,
         lag: Some(result.lag),
+        walsender_cpu: None,
     };
     eprintln!("{}", measurement.line());
     Ok(measurement)
+}
+
+/// CPU seconds used so far by the source's walsenders (the replicator's stream; started by
+/// the resume), `None` if there is none.
+async fn walsender_cpu(pair: &Pair) -> Result<Option<f64>> {
+    let rows = pair
+        .src
+        .query("SELECT pid FROM pg_stat_replication", &[])
+        .await?;
+    let cpu: Vec<f64> = rows
+        .iter()
+        .filter_map(|row| crate::process::cpu_secs(row.get::<_, i32>(0) as u32))
+        .collect();
+    Ok((!cpu.is_empty()).then(|| cpu.iter().sum()))
 }
 
 /// Waits until the destination's marker is `marker`, checking the replicator's health.
