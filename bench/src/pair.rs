@@ -77,6 +77,15 @@ impl Pair {
         }
     }
 
+    /// A libpq connection string for `cluster` through [`Pair::host_of`].
+    pub fn conninfo_of(&self, cluster: &LocalCluster) -> String {
+        format!(
+            "host={} port={} user=postgres dbname=postgres",
+            self.host_of(cluster),
+            cluster.port()
+        )
+    }
+
     /// A connection URL for `cluster` through [`Pair::host_of`].
     pub fn url_of(&self, cluster: &LocalCluster) -> String {
         let host = self.host_of(cluster).replace('/', "%2F");

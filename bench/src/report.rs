@@ -108,18 +108,19 @@ fn median_of(ms: &[&Measurement], f: impl Fn(&Measurement) -> f64) -> f64 {
     median(&mut ms.iter().map(|m| f(m)).collect::<Vec<_>>())
 }
 
+/// The median of the values that were measured, `None` if none was.
+fn median_measured(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let mut values: Vec<f64> = values.flatten().collect();
+    (!values.is_empty()).then(|| median(&mut values))
+}
+
 /// Median peak RSS (MiB) and CPU seconds of the pgmorph runs, if any were measured.
 fn usage(ms: &[&Measurement]) -> (Option<f64>, Option<f64>) {
-    let usages: Vec<ProcUsage> = ms.iter().filter_map(|m| m.usage).collect();
-    if usages.is_empty() {
-        return (None, None);
-    }
-    let mut rss: Vec<f64> = usages
+    let rss = ms
         .iter()
-        .map(|u| u.peak_rss_kib as f64 / 1024.0)
-        .collect();
-    let mut cpu: Vec<f64> = usages.iter().map(|u| u.cpu_secs).collect();
-    (Some(median(&mut rss)), Some(median(&mut cpu)))
+        .map(|m| m.usage.map(|u| u.peak_rss_kib as f64 / 1024.0));
+    let cpu = ms.iter().map(|m| m.usage.map(|u| u.cpu_secs));
+    (median_measured(rss), median_measured(cpu))
 }
 
 /// Measurements grouped by (workload, variant), in table order.
@@ -157,8 +158,7 @@ pub fn table(measurements: &[Measurement]) -> String {
             .get(&(*workload, VariantKind::Native))
             .map_or("-".to_owned(), |native| format!("{:.2}x", native / s));
         let (rss, cpu) = usage(ms);
-        let walsender: Vec<f64> = ms.iter().filter_map(|m| m.walsender_cpu).collect();
-        let walsender = (!walsender.is_empty()).then(|| median(&mut walsender.clone()));
+        let walsender = median_measured(ms.iter().map(|m| m.walsender_cpu));
         let runs: Vec<String> = ms.iter().map(|m| format!("{:.2}", m.secs)).collect();
         rows.push(vec![
             variant.label().to_owned(),
@@ -201,10 +201,10 @@ pub fn live_table(measurements: &[Measurement], target_rate: u64) -> String {
             median_of(ms, |m| m.lag.as_ref().map_or(f64::NAN, |l| millis(f(l))))
         };
         let (rss, _) = usage(ms);
-        let cpu_pct: Vec<f64> = ms
-            .iter()
-            .filter_map(|m| m.usage.map(|u| 100.0 * u.cpu_secs / m.secs))
-            .collect();
+        let cpu_pct = median_measured(
+            ms.iter()
+                .map(|m| m.usage.map(|u| 100.0 * u.cpu_secs / m.secs)),
+        );
         let runs: Vec<String> = ms
             .iter()
             .filter_map(|m| m.lag.map(|l| format!("{:.1}", millis(l.p99))))
@@ -222,11 +222,7 @@ pub fn live_table(measurements: &[Measurement], target_rate: u64) -> String {
             format!("{:.1}", lag(|l| l.p99)),
             format!("{:.1}", lag(|l| l.max)),
             rss.map_or("-".to_owned(), |r| format!("{r:.0} MiB")),
-            if cpu_pct.is_empty() {
-                "-".to_owned()
-            } else {
-                format!("{:.0}", median(&mut cpu_pct.clone()))
-            },
+            cpu_pct.map_or("-".to_owned(), |c| format!("{c:.0}")),
             runs.join(" "),
         ]);
     }

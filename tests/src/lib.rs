@@ -251,6 +251,7 @@ pub fn run_bin(args: &[&str]) -> (bool, String, String) {
 /// A `pgmorph` process started by a test; killed when dropped, so a failing test leaves none.
 pub struct BinProcess {
     child: Child,
+    log: std::path::PathBuf,
 }
 
 impl BinProcess {
@@ -266,6 +267,18 @@ impl BinProcess {
             .args(["-TERM", &self.child.id().to_string()])
             .status()?;
         self.child.wait()
+    }
+
+    /// Stops the process with SIGTERM and asserts that it exited with status 0 (a clean
+    /// stop), showing its log otherwise.
+    pub fn stop_cleanly(&mut self) -> anyhow::Result<()> {
+        let status = self.terminate()?;
+        assert!(
+            status.success(),
+            "exit status {status}: {}",
+            std::fs::read_to_string(&self.log)?
+        );
+        Ok(())
     }
 }
 
@@ -289,5 +302,8 @@ pub fn spawn_bin(args: &[&str], log: &std::path::Path) -> BinProcess {
         .stderr(file)
         .spawn()
         .expect("spawn pgmorph");
-    BinProcess { child }
+    BinProcess {
+        child,
+        log: log.to_path_buf(),
+    }
 }

@@ -354,11 +354,6 @@ async fn the_binary_runs_row_plugins_in_snapshot_and_cdc() -> anyhow::Result<()>
         assert_eq!(snapshot, cdc, "snapshot and CDC mask differently");
         assert!(!snapshot.contains('@'), "email not masked: {snapshot}");
     }
-    let status = child.terminate()?;
-    assert!(
-        status.success(),
-        "exit status {status}: {}",
-        std::fs::read_to_string(&log)?
-    );
+    child.stop_cleanly()?;
     Ok(())
 }

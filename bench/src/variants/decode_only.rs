@@ -62,7 +62,8 @@ pub async fn run(pair: &Pair, ctx: &Ctx, run: usize) -> Result<Vec<Measurement>>
 /// starts after this one).
 async fn read_to(pair: &Pair, end: &str) -> Result<()> {
     let output = tokio::process::Command::new(pair.source.bin_dir().join("pg_recvlogical"))
-        .args(["-d", &conninfo(pair), "-S", NAME, "--start", "--no-loop"])
+        .args(["-d", &pair.conninfo_of(&pair.source)])
+        .args(["-S", NAME, "--start", "--no-loop"])
         .args(["-P", "pgoutput", "-o", "proto_version=1"])
         .args(["-o", &format!("publication_names={NAME}")])
         .args(["-E", end, "-F", "0", "-f", "/dev/null"])
@@ -77,15 +78,6 @@ async fn read_to(pair: &Pair, end: &str) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// A libpq connection string to the source, over the transport the replicators use.
-fn conninfo(pair: &Pair) -> String {
-    format!(
-        "host={} port={} user=postgres dbname=postgres",
-        pair.host_of(&pair.source),
-        pair.source.port()
-    )
 }
 
 /// Whether `load` is one this variant measures (every CDC backlog; the marker-only restart

@@ -49,10 +49,8 @@ impl Replicator for Native {
     async fn snapshot(&mut self, pair: &Pair, deadline: &Deadline) -> Result<()> {
         pair.dst
             .batch_execute(&format!(
-                "CREATE SUBSCRIPTION {NAME} CONNECTION 'host={} port={} user=postgres \
-                 dbname=postgres' PUBLICATION {NAME}",
-                pair.host_of(&pair.source),
-                pair.source.port()
+                "CREATE SUBSCRIPTION {NAME} CONNECTION '{}' PUBLICATION {NAME}",
+                pair.conninfo_of(&pair.source)
             ))
             .await?;
         loop {
