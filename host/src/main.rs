@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use pgmorph::config::Config;
+use pgmorph::pipeline::reload::Fingerprint;
 use pgmorph::pipeline::{self, Mode, ReloadOptions, RunOptions};
 use pgmorph::state::control::{self, Request};
 use pgmorph::state::StateStore;
@@ -191,6 +192,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 config_path: Some(path),
                 dir_override: plugins.clone(),
                 watch: !no_watch,
+                loaded: None,
             };
             run(&config, mode, plugins.as_deref(), Some(reload)).await
         }
@@ -237,6 +239,14 @@ async fn run(
     plugins: Option<&std::path::Path>,
     reload: Option<ReloadOptions>,
 ) -> anyhow::Result<()> {
+    // Read before building, so a file changed in between is reloaded, not missed.
+    let reload = reload.map(|r| ReloadOptions {
+        loaded: Some(Fingerprint::read(
+            plugins.or(config.plugin_dir.as_deref()),
+            r.config_path.as_deref(),
+        )),
+        ..r
+    });
     let transform = transform_setup::build(config, plugins)?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pgmorph::pipeline::reload::build_transform;
+use pgmorph::pipeline::reload::{build_transform, Fingerprint};
 use pgmorph::pipeline::{Mode, ReloadOptions};
 use pgmorph_e2e::{digest, wait_streaming, wait_until, Pair, Running};
 
@@ -21,8 +21,16 @@ fn install(from: &Path, to: &Path) {
 }
 
 fn start(path: &Path) -> anyhow::Result<Running> {
+    start_after(path, |_| {})
+}
+
+/// Starts a connector as the binary does: the files are fingerprinted, then the chain is built;
+/// `meanwhile` runs between building the chain and starting the connector.
+fn start_after(path: &Path, meanwhile: impl FnOnce(Option<&Path>)) -> anyhow::Result<Running> {
     let config = pgmorph::config::Config::load(path)?;
+    let loaded = Fingerprint::read(config.plugin_dir.as_deref(), Some(path));
     let transform = build_transform(&config, None)?;
+    meanwhile(config.plugin_dir.as_deref());
     Ok(Running::start_full(
         &config,
         Mode::Initial,
@@ -31,6 +39,7 @@ fn start(path: &Path) -> anyhow::Result<Running> {
             config_path: Some(path.to_path_buf()),
             dir_override: None,
             watch: true,
+            loaded: Some(loaded),
         }),
     ))
 }
@@ -148,6 +157,50 @@ async fn swapping_plugin_versions_under_load_keeps_transactions_whole() -> anyho
         .await?
         .get(0);
     assert_eq!(failed, 0, "the half-written file was never loaded");
+    running.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_changed_before_streaming_starts_is_loaded_once_streaming() -> anyhow::Result<()> {
+    let pair = Pair::start()?;
+    let (src, dst) = pair.clients().await?;
+    src.batch_execute(SCHEMA).await?;
+    src.batch_execute("INSERT INTO items (grp, payload) VALUES (0, 'snapshot')")
+        .await?;
+    let plugins = pair.dir.path().join("plugins");
+    std::fs::create_dir(&plugins)?;
+    install(&built("stamp"), &plugins.join("20-stamp.wasm"));
+    let top = format!("plugin_dir = \"{}\"", plugins.display());
+    let (path, _) = pair.config("early", &top, "tables = [\"public.items\"]")?;
+    // The new version lands after the chain was built and before any watcher exists, as when a
+    // plugin is deployed during a long snapshot.
+    let running = start_after(&path, |dir| {
+        let dir = dir.expect("plugin_dir is set");
+        install(&built("stamp_v2"), &dir.join("20-stamp.wasm"))
+    })?;
+    wait_until(
+        &dst,
+        "SELECT reloads >= 1 FROM pgmorph.plugins WHERE connector = 'early' AND plugin = '20-stamp'",
+        Some(&running),
+    )
+    .await?;
+    src.batch_execute("INSERT INTO items (grp, payload) VALUES (1, 'streamed')")
+        .await?;
+    wait_until(
+        &dst,
+        "SELECT stamped_by = 'v2' FROM postgres.items WHERE grp = 1",
+        Some(&running),
+    )
+    .await?;
+    let snapshot: String = dst
+        .query_one("SELECT stamped_by FROM postgres.items WHERE grp = 0", &[])
+        .await?
+        .get(0);
+    assert_eq!(
+        snapshot, "v1",
+        "the snapshot ran with the chain built at start"
+    );
     running.stop().await?;
     Ok(())
 }

@@ -119,6 +119,9 @@ pub struct ReloadOptions {
     pub dir_override: Option<std::path::PathBuf>,
     /// Watch the files (false: reload on SIGHUP only).
     pub watch: bool,
+    /// What the transform in [`RunOptions`] was built from, read before it was built; `None`
+    /// reads the files when streaming starts (a change made before that goes unnoticed).
+    pub loaded: Option<Fingerprint>,
 }
 
 pub(crate) async fn connect(
@@ -158,12 +161,21 @@ pub async fn run(config: &Config, options: RunOptions) -> Result<(), RunError> {
             run_with_state(&config, options, &source_settings, &dest_settings, &state).await;
         match result {
             Ok(Ended::Restart(prepared)) => {
-                config = prepared.config;
+                let reload::Prepared {
+                    transform,
+                    fingerprint,
+                    config: next,
+                    ..
+                } = *prepared;
+                config = next;
                 options = RunOptions {
                     mode: Mode::Initial,
                     shutdown,
-                    transform: prepared.transform,
-                    reload,
+                    transform,
+                    reload: reload.map(|r| ReloadOptions {
+                        loaded: Some(fingerprint),
+                        ..r
+                    }),
                 };
             }
             Ok(Ended::Final(final_state)) => {
@@ -436,10 +448,6 @@ async fn run_with_state(
         }
     };
 
-    state
-        .set(Some("change data capture"), "polling", None)
-        .await?;
-    tracing::info!(slot, from = %durable, "streaming changes");
     let watchdog = tokio::spawn(watch_retained_wal(
         source_settings.clone(),
         slot.clone(),
@@ -451,12 +459,14 @@ async fn run_with_state(
     }
     let reloads = match reload {
         Some(r) => {
-            let dir = r.dir_override.clone().or_else(|| config.plugin_dir.clone());
-            let current = Fingerprint::read(dir.as_deref(), r.config_path.as_deref());
+            let current = r.loaded.clone().unwrap_or_else(|| {
+                let dir = r.dir_override.clone().or_else(|| config.plugin_dir.clone());
+                Fingerprint::read(dir.as_deref(), r.config_path.as_deref())
+            });
             state
                 .record_plugins(&reload::loaded_plugins(&current), false)
                 .await?;
-            Some(reload::spawn(ReloadSetup {
+            let setup = ReloadSetup {
                 config_path: r.config_path,
                 config: config.clone(),
                 dir_override: r.dir_override,
@@ -465,7 +475,12 @@ async fn run_with_state(
                 dest_schema: dest_schema.clone(),
                 state: state.clone(),
                 current,
-            }))
+            };
+            Some(reload::spawn(setup).map_err(|e| {
+                RunError::Unsupported(format!(
+                    "watching the plugin directory and config file: {e}"
+                ))
+            })?)
         }
         None => None,
     };
@@ -476,6 +491,11 @@ async fn run_with_state(
         "changes inside a destination transaction are grouped per table when the destination \
          tables have no foreign keys or triggers"
     );
+    // Only now, with the reload watcher registered, is the connector reported as streaming.
+    state
+        .set(Some("change data capture"), "polling", None)
+        .await?;
+    tracing::info!(slot, from = %durable, "streaming changes");
     let mut cdc = Cdc {
         stream: &mut stream,
         sink: &mut sink,

@@ -144,73 +144,93 @@ pub struct ReloadSetup {
 }
 
 /// Starts watching; validated chains arrive on the returned channel.
-pub fn spawn(setup: ReloadSetup) -> mpsc::Receiver<Prepared> {
+///
+/// The file watcher is registered before this returns, and the files are compared once with
+/// `setup.current` right after, so a change made at any time after `current` was read (for
+/// example while the snapshot ran) is picked up. Watching stops when the receiver is dropped.
+pub fn spawn(setup: ReloadSetup) -> Result<mpsc::Receiver<Prepared>, notify::Error> {
     let (tx, rx) = mpsc::channel(1);
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel::<()>();
+    let watcher = if setup.watch {
+        Some(watch_files(&setup, ev_tx.clone())?)
+    } else {
+        None
+    };
+    // The first check: anything changed since `current` was read.
+    let _ = ev_tx.send(());
+    spawn_sighup_listener(ev_tx);
     tokio::spawn(async move {
-        if let Err(e) = watch_loop(setup, tx).await {
-            tracing::warn!(error = %e, "plugin reloading stopped");
+        let _watcher = watcher;
+        tokio::select! {
+            _ = watch_loop(setup, ev_rx, &tx) => {}
+            _ = tx.closed() => {}
         }
     });
-    rx
+    Ok(rx)
 }
 
-async fn watch_loop(setup: ReloadSetup, out: mpsc::Sender<Prepared>) -> Result<(), notify::Error> {
-    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<()>();
+/// The plugin directory and the config file's directory, reported on `events`.
+fn watch_files(
+    setup: &ReloadSetup,
+    events: mpsc::UnboundedSender<()>,
+) -> Result<notify::RecommendedWatcher, notify::Error> {
+    use notify::{RecursiveMode, Watcher};
+    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            let relevant = ev
+                .paths
+                .iter()
+                .any(|p| p.extension().is_some_and(|e| e == "wasm" || e == "toml"));
+            if relevant && !matches!(ev.kind, notify::EventKind::Access(_)) {
+                let _ = events.send(());
+            }
+        }
+    })?;
     let dir = setup
         .dir_override
-        .clone()
-        .or_else(|| setup.config.plugin_dir.clone());
-    // Kept alive for the life of the loop.
-    let mut _watcher = None;
-    if setup.watch {
-        use notify::{RecursiveMode, Watcher};
-        let tx = ev_tx.clone();
-        let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if let Ok(ev) = res {
-                let relevant = ev
-                    .paths
-                    .iter()
-                    .any(|p| p.extension().is_some_and(|e| e == "wasm" || e == "toml"));
-                if relevant && !matches!(ev.kind, notify::EventKind::Access(_)) {
-                    let _ = tx.send(());
-                }
-            }
-        })?;
-        if let Some(dir) = &dir {
-            w.watch(dir, RecursiveMode::NonRecursive)?;
-        }
-        if let Some(parent) = setup.config_path.as_deref().and_then(Path::parent) {
-            let parent = if parent.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                parent
-            };
-            w.watch(parent, RecursiveMode::NonRecursive)?;
-        }
-        _watcher = Some(w);
+        .as_deref()
+        .or(setup.config.plugin_dir.as_deref());
+    if let Some(dir) = dir {
+        w.watch(dir, RecursiveMode::NonRecursive)?;
     }
-    {
-        let tx = ev_tx.clone();
-        tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+    if let Some(parent) = setup.config_path.as_deref().and_then(Path::parent) {
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        w.watch(parent, RecursiveMode::NonRecursive)?;
+    }
+    Ok(w)
+}
+
+fn spawn_sighup_listener(events: mpsc::UnboundedSender<()>) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading plugins and config");
+            if events.send(()).is_err() {
                 return;
-            };
-            while hup.recv().await.is_some() {
-                tracing::info!("SIGHUP: reloading plugins and config");
-                if tx.send(()).is_err() {
-                    return;
-                }
             }
-        });
-    }
+        }
+    });
+}
+
+async fn watch_loop(
+    setup: ReloadSetup,
+    mut ev_rx: mpsc::UnboundedReceiver<()>,
+    out: &mpsc::Sender<Prepared>,
+) {
     let mut current = setup.current.clone();
     while ev_rx.recv().await.is_some() {
         // Debounce: wait until the files have been quiet for a while.
         loop {
             match tokio::time::timeout(DEBOUNCE, ev_rx.recv()).await {
                 Ok(Some(())) => continue,
-                Ok(None) => return Ok(()),
+                Ok(None) => return,
                 Err(_) => break,
             }
         }
@@ -273,7 +293,7 @@ async fn watch_loop(setup: ReloadSetup, out: mpsc::Sender<Prepared>) -> Result<(
                     restart,
                 };
                 if out.send(prepared).await.is_err() {
-                    return Ok(());
+                    return;
                 }
             }
             Err(e) => {
@@ -292,7 +312,6 @@ async fn watch_loop(setup: ReloadSetup, out: mpsc::Sender<Prepared>) -> Result<(
             }
         }
     }
-    Ok(())
 }
 
 /// The plugin a failed reload is blamed on (its name and new hash), or the config file.
