@@ -188,6 +188,9 @@ pub enum VariantKind {
     /// `synchronous_commit` (the other pgmorph variants set `synchronous_commit_off`, as
     /// native apply does). Differs from `pgmorph` only with `--durable`.
     PgmorphSyncCommit,
+    /// pgmorph without plugins and with `read_batching = "off"`: it reads every message of the
+    /// replication stream as it arrives (not in the defaults).
+    PgmorphUnbatched,
     /// `pg_recvlogical` reading each CDC backlog through `pgoutput` into `/dev/null`: a
     /// consumer that applies nothing (not in the defaults). No snapshot.
     PgoutputRead,
@@ -214,6 +217,7 @@ impl VariantKind {
             VariantKind::PgmorphPassthrough => "pgmorph+passthrough",
             VariantKind::PgmorphChain => "pgmorph+chain",
             VariantKind::PgmorphSyncCommit => "pgmorph sync-commit",
+            VariantKind::PgmorphUnbatched => "pgmorph unbatched",
             VariantKind::PgoutputRead => "pgoutput-read",
         }
     }

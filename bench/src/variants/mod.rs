@@ -98,7 +98,8 @@ pub async fn run_once(kind: VariantKind, ctx: &Ctx, run: usize) -> Result<Vec<Me
         VariantKind::Pgmorph
         | VariantKind::PgmorphPassthrough
         | VariantKind::PgmorphChain
-        | VariantKind::PgmorphSyncCommit => {
+        | VariantKind::PgmorphSyncCommit
+        | VariantKind::PgmorphUnbatched => {
             let replicator = pgmorph::Pgmorph::new(ctx, kind)?;
             drive(replicator, &pair, ctx, kind, run, size).await
         }

@@ -75,13 +75,18 @@ impl Pgmorph {
         let tables: Vec<String> = TABLES.iter().map(|t| format!("\"{t}\"")).collect();
         let mut text = format!(
             "name = \"{NAME}\"\n\
-             [source]\nurl = \"{}\"\ntables = [{}]\n\
+             [source]\nurl = \"{}\"\ntables = [{}]\nread_batching = \"{}\"\n\
              [destination]\nurl = \"{}\"\nschema = \"public\"\n\
              # true as native apply commits with synchronous_commit=off; false for sync-commit\n\
              synchronous_commit_off = {}\n\
              [snapshot]\nparallel = {}\n",
             pair.url_of(&pair.source),
             tables.join(", "),
+            if self.kind == VariantKind::PgmorphUnbatched {
+                "off"
+            } else {
+                "auto"
+            },
             pair.url_of(&pair.dest),
             self.kind != VariantKind::PgmorphSyncCommit,
             self.parallel

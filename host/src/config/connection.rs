@@ -49,6 +49,48 @@ pub struct ConnectionSettings {
     password: String,
     /// Database name.
     pub dbname: String,
+    /// Read the replication stream in batches (see [`ReadBatching`]).
+    pub batch_reads: bool,
+}
+
+/// TCP receive buffer of a batching replication connection: small enough that the window
+/// closes during a pause.
+const BATCH_RECEIVE_BUFFER: u32 = 16 * 1024;
+/// How long a batching replication connection waits after a busy read.
+const BATCH_PAUSE: Duration = Duration::from_millis(1);
+
+/// `read_batching` of `[source]`: how the replication stream is read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadBatching {
+    /// Batch when the source is reached over the loopback interface (same host).
+    #[default]
+    Auto,
+    /// Always batch: a 16 KiB TCP receive buffer and a 1 ms pause after a busy read, so the
+    /// walsender sends many changes per packet. Caps throughput at about 32 KiB per round trip.
+    On,
+    /// Read every message as it arrives, with the kernel's buffer auto-tuning.
+    Off,
+}
+
+impl ReadBatching {
+    /// Whether to batch reads from `host` (a name, an address or a Unix socket directory).
+    pub fn applies_to(self, host: &str) -> bool {
+        match self {
+            ReadBatching::On => true,
+            ReadBatching::Off => false,
+            ReadBatching::Auto => is_loopback(host),
+        }
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl std::fmt::Debug for ConnectionSettings {
@@ -105,6 +147,7 @@ impl ConnectionSettings {
             port,
             user,
             password,
+            batch_reads: false,
             dbname,
         })
     }
@@ -164,7 +207,7 @@ impl ConnectionSettings {
         slot: &str,
         publication: &str,
     ) -> pgwire_replication::ReplicationConfig {
-        pgwire_replication::ReplicationConfig::new(
+        let mut cfg = pgwire_replication::ReplicationConfig::new(
             &self.host,
             &self.user,
             &self.password,
@@ -179,13 +222,45 @@ impl ConnectionSettings {
         .with_wakeup_interval(Duration::from_secs(5))
         // Events waiting between the transport and the apply loop: bounds memory when rows are
         // large (each event holds one row change).
-        .with_buffer_size(2048)
+        .with_buffer_size(2048);
+        if self.batch_reads && !self.host.starts_with('/') {
+            cfg = cfg
+                .with_receive_buffer(BATCH_RECEIVE_BUFFER)
+                .with_read_coalesce(BATCH_PAUSE);
+        }
+        cfg
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_batching_auto_means_loopback_hosts_only() {
+        for host in ["localhost", "127.0.0.1", "127.0.0.2", "::1", "[::1]"] {
+            assert!(ReadBatching::Auto.applies_to(host), "{host}");
+        }
+        for host in ["10.0.0.1", "db.example.com", "/var/run/postgresql"] {
+            assert!(!ReadBatching::Auto.applies_to(host), "{host}");
+        }
+        assert!(ReadBatching::On.applies_to("db.example.com"));
+        assert!(!ReadBatching::Off.applies_to("127.0.0.1"));
+    }
+
+    #[test]
+    fn batching_sets_the_transport_options_on_tcp_only() {
+        let mut s =
+            ConnectionSettings::from_url("source", "postgres://a@127.0.0.1/db", None).unwrap();
+        assert!(!s.batch_reads, "off unless the config asks");
+        assert_eq!(s.replication_config("slot", "pub").receive_buffer, None);
+        s.batch_reads = true;
+        let cfg = s.replication_config("slot", "pub");
+        assert_eq!(cfg.receive_buffer, Some(BATCH_RECEIVE_BUFFER));
+        assert_eq!(cfg.read_coalesce, BATCH_PAUSE);
+        s.host = "/tmp".into();
+        assert_eq!(s.replication_config("slot", "pub").receive_buffer, None);
+    }
 
     #[test]
     fn reads_url_parts_and_hides_the_password() {

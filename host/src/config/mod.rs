@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use connection::{ConnectionError, ConnectionSettings};
+pub use connection::{ConnectionError, ConnectionSettings, ReadBatching};
 
 use crate::model::TableName;
 
@@ -93,6 +93,11 @@ pub struct SourceConfig {
     /// `max_retained_wal_mb = 1024`: warn when the slot keeps more WAL than this on the source.
     #[serde(default = "default_retained")]
     pub max_retained_wal_mb: u64,
+    /// `read_batching = "auto" | "on" | "off"`: read the replication stream in batches, so the
+    /// source's walsender sends many changes per packet (`auto`: when the source is on this
+    /// host, reached over loopback).
+    #[serde(default)]
+    pub read_batching: ReadBatching,
 }
 
 fn default_retained() -> u64 {
@@ -297,11 +302,13 @@ impl Config {
 
     /// Connection settings of the source.
     pub fn source_connection(&self) -> Result<ConnectionSettings, ConnectionError> {
-        ConnectionSettings::from_url(
+        let mut settings = ConnectionSettings::from_url(
             "source",
             &self.source.url,
             self.source.password_file.as_deref(),
-        )
+        )?;
+        settings.batch_reads = self.source.read_batching.applies_to(&settings.host);
+        Ok(settings)
     }
 
     /// Connection settings of the destination.
