@@ -66,8 +66,9 @@ pub enum ReadBatching {
     /// Batch when the source is reached over the loopback interface (same host).
     #[default]
     Auto,
-    /// Always batch: a 16 KiB TCP receive buffer and a 1 ms pause after a busy read, so the
-    /// walsender sends many changes per packet. Caps throughput at about 32 KiB per round trip.
+    /// Always batch: a 16 KiB TCP receive buffer, and a 1 ms pause after a busy stretch when
+    /// little is waiting, so the walsender sends many changes per packet. Over a network the
+    /// small buffer caps throughput at about 32 KiB per round trip.
     On,
     /// Read every message as it arrives, with the kernel's buffer auto-tuning.
     Off,

@@ -496,14 +496,15 @@ pub struct ReplicationConfig {
     /// receive window close while the client pauses, so the server queues
     /// its messages and sends them in large segments instead of one packet
     /// per message. It also caps throughput at about twice this size per
-    /// round trip: keep it for clients on the server's host.
+    /// network round trip: keep it for clients on the server's host.
     ///
     /// Default: `None`
     pub receive_buffer: Option<u32>,
 
-    /// After a read that drained many small messages, wait this long before
-    /// reading the socket again, so the next read finds a batch. Zero (the
-    /// default) reads as soon as data arrives.
+    /// After a busy stretch (16 messages or more), if less than 8 KiB is
+    /// waiting on the socket, wait this long before reading on, so the next
+    /// read finds a batch. A server with a backlog queued is read without
+    /// pauses. Zero (the default) reads as soon as data arrives.
     ///
     /// Default: `Duration::ZERO`
     pub read_coalesce: Duration,

@@ -377,6 +377,8 @@ impl WorkerState {
         // Messages read since the last coalescing pause: a pause only follows a
         // busy stretch, so a quiet stream is read as soon as a message arrives.
         const COALESCE_AFTER: usize = 16;
+        // A read that returns this much found the server's messages queued.
+        const COALESCE_BACKLOG_BYTES: usize = 8 * 1024;
         let mut since_pause = 0usize;
 
         loop {
@@ -429,20 +431,17 @@ impl WorkerState {
                 continue;
             }
 
-            // ── Coalescing pause: after a busy stretch, let the server's
-            // messages pile up (see `ReplicationConfig::read_coalesce`), then
-            // take whatever arrived without waiting.
+            // ── Coalescing pause: after a busy stretch, take what already
+            // arrived; if that is little, the server is sending as it produces,
+            // so let its messages pile up for `read_coalesce` first (see
+            // `ReplicationConfig::read_coalesce`). A server with a backlog
+            // queued is read on at once, in large segments.
             if !self.cfg.read_coalesce.is_zero() && since_pause >= COALESCE_AFTER {
                 since_pause = 0;
-                tokio::time::sleep(self.cfg.read_coalesce).await;
-                if stream.buffer().len() < 5 {
-                    std::future::poll_fn(|cx| {
-                        match std::pin::Pin::new(&mut *stream).poll_fill_buf(cx) {
-                            std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
-                            _ => std::task::Poll::Ready(Ok(())),
-                        }
-                    })
-                    .await?;
+                fill_without_waiting(stream).await?;
+                if stream.buffer().len() < COALESCE_BACKLOG_BYTES {
+                    tokio::time::sleep(self.cfg.read_coalesce).await;
+                    fill_without_waiting(stream).await?;
                 }
                 if stream.buffer().len() >= 5 {
                     continue;
@@ -1122,6 +1121,21 @@ fn postgres_md5(password: &str, user: &str, salt: &[u8; 4]) -> String {
     outer_input.extend_from_slice(salt);
 
     format!("md5{}", md5_hex(&outer_input))
+}
+
+
+/// Reads what the socket already holds into `stream`'s buffer, if the buffer
+/// is empty, without waiting for more.
+async fn fill_without_waiting<S: AsyncRead + Unpin>(stream: &mut BufReader<S>) -> Result<()> {
+    if !stream.buffer().is_empty() {
+        return Ok(());
+    }
+    std::future::poll_fn(|cx| match std::pin::Pin::new(&mut *stream).poll_fill_buf(cx) {
+        std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
+        _ => std::task::Poll::Ready(Ok(())),
+    })
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]
