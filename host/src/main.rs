@@ -241,8 +241,9 @@ async fn run(
 ) -> anyhow::Result<()> {
     // Read before building, so a file changed in between is reloaded, not missed.
     let reload = reload.map(|r| ReloadOptions {
-        loaded: Some(Fingerprint::read(
-            plugins.or(config.plugin_dir.as_deref()),
+        loaded: Some(Fingerprint::of_config(
+            config,
+            plugins,
             r.config_path.as_deref(),
         )),
         ..r

@@ -28,7 +28,7 @@ fn start(path: &Path) -> anyhow::Result<Running> {
 /// `meanwhile` runs between building the chain and starting the connector.
 fn start_after(path: &Path, meanwhile: impl FnOnce(Option<&Path>)) -> anyhow::Result<Running> {
     let config = pgmorph::config::Config::load(path)?;
-    let loaded = Fingerprint::read(config.plugin_dir.as_deref(), Some(path));
+    let loaded = Fingerprint::of_config(&config, None, Some(path));
     let transform = build_transform(&config, None)?;
     meanwhile(config.plugin_dir.as_deref());
     Ok(Running::start_full(
@@ -44,6 +44,24 @@ fn start_after(path: &Path, meanwhile: impl FnOnce(Option<&Path>)) -> anyhow::Re
     ))
 }
 
+/// Creates a plugin directory holding `installed` (built plugin, file name) and the config
+/// of connector `name` replicating `public.items` through it. Returns the plugin directory and
+/// the config file.
+fn with_plugins(
+    pair: &Pair,
+    name: &str,
+    installed: &[(&str, &str)],
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let plugins = pair.dir.path().join("plugins");
+    std::fs::create_dir(&plugins)?;
+    for (plugin, file) in installed {
+        install(&built(plugin), &plugins.join(file));
+    }
+    let top = format!("plugin_dir = \"{}\"", plugins.display());
+    let (path, _) = pair.config(name, &top, "tables = [\"public.items\"]")?;
+    Ok((plugins, path))
+}
+
 const SCHEMA: &str =
     "CREATE TABLE items (id bigserial PRIMARY KEY, grp int NOT NULL, payload text)";
 
@@ -52,15 +70,8 @@ async fn swapping_plugin_versions_under_load_keeps_transactions_whole() -> anyho
     let pair = Pair::start()?;
     let (src, dst) = pair.clients().await?;
     src.batch_execute(SCHEMA).await?;
-    let plugins = pair.dir.path().join("plugins");
-    std::fs::create_dir(&plugins)?;
+    let (plugins, path) = with_plugins(&pair, "hot", &[("stamp", "20-stamp.wasm")])?;
     let slot = plugins.join("20-stamp.wasm");
-    install(&built("stamp"), &slot);
-    let (path, _) = pair.config(
-        "hot",
-        &format!("plugin_dir = \"{}\"", plugins.display()),
-        "tables = [\"public.items\"]",
-    )?;
     let running = start(&path)?;
     wait_streaming(&dst, "hot", Some(&running)).await?;
 
@@ -168,11 +179,7 @@ async fn a_plugin_changed_before_streaming_starts_is_loaded_once_streaming() -> 
     src.batch_execute(SCHEMA).await?;
     src.batch_execute("INSERT INTO items (grp, payload) VALUES (0, 'snapshot')")
         .await?;
-    let plugins = pair.dir.path().join("plugins");
-    std::fs::create_dir(&plugins)?;
-    install(&built("stamp"), &plugins.join("20-stamp.wasm"));
-    let top = format!("plugin_dir = \"{}\"", plugins.display());
-    let (path, _) = pair.config("early", &top, "tables = [\"public.items\"]")?;
+    let (_, path) = with_plugins(&pair, "early", &[("stamp", "20-stamp.wasm")])?;
     // The new version lands after the chain was built and before any watcher exists, as when a
     // plugin is deployed during a long snapshot.
     let running = start_after(&path, |dir| {
@@ -213,11 +220,7 @@ async fn broken_versions_are_refused_and_mapping_changes_reach_the_destination(
     src.batch_execute(SCHEMA).await?;
     src.batch_execute("INSERT INTO items (grp, payload) VALUES (0, 'before')")
         .await?;
-    let plugins = pair.dir.path().join("plugins");
-    std::fs::create_dir(&plugins)?;
-    install(&built("rename"), &plugins.join("10-rename.wasm"));
-    let top = format!("plugin_dir = \"{}\"", plugins.display());
-    let (path, _) = pair.config("hot2", &top, "tables = [\"public.items\"]")?;
+    let (plugins, path) = with_plugins(&pair, "hot2", &[("rename", "10-rename.wasm")])?;
     let running = start(&path)?;
     wait_streaming(&dst, "hot2", Some(&running)).await?;
 

@@ -460,8 +460,7 @@ async fn run_with_state(
     let reloads = match reload {
         Some(r) => {
             let current = r.loaded.clone().unwrap_or_else(|| {
-                let dir = r.dir_override.clone().or_else(|| config.plugin_dir.clone());
-                Fingerprint::read(dir.as_deref(), r.config_path.as_deref())
+                Fingerprint::of_config(config, r.dir_override.as_deref(), r.config_path.as_deref())
             });
             state
                 .record_plugins(&reload::loaded_plugins(&current), false)

@@ -81,6 +81,22 @@ impl Fingerprint {
     }
 }
 
+impl Fingerprint {
+    /// Reads the plugin directory `config` uses (see [`plugin_dir`]) and the config file.
+    pub fn of_config(
+        config: &Config,
+        dir_override: Option<&Path>,
+        config_path: Option<&Path>,
+    ) -> Self {
+        Self::read(plugin_dir(config, dir_override), config_path)
+    }
+}
+
+/// The plugin directory of a run: `--plugins` when given, else the config's `plugin_dir`.
+pub fn plugin_dir<'a>(config: &'a Config, dir_override: Option<&'a Path>) -> Option<&'a Path> {
+    dir_override.or(config.plugin_dir.as_deref())
+}
+
 fn short_hash(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
@@ -92,7 +108,7 @@ pub fn build_transform(
     config: &Config,
     dir_override: Option<&Path>,
 ) -> Result<Box<dyn Transform>, ReloadError> {
-    match dir_override.or(config.plugin_dir.as_deref()) {
+    match plugin_dir(config, dir_override) {
         None => match config.plugins.keys().next() {
             Some(stem) => Err(ReloadError::NoDirectory(stem.clone())),
             None => Ok(Box::new(Identity)),
@@ -186,11 +202,7 @@ fn watch_files(
             }
         }
     })?;
-    let dir = setup
-        .dir_override
-        .as_deref()
-        .or(setup.config.plugin_dir.as_deref());
-    if let Some(dir) = dir {
+    if let Some(dir) = plugin_dir(&setup.config, setup.dir_override.as_deref()) {
         w.watch(dir, RecursiveMode::NonRecursive)?;
     }
     if let Some(parent) = setup.config_path.as_deref().and_then(Path::parent) {
@@ -210,10 +222,17 @@ fn spawn_sighup_listener(events: mpsc::UnboundedSender<()>) {
         let Ok(mut hup) = signal(SignalKind::hangup()) else {
             return;
         };
-        while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading plugins and config");
-            if events.send(()).is_err() {
-                return;
+        // Ends with the watch loop (its receiver dropped), or when signals stop.
+        loop {
+            tokio::select! {
+                _ = events.closed() => return,
+                got = hup.recv() => {
+                    if got.is_none() {
+                        return;
+                    }
+                    tracing::info!("SIGHUP: reloading plugins and config");
+                    let _ = events.send(());
+                }
             }
         }
     });
@@ -239,13 +258,12 @@ async fn watch_loop(
             Some(p) => Config::load(p).map_err(ReloadError::from),
             None => Ok(setup.config.clone()),
         };
-        let dir_now = setup.dir_override.clone().or_else(|| {
-            fresh_config
-                .as_ref()
-                .ok()
-                .and_then(|c| c.plugin_dir.clone())
-        });
-        let fingerprint = Fingerprint::read(dir_now.as_deref(), config_path.as_deref());
+        let fingerprint = match &fresh_config {
+            Ok(c) => {
+                Fingerprint::of_config(c, setup.dir_override.as_deref(), config_path.as_deref())
+            }
+            Err(_) => Fingerprint::read(setup.dir_override.as_deref(), config_path.as_deref()),
+        };
         if fingerprint == current {
             continue;
         }
