@@ -136,6 +136,27 @@ fn plugin_cost() {
         ])
         .unwrap(),
     );
+    measure(
+        "chain rename + type-remap + mask (the bench's)",
+        &mut chain(&[
+            (
+                "10-rename",
+                "rename",
+                r#"config = { columns = { "public.bench.c3" = "qty" } }"#,
+            ),
+            (
+                "20-type-remap",
+                "type-remap",
+                r#"config = { columns = { "public.bench.c5" = "timestamp" } }"#,
+            ),
+            (
+                "30-mask",
+                "mask",
+                r#"config = { salt = "s", hash = ["public.bench.c1"] }"#,
+            ),
+        ])
+        .unwrap(),
+    );
     // The same inside a Tokio worker, where each call steps out of async (block_in_place).
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -5,12 +5,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch, Mutex};
+use tokio::sync::{mpsc, watch};
 use tokio_postgres::Client;
 
 use super::relations::{RelationError, RelationUpdate, Relations};
 use super::reload::{self, Prepared};
-use super::transform::{Transform, TransformError};
+use super::transform::{start_row_step, SharedTransform, TransformError};
 use crate::model::{Lsn, Op, Row, RowChange, TableMapping};
 use crate::sink::{ddl, ApplyError, Sink};
 use crate::source::pgoutput::Message;
@@ -126,7 +126,7 @@ pub struct Cdc<'a> {
     /// Mapping cache.
     pub relations: &'a mut Relations,
     /// Plugins.
-    pub transform: Arc<Mutex<Box<dyn Transform>>>,
+    pub transform: SharedTransform,
     /// A source SQL connection, to resolve types of new columns.
     pub source: &'a Client,
     /// End LSN of the last transaction committed on the destination.
@@ -551,15 +551,14 @@ impl Cdc<'_> {
         }
         let mut changes = std::mem::take(batch);
         if mapping.transforms_rows {
-            let outcome = self
-                .transform
-                .lock()
+            let (kept, outcome) = start_row_step(&self.transform, &mapping, changes)
+                .finish()
                 .await
-                .transform_rows(&mapping, &mut changes)
                 .map_err(|source| CdcError::Transform {
                     table: mapping.source.name.to_string(),
                     source,
                 })?;
+            changes = kept;
             let lsn = tx.map_or(Lsn::ZERO, |t| t.final_lsn).to_string();
             self.sink.begin().await?;
             self.sink

@@ -10,7 +10,7 @@ use super::apply::{Cdc, CdcError, Stopped};
 use super::relations::Relations;
 use super::reload::{self, Fingerprint, ReloadSetup};
 use super::snapshot::{self, SnapshotError, SnapshotJob};
-use super::transform::{Transform, TransformError};
+use super::transform::{SharedTransform, Transform, TransformError};
 use crate::config::{Config, ConnectionError, ConnectionSettings};
 use crate::model::{Lsn, TableMapping};
 use crate::sink::{ddl, Sink};
@@ -281,7 +281,7 @@ async fn run_with_state(
     let oids = catalog::select_tables(&source, &schema, listed.as_deref()).await?;
     let selection = catalog::describe(&source, &oids, &dest_schema).await?;
 
-    let transform: Arc<Mutex<Box<dyn Transform>>> = Arc::new(Mutex::new(transform));
+    let transform: SharedTransform = Arc::new(Mutex::new(transform));
     let mut mappings = Vec::new();
     {
         let mut t = transform.lock().await;
@@ -622,7 +622,7 @@ struct Copier<'a> {
     source: &'a ConnectionSettings,
     destination: &'a ConnectionSettings,
     state: &'a Arc<StateStore>,
-    transform: &'a Arc<Mutex<Box<dyn Transform>>>,
+    transform: &'a SharedTransform,
     slot: &'a str,
 }
 

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::{Mutex, OnceCell};
+use tokio::sync::OnceCell;
 
-use super::transform::Transform;
+use super::transform::{start_row_step, RowStepTask, SharedTransform};
 use crate::config::ConnectionSettings;
 use crate::copy_text::{self, LineSplitter};
 use crate::model::{Cell, Op, RowChange, TableMapping};
@@ -78,7 +78,7 @@ pub struct SnapshotJob {
     /// Create the source's secondary indexes on tables pgmorph created, after their copy.
     pub indexes: bool,
     /// The row transform, for tables whose rows it changes.
-    pub transform: Arc<Mutex<Box<dyn Transform>>>,
+    pub transform: SharedTransform,
     /// The state store.
     pub state: Arc<StateStore>,
     /// Apply with `synchronous_commit=off`.
@@ -499,10 +499,14 @@ async fn stream_rows(
         }
     }
     if let Some(path) = row_path.as_mut() {
-        let (n, s, d) = path.run(&job.transform, &mut out).await?;
-        rows += n;
-        skipped += s;
-        dead_letters.extend(d);
+        for (n, s, d) in [
+            path.run(&job.transform, &mut out).await?,
+            path.settle(&mut out).await?,
+        ] {
+            rows += n;
+            skipped += s;
+            dead_letters.extend(d);
+        }
     }
     if !out.is_empty() {
         sink.send(out.split().freeze()).await.map_err(&dst_err)?;
@@ -524,12 +528,18 @@ impl SnapshotJob {
     }
 }
 
-/// Rows of a table whose rows the transform changes: parsed, transformed, re-encoded.
+/// Rows of a table whose rows the transform changes: parsed, transformed, re-encoded. One
+/// batch's row step runs while the next batch is read.
 struct RowPath {
     mapping: Arc<TableMapping>,
     splitter: LineSplitter,
     batch: Vec<RowChange>,
+    /// The previous batch's row step.
+    running: Option<RowStepTask>,
 }
+
+/// Rows written, rows skipped and rows dead-lettered by finished row steps.
+type StepCounts = (u64, u64, Vec<super::transform::DeadLetter>);
 
 impl RowPath {
     fn new(mapping: Arc<TableMapping>) -> Self {
@@ -537,6 +547,7 @@ impl RowPath {
             mapping,
             splitter: LineSplitter::default(),
             batch: Vec::with_capacity(ROW_BATCH),
+            running: None,
         }
     }
 
@@ -567,24 +578,32 @@ impl RowPath {
         })
     }
 
+    /// Writes out the previous batch's result (waiting for it), then starts the row step of
+    /// the batch gathered since.
     async fn run(
         &mut self,
-        transform: &Mutex<Box<dyn Transform>>,
+        transform: &SharedTransform,
         out: &mut BytesMut,
-    ) -> Result<(u64, u64, Vec<super::transform::DeadLetter>), SnapshotError> {
-        if self.batch.is_empty() {
-            return Ok((0, 0, Vec::new()));
+    ) -> Result<StepCounts, SnapshotError> {
+        let done = self.settle(out).await?;
+        if !self.batch.is_empty() {
+            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(ROW_BATCH));
+            self.running = Some(start_row_step(transform, &self.mapping, batch));
         }
-        let outcome = transform
-            .lock()
-            .await
-            .transform_rows(&self.mapping, &mut self.batch)
-            .map_err(|e| SnapshotError::Row {
-                table: self.mapping.source.name.to_string(),
-                message: e.to_string(),
-            })?;
-        let n = self.batch.len() as u64;
-        for change in self.batch.drain(..) {
+        Ok(done)
+    }
+
+    /// Waits for the running row step, if any, and encodes the rows it kept into `out`.
+    async fn settle(&mut self, out: &mut BytesMut) -> Result<StepCounts, SnapshotError> {
+        let Some(task) = self.running.take() else {
+            return Ok((0, 0, Vec::new()));
+        };
+        let (kept, outcome) = task.finish().await.map_err(|e| SnapshotError::Row {
+            table: self.mapping.source.name.to_string(),
+            message: e.to_string(),
+        })?;
+        let n = kept.len() as u64;
+        for change in kept {
             if let Some(row) = change.new {
                 copy_text::encode_row(out, &row);
             }

@@ -6,7 +6,12 @@
 
 use std::sync::Arc;
 
+use tokio::sync::Mutex;
+
 use crate::model::{RowChange, TableMapping, TableSchema};
+
+/// The transform the pipeline's tasks share (swapped whole on a plugin reload).
+pub type SharedTransform = Arc<Mutex<Box<dyn Transform>>>;
 
 /// A transform step failed; `policy` says what the pipeline must do about it.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +59,48 @@ pub trait Transform: Send {
         mapping: &TableMapping,
         batch: &mut Vec<RowChange>,
     ) -> Result<RowOutcome, TransformError>;
+}
+
+/// The kept rows of a batch and what happened to the others.
+pub type RowStepResult = Result<(Vec<RowChange>, RowOutcome), TransformError>;
+
+/// A batch's row step running on a thread of the blocking pool (see [`start_row_step`]).
+#[derive(Debug)]
+pub struct RowStepTask(tokio::task::JoinHandle<RowStepResult>);
+
+/// Starts [`Transform::transform_rows`] over `batch` on a thread of the blocking pool.
+///
+/// The pipeline runs on one thread: a row step run there would stop the replication stream's
+/// reader, the snapshot's COPY readers and the destination writer for as long as the plugins
+/// work, and the source would wait with them. Off that thread they go on while plugins run.
+/// Steps of one transform run one at a time, in the order they take its lock; a caller keeps
+/// one step of a table in flight, so a table's batches stay in order.
+pub fn start_row_step(
+    transform: &SharedTransform,
+    mapping: &Arc<TableMapping>,
+    mut batch: Vec<RowChange>,
+) -> RowStepTask {
+    let transform = Arc::clone(transform);
+    let mapping = Arc::clone(mapping);
+    RowStepTask(tokio::task::spawn_blocking(move || {
+        let mut guard = transform.blocking_lock_owned();
+        guard
+            .transform_rows(&mapping, &mut batch)
+            .map(|outcome| (batch, outcome))
+    }))
+}
+
+impl RowStepTask {
+    /// Waits for the step: the rows it kept and what happened to the others.
+    pub async fn finish(self) -> RowStepResult {
+        match self.0.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(TransformError {
+                message: format!("the row step did not finish: {e}"),
+            }),
+        }
+    }
 }
 
 /// The transform that changes nothing.
