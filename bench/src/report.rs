@@ -39,6 +39,10 @@ pub struct Measurement {
     /// CPU seconds of the source's walsender(s) serving the replicator, from their start
     /// (the resume) to caught up: set for a backlog drain of a replicating variant only.
     pub walsender_cpu: Option<f64>,
+    /// CPU seconds of the destination backend(s) applying the changes (native's apply
+    /// worker, pgmorph's connections), from their start to caught up: set for a backlog drain
+    /// of a replicating variant only.
+    pub apply_cpu: Option<f64>,
 }
 
 impl Measurement {
@@ -75,6 +79,9 @@ impl Measurement {
         }
         if let Some(cpu) = self.walsender_cpu {
             line.push_str(&format!("  walsender cpu {cpu:.2} s"));
+        }
+        if let Some(cpu) = self.apply_cpu {
+            line.push_str(&format!("  destination cpu {cpu:.2} s"));
         }
         line
     }
@@ -159,6 +166,7 @@ pub fn table(measurements: &[Measurement]) -> String {
             .map_or("-".to_owned(), |native| format!("{:.2}x", native / s));
         let (rss, cpu) = usage(ms);
         let walsender = median_measured(ms.iter().map(|m| m.walsender_cpu));
+        let apply = median_measured(ms.iter().map(|m| m.apply_cpu));
         let runs: Vec<String> = ms.iter().map(|m| format!("{:.2}", m.secs)).collect();
         rows.push(vec![
             variant.label().to_owned(),
@@ -171,6 +179,7 @@ pub fn table(measurements: &[Measurement]) -> String {
             rss.map_or("-".to_owned(), |r| format!("{r:.0} MiB")),
             cpu.map_or("-".to_owned(), |c| format!("{c:.2}")),
             walsender.map_or("-".to_owned(), |c| format!("{c:.2}")),
+            apply.map_or("-".to_owned(), |c| format!("{c:.2}")),
             runs.join(" "),
         ]);
     }
@@ -186,6 +195,7 @@ pub fn table(measurements: &[Measurement]) -> String {
             ("pgmorph RSS", Align::Right),
             ("pgmorph CPU s", Align::Right),
             ("walsender CPU s", Align::Right),
+            ("dest apply CPU s", Align::Right),
             ("all runs (s)", Align::Left),
         ],
         &rows,
@@ -305,6 +315,7 @@ mod tests {
             usage: None,
             lag,
             walsender_cpu: None,
+            apply_cpu: None,
         }
     }
 

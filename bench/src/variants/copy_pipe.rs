@@ -39,6 +39,7 @@ pub async fn run(
         usage: None,
         lag: None,
         walsender_cpu: None,
+        apply_cpu: None,
     };
     eprintln!("{}", measurement.line());
     verify::compare(

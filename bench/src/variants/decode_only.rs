@@ -51,6 +51,7 @@ pub async fn run(pair: &Pair, ctx: &Ctx, run: usize) -> Result<Vec<Measurement>>
             usage: None,
             lag: None,
             walsender_cpu: None,
+            apply_cpu: None,
         };
         eprintln!("{}", measurement.line());
         out.push(measurement);

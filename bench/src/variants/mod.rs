@@ -134,6 +134,7 @@ async fn drive(
         usage: r.usage(),
         lag: None,
         walsender_cpu: None,
+        apply_cpu: None,
     };
     eprintln!("{}", measurement.line());
     out.push(measurement);
@@ -188,6 +189,7 @@ async fn drain(
         variant,
         run,
     } = *scope;
+    settle_slots(r, pair, state, ctx).await?;
     r.pause(pair, &Deadline::new("the replicator to stop", ctx.timeout))
         .await?;
     let changes = workload::apply_load(load, &pair.source, &pair.src, &ctx.sizes, state).await?;
@@ -206,6 +208,7 @@ async fn drain(
         usage: r.usage(),
         lag: None,
         walsender_cpu: walsender_cpu(pair).await?,
+        apply_cpu: apply_cpu(pair).await?,
     };
     eprintln!("{}", measurement.line());
     Ok(measurement)
@@ -269,9 +272,65 @@ async fn live_phase(
         usage,
         lag: Some(result.lag),
         walsender_cpu: None,
+        apply_cpu: None,
     };
     eprintln!("{}", measurement.line());
     Ok(measurement)
+}
+
+/// Rounds of [`settle_slots`] before giving up (a slot takes one new restart candidate per
+/// confirmation, so a stale candidate can cost a round).
+const SETTLE_ROUNDS: usize = 4;
+/// How long one round waits for the replicator to confirm past the checkpoint (replicators
+/// confirm at least once a second).
+const SETTLE_WAIT: Duration = Duration::from_millis(2500);
+
+/// Moves the restart point of every active logical slot past the WAL already applied, so the
+/// next drain's walsender decodes its own backlog only, not also the previous phase's WAL (a
+/// slot restarts decoding at its `restart_lsn`, which moves only to a point where the source
+/// logged its running transactions, about every 15 s or at a checkpoint; without this the
+/// re-decoded share differed from run to run). Each round: a checkpoint logs the running
+/// transactions, a marker transaction gives the replicator something to confirm past it, and
+/// the walsender moves the slot when the confirmation arrives.
+async fn settle_slots(
+    r: &mut impl Replicator,
+    pair: &Pair,
+    state: &mut LoadState,
+    ctx: &Ctx,
+) -> Result<()> {
+    let target: String = pair
+        .src
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await?
+        .get(0);
+    for _ in 0..SETTLE_ROUNDS {
+        pair.src.batch_execute("CHECKPOINT").await?;
+        workload::bump_marker(&pair.src, state).await?;
+        let deadline = Deadline::new("the replicator to confirm a checkpoint", ctx.timeout);
+        wait_for_marker(r, pair, state.marker, &deadline).await?;
+        let waited = Instant::now();
+        while waited.elapsed() < SETTLE_WAIT {
+            if slots_past(pair, &target).await? {
+                return Ok(());
+            }
+            tokio::time::sleep(crate::wait::POLL * 5).await;
+        }
+    }
+    eprintln!("note: a slot's restart point stayed before {target}; the next drain may re-decode older WAL");
+    Ok(())
+}
+
+/// Whether every active logical slot on the source restarts decoding at or after `lsn`.
+async fn slots_past(pair: &Pair, lsn: &str) -> Result<bool> {
+    Ok(pair
+        .src
+        .query_one(
+            "SELECT coalesce(bool_and(restart_lsn >= $1::text::pg_lsn), true) \
+             FROM pg_replication_slots WHERE slot_type = 'logical' AND active",
+            &[&lsn],
+        )
+        .await?
+        .get(0))
 }
 
 /// CPU seconds used so far by the source's walsenders (the replicator's stream; started by
@@ -280,6 +339,27 @@ async fn walsender_cpu(pair: &Pair) -> Result<Option<f64>> {
     let rows = pair
         .src
         .query("SELECT pid FROM pg_stat_replication", &[])
+        .await?;
+    let cpu: Vec<f64> = rows
+        .iter()
+        .filter_map(|row| crate::process::cpu_secs(row.get::<_, i32>(0) as u32))
+        .collect();
+    Ok((!cpu.is_empty()).then(|| cpu.iter().sum()))
+}
+
+/// CPU seconds used so far by the destination backends applying changes: native's apply
+/// worker (started by the resume) or pgmorph's connections (a fresh process each drain), not
+/// the benchmark's own (`pgmorph-cluster`).
+/// `None` if there is none.
+async fn apply_cpu(pair: &Pair) -> Result<Option<f64>> {
+    let rows = pair
+        .dst
+        .query(
+            "SELECT pid FROM pg_stat_activity \
+             WHERE backend_type = 'logical replication worker' \
+                OR (application_name LIKE 'pgmorph%' AND application_name <> 'pgmorph-cluster')",
+            &[],
+        )
         .await?;
     let cpu: Vec<f64> = rows
         .iter()
