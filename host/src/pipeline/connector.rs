@@ -409,6 +409,7 @@ async fn run_with_state(
         state,
         transform: &transform,
         slot: &slot,
+        resume: mode != Mode::Always,
     };
     if mode == Mode::NoData {
         state.mark_streaming(&pairs_of(&to_copy)).await?;
@@ -624,6 +625,8 @@ struct Copier<'a> {
     state: &'a Arc<StateStore>,
     transform: &'a SharedTransform,
     slot: &'a str,
+    /// Interrupted copies of split tables resume by page range (not with mode `always`).
+    resume: bool,
 }
 
 impl Copier<'_> {
@@ -649,6 +652,16 @@ impl Copier<'_> {
         };
         let exported = fresh.or(temporary.as_ref()).expect("one slot");
         tracing::info!(tables = tables.len(), sync_point = %exported.consistent_point, "copying tables");
+        let resume = match self.resume {
+            true => self.resumable(tables).await?,
+            false => snapshot::Resume::new(),
+        };
+        let fresh: Vec<String> = tables
+            .iter()
+            .map(|m| m.source.name.to_string())
+            .filter(|name| !resume.contains_key(name))
+            .collect();
+        self.state.forget_ranges(&fresh).await?;
         self.state.plan_copies(&pairs_of(tables)).await?;
         let rows = snapshot::copy_all(SnapshotJob {
             source: self.source.clone(),
@@ -662,6 +675,7 @@ impl Copier<'_> {
             state: self.state.clone(),
             async_commit: self.config.destination.synchronous_commit_off,
             sync_lsn: exported.consistent_point,
+            resume,
         })
         .await?;
         // Closing the idle connection drops the temporary slot.
@@ -669,6 +683,39 @@ impl Copier<'_> {
         self.state.finish_snapshot(rows as i64).await?;
         tracing::info!(rows, "snapshot finished");
         Ok(rows)
+    }
+
+    /// The tables among `tables` whose interrupted copy resumes by page range: page ranges
+    /// were recorded as copied (they are forgotten when a copy completes), and rows can be
+    /// merged by key on the destination.
+    async fn resumable(&self, tables: &[Arc<TableMapping>]) -> Result<snapshot::Resume, RunError> {
+        let mut done = self.state.copied_ranges().await?;
+        let mut out = snapshot::Resume::new();
+        for m in tables {
+            let name = m.source.name.to_string();
+            let Some(ranges) = done.remove(&name) else {
+                continue;
+            };
+            let keys: Vec<String> = m
+                .columns
+                .iter()
+                .filter(|c| c.is_key)
+                .map(|c| c.name.clone())
+                .collect();
+            let unique = crate::sink::indexes::has_unique_key(
+                self.state.client(),
+                &m.destination.quoted(),
+                &keys,
+            )
+            .await
+            .map_err(StateError::from)?;
+            if snapshot::resumable(m) && unique {
+                out.insert(name, ranges);
+            } else {
+                tracing::info!(table = %name, "an interrupted copy cannot resume by page range (plugins change its rows, or it has no primary key on both sides): copying it again whole");
+            }
+        }
+        Ok(out)
     }
 }
 

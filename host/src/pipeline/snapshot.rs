@@ -2,7 +2,7 @@
 //! with COPY, several tables at once, each in its own destination transaction; a big table is
 //! split into page ranges copied at once, each range in its own destination transaction.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use crate::config::ConnectionSettings;
 use crate::copy_text::{self, LineSplitter};
 use crate::model::{Cell, Op, RowChange, TableMapping};
 use crate::sink::indexes as sink_indexes;
-use crate::source::copy_out;
+use crate::source::copy_out::{self, RowFilter};
 use crate::source::indexes::{self as source_indexes, SourceIndex};
 use crate::source::ranges::{self, PageRange, RangePolicy};
 use crate::state::StateStore;
@@ -85,6 +85,43 @@ pub struct SnapshotJob {
     pub async_commit: bool,
     /// The stream position the snapshot corresponds to (recorded per table).
     pub sync_lsn: crate::model::Lsn,
+    /// Split tables whose interrupted copy resumes: the page ranges already copied.
+    pub resume: Resume,
+}
+
+/// By source table: the page ranges an interrupted copy already wrote, each with the snapshot
+/// it was read under (`pg_current_snapshot()` text).
+pub type Resume = HashMap<String, Vec<(PageRange, String)>>;
+
+/// Whether a table's interrupted copy can resume by page range: rows reach the destination
+/// unchanged by plugins (so a key read on the source is the key on the destination) and are
+/// identified by a primary key fed from the source. The destination must also have a unique
+/// index on those columns (checked by the caller).
+pub fn resumable(mapping: &TableMapping) -> bool {
+    let mut keys = mapping.columns.iter().filter(|c| c.is_key).peekable();
+    !mapping.transforms_rows
+        && !mapping.skip
+        && mapping.source.has_primary_key
+        && keys.peek().is_some()
+        && keys.all(|c| c.source_index.is_some())
+}
+
+/// A unit of copy work on one table.
+#[derive(Debug, Clone)]
+enum Unit {
+    /// The whole table, in one transaction.
+    Whole,
+    /// One page range, copied into the emptied table.
+    Range(PageRange),
+    /// A page range an interrupted copy did not reach: rows merged by key (a row may already
+    /// be there, having moved from a range copied before).
+    Merge(PageRange),
+    /// A page range copied before the interruption, under the given snapshot: the rows
+    /// written since merged by key.
+    Refresh(PageRange, String),
+    /// The end of a resumed copy: destination rows whose key the source no longer has
+    /// (deleted since the interrupted copy) removed.
+    SyncKeys,
 }
 
 /// One table's copy, shared by the workers copying its ranges.
@@ -92,8 +129,10 @@ struct TableCopy {
     mapping: Arc<TableMapping>,
     /// Source table name.
     name: String,
-    /// How many ranges the table is split into (1: copied whole).
+    /// How many units of work the table's copy takes (1: copied whole).
     ranges: usize,
+    /// Resuming an interrupted copy: the table is not emptied first.
+    resume: bool,
     /// The source's secondary indexes.
     indexes: Vec<SourceIndex>,
     /// Set once the destination table is emptied and the copy recorded as started.
@@ -106,7 +145,7 @@ struct TableCopy {
 }
 
 /// One unit of work: a table, or one page range of it.
-type Item = (Arc<TableCopy>, PageRange);
+type Item = (Arc<TableCopy>, Unit);
 
 /// Copies every table; returns the number of rows written. Big tables are split into page
 /// ranges; workers take tables and ranges from one queue, biggest tables first.
@@ -180,10 +219,35 @@ async fn plan(job: &SnapshotJob) -> Result<VecDeque<Item>, SnapshotError> {
         let size = ranges::table_size(&client, mapping.source.oid)
             .await
             .map_err(src_err)?;
-        let planned = if splits {
-            ranges::plan(size, &job.ranges)
-        } else {
-            vec![PageRange::WHOLE]
+        let planned: Vec<Unit> = match job.resume.get(&name) {
+            Some(done) => {
+                let done_ranges: Vec<PageRange> = done.iter().map(|(r, _)| *r).collect();
+                let mut units: Vec<Unit> = ranges::gaps(&done_ranges)
+                    .into_iter()
+                    .map(Unit::Merge)
+                    .collect();
+                tracing::info!(
+                    table = %name,
+                    copied = done.len(),
+                    left = units.len(),
+                    "resuming an interrupted copy: page ranges already copied are refreshed, not copied again"
+                );
+                units.extend(done.iter().map(|(r, snap)| Unit::Refresh(*r, snap.clone())));
+                units.push(Unit::SyncKeys);
+                units
+            }
+            None => {
+                let planned = if splits {
+                    ranges::plan(size, &job.ranges)
+                } else {
+                    vec![PageRange::WHOLE]
+                };
+                if planned.len() == 1 {
+                    vec![Unit::Whole]
+                } else {
+                    planned.into_iter().map(Unit::Range).collect()
+                }
+            }
         };
         let indexes = if job.indexes {
             source_indexes::read(&client, &mapping.source)
@@ -192,7 +256,7 @@ async fn plan(job: &SnapshotJob) -> Result<VecDeque<Item>, SnapshotError> {
         } else {
             Vec::new()
         };
-        if planned.len() > 1 {
+        if matches!(planned[0], Unit::Range(_)) {
             tracing::info!(
                 table = %name,
                 mb = size.bytes() >> 20,
@@ -202,8 +266,9 @@ async fn plan(job: &SnapshotJob) -> Result<VecDeque<Item>, SnapshotError> {
         }
         let copy = Arc::new(TableCopy {
             mapping: mapping.clone(),
-            name,
+            name: name.clone(),
             ranges: planned.len(),
+            resume: job.resume.contains_key(&name),
             indexes,
             started: OnceCell::new(),
             remaining: AtomicUsize::new(planned.len()),
@@ -229,6 +294,7 @@ async fn work(
     failed: &AtomicBool,
 ) -> Result<u64, SnapshotError> {
     let reader = copy_out::open_reader(&job.source, &job.snapshot_name).await?;
+    let snapshot = copy_out::reader_snapshot(&reader).await?;
     let dest = job
         .destination
         .connect("pgmorph snapshot")
@@ -243,11 +309,26 @@ async fn work(
     let mut rows = 0;
     while !failed.load(Ordering::Relaxed) {
         let next = queue.lock().expect("queue lock").pop_front();
-        let Some((table, range)) = next else { break };
-        rows += if table.ranges == 1 {
-            copy_table(job, &reader, &dest, &table).await?
-        } else {
-            copy_range(job, &reader, &dest, &table, &range).await?
+        let Some((table, unit)) = next else { break };
+        let ctx = RangeCtx {
+            job,
+            reader: &reader,
+            dest: &dest,
+            table: &table,
+            snapshot: &snapshot,
+        };
+        rows += match unit {
+            Unit::Whole => copy_table(job, &reader, &dest, &table).await?,
+            Unit::Range(range) => ctx.copy_range(&range).await?,
+            Unit::Merge(range) => ctx.merge(RowFilter::range(&range)).await?,
+            Unit::Refresh(range, since) => {
+                ctx.merge(RowFilter {
+                    range: &range,
+                    changed_since: Some(&since),
+                })
+                .await?
+            }
+            Unit::SyncKeys => ctx.sync_keys().await?,
         };
     }
     Ok(rows)
@@ -277,7 +358,9 @@ async fn copy_table(
     dest.batch_execute(&format!("BEGIN; TRUNCATE {}", mapping.destination.quoted()))
         .await
         .map_err(dst_err(&table.name))?;
-    let streamed = stream_rows(job, reader, dest, mapping, &PageRange::WHOLE).await?;
+    let target = mapping.destination.quoted();
+    let whole = RowFilter::range(&PageRange::WHOLE);
+    let streamed = stream_rows(job, reader, dest, mapping, &target, whole).await?;
     write_dead_letters(job, dest, &table.name, &streamed.dead_letters).await?;
     finish(job, dest, table, streamed.rows).await?;
     dest.batch_execute("COMMIT")
@@ -293,62 +376,259 @@ async fn copy_table(
     Ok(streamed.rows)
 }
 
-/// Copies one page range of a split table in its own destination transaction. The first range
-/// to start empties the table (committed, before any range writes); the last one to finish
-/// creates the indexes and records the table as copied.
-async fn copy_range(
-    job: &SnapshotJob,
-    reader: &tokio_postgres::Client,
-    dest: &tokio_postgres::Client,
-    table: &TableCopy,
-    range: &PageRange,
-) -> Result<u64, SnapshotError> {
-    let mapping = &table.mapping;
-    let err = dst_err(&table.name);
-    let started = *table
-        .started
-        .get_or_try_init(|| async {
-            job.state
-                .set_table_phase(&table.name, "copying", Some(0))
-                .await?;
-            tracing::info!(
-                table = %table.name,
-                destination = %mapping.destination,
-                ranges = table.ranges,
-                "snapshot copy started"
-            );
-            dest.batch_execute(&format!("TRUNCATE {}", mapping.destination.quoted()))
-                .await
-                .map_err(dst_err(&table.name))?;
-            Ok::<_, SnapshotError>(Instant::now())
-        })
-        .await?;
-    dest.batch_execute("BEGIN").await.map_err(&err)?;
-    let streamed = stream_rows(job, reader, dest, mapping, range).await?;
-    write_dead_letters(job, dest, &table.name, &streamed.dead_letters).await?;
-    // Progress for `pgmorph status`, committed with the range's rows.
-    let rows_text = streamed.rows.to_string();
-    dest.execute(
-        "UPDATE pgmorph.tables SET rows_copied = rows_copied + $3::text::bigint \
-         WHERE connector = $1 AND source_table = $2 AND phase = 'copying'",
-        &[&job.state_name(), &table.name, &rows_text],
-    )
-    .await
-    .map_err(&err)?;
-    dest.batch_execute("COMMIT").await.map_err(&err)?;
-    tracing::debug!(table = %table.name, %range, rows = streamed.rows, "page range copied");
-    let rows = table.rows.fetch_add(streamed.rows, Ordering::SeqCst) + streamed.rows;
-    let skipped = table.skipped.fetch_add(streamed.skipped, Ordering::SeqCst) + streamed.skipped;
-    let dead = streamed.dead_letters.len() as u64;
-    let dead = table.dead_lettered.fetch_add(dead, Ordering::SeqCst) + dead;
-    // Every other range has committed when the count reaches zero.
-    if table.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
-        dest.batch_execute("BEGIN").await.map_err(&err)?;
-        finish(job, dest, table, rows).await?;
-        dest.batch_execute("COMMIT").await.map_err(&err)?;
-        log_finished(table, started, rows, skipped, dead);
+/// One worker's connections and the table a range unit belongs to.
+struct RangeCtx<'a> {
+    job: &'a SnapshotJob,
+    reader: &'a tokio_postgres::Client,
+    dest: &'a tokio_postgres::Client,
+    table: &'a TableCopy,
+    /// The snapshot the reader runs under (`pg_current_snapshot()` text).
+    snapshot: &'a str,
+}
+
+impl RangeCtx<'_> {
+    fn err(&self) -> impl Fn(tokio_postgres::Error) -> SnapshotError + '_ {
+        dst_err(&self.table.name)
     }
-    Ok(streamed.rows)
+
+    /// The first unit of a table to start records the copy as started and, unless it
+    /// resumes, empties the table (committed, before any unit writes).
+    async fn start(&self) -> Result<Instant, SnapshotError> {
+        let (job, table) = (self.job, self.table);
+        let mapping = &table.mapping;
+        let started = *table
+            .started
+            .get_or_try_init(|| async {
+                job.state
+                    .set_table_phase(&table.name, "copying", Some(0))
+                    .await?;
+                tracing::info!(
+                    table = %table.name,
+                    destination = %mapping.destination,
+                    units = table.ranges,
+                    resume = table.resume,
+                    "snapshot copy started"
+                );
+                if !table.resume {
+                    self.dest
+                        .batch_execute(&format!("TRUNCATE {}", mapping.destination.quoted()))
+                        .await
+                        .map_err(dst_err(&table.name))?;
+                }
+                Ok::<_, SnapshotError>(Instant::now())
+            })
+            .await?;
+        Ok(started)
+    }
+
+    /// Copies one page range of a split table in its own destination transaction, and
+    /// records it as copied in the same transaction.
+    async fn copy_range(&self, range: &PageRange) -> Result<u64, SnapshotError> {
+        let started = self.start().await?;
+        self.dest.batch_execute("BEGIN").await.map_err(self.err())?;
+        let target = self.table.mapping.destination.quoted();
+        let streamed = stream_rows(
+            self.job,
+            self.reader,
+            self.dest,
+            &self.table.mapping,
+            &target,
+            RowFilter::range(range),
+        )
+        .await?;
+        self.commit_unit(range, streamed, started).await
+    }
+
+    /// Reads the rows `filter` selects into a staging table and merges them into the
+    /// destination by key (insert, or update the row with that key), in one transaction that
+    /// also records the range as copied under this snapshot.
+    async fn merge(&self, filter: RowFilter<'_>) -> Result<u64, SnapshotError> {
+        let started = self.start().await?;
+        let mapping = &self.table.mapping;
+        self.dest
+            .batch_execute(&format!(
+                "BEGIN; CREATE TEMP TABLE pgmorph_stage (LIKE {}) ON COMMIT DROP",
+                mapping.destination.quoted()
+            ))
+            .await
+            .map_err(self.err())?;
+        let streamed = stream_rows(
+            self.job,
+            self.reader,
+            self.dest,
+            mapping,
+            "pgmorph_stage",
+            filter,
+        )
+        .await?;
+        self.dest
+            .batch_execute(&merge_sql(mapping, "pgmorph_stage"))
+            .await
+            .map_err(self.err())?;
+        tracing::debug!(table = %self.table.name, range = %filter.range, rows = streamed.rows, changed_only = filter.changed_since.is_some(), "page range merged");
+        self.commit_unit(filter.range, streamed, started).await
+    }
+
+    /// Removes the destination rows whose key the source no longer has: the source's keys
+    /// are read into a staging table under this snapshot, in one transaction.
+    async fn sync_keys(&self) -> Result<u64, SnapshotError> {
+        let started = self.start().await?;
+        let mapping = &self.table.mapping;
+        let err = self.err();
+        let keys: Vec<String> = mapping
+            .columns
+            .iter()
+            .filter(|c| c.is_key)
+            .map(|c| crate::model::quote_ident(&c.name))
+            .collect();
+        let dest_table = mapping.destination.quoted();
+        self.dest
+            .batch_execute(&format!(
+                "BEGIN; CREATE TEMP TABLE pgmorph_keys ON COMMIT DROP AS \
+                 SELECT {} FROM {dest_table} WITH NO DATA",
+                keys.join(", ")
+            ))
+            .await
+            .map_err(&err)?;
+        let binary = copy_out::binary_safe(mapping);
+        let sink = self
+            .dest
+            .copy_in::<_, Bytes>(&format!(
+                "COPY pgmorph_keys ({}) FROM STDIN{}",
+                keys.join(", "),
+                if binary { " (FORMAT binary)" } else { "" }
+            ))
+            .await
+            .map_err(&err)?;
+        futures_util::pin_mut!(sink);
+        let stream = copy_out::copy_keys(self.reader, mapping, binary)
+            .await
+            .map_err(|e| SnapshotError::Row {
+                table: self.table.name.clone(),
+                message: e.to_string(),
+            })?;
+        futures_util::pin_mut!(stream);
+        let mut out = BytesMut::with_capacity(SEND_CHUNK * 2);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|source| SnapshotError::Source {
+                table: self.table.name.clone(),
+                source,
+            })?;
+            out.extend_from_slice(&chunk);
+            if out.len() >= SEND_CHUNK {
+                sink.send(out.split().freeze()).await.map_err(&err)?;
+            }
+        }
+        if !out.is_empty() {
+            sink.send(out.split().freeze()).await.map_err(&err)?;
+        }
+        sink.finish().await.map_err(&err)?;
+        let matching: Vec<String> = keys.iter().map(|k| format!("k.{k} = d.{k}")).collect();
+        self.dest
+            .batch_execute("ANALYZE pgmorph_keys")
+            .await
+            .map_err(&err)?;
+        let removed = self
+            .dest
+            .execute(
+                &format!(
+                    "DELETE FROM {dest_table} d WHERE NOT EXISTS \
+                     (SELECT 1 FROM pgmorph_keys k WHERE {})",
+                    matching.join(" AND ")
+                ),
+                &[],
+            )
+            .await
+            .map_err(&err)?;
+        self.dest.batch_execute("COMMIT").await.map_err(&err)?;
+        tracing::info!(table = %self.table.name, removed, "rows deleted on the source since the interrupted copy removed");
+        self.unit_done(0, 0, 0, started).await?;
+        Ok(0)
+    }
+
+    /// Records the range, commits the unit's transaction and counts the unit done.
+    async fn commit_unit(
+        &self,
+        range: &PageRange,
+        streamed: Streamed,
+        started: Instant,
+    ) -> Result<u64, SnapshotError> {
+        let (job, dest, table) = (self.job, self.dest, self.table);
+        let err = self.err();
+        write_dead_letters(job, dest, &table.name, &streamed.dead_letters).await?;
+        // Progress for `pgmorph status`, committed with the range's rows.
+        let rows_text = streamed.rows.to_string();
+        dest.execute(
+            "UPDATE pgmorph.tables SET rows_copied = rows_copied + $3::text::bigint \
+             WHERE connector = $1 AND source_table = $2 AND phase = 'copying'",
+            &[&job.state_name(), &table.name, &rows_text],
+        )
+        .await
+        .map_err(&err)?;
+        let first = range.start.unwrap_or(0) as i64;
+        let end = range.end.map(|e| e as i64);
+        dest.execute(
+            crate::state::store_sql::RANGE_COPIED,
+            &[&job.state_name(), &table.name, &first, &end, &self.snapshot],
+        )
+        .await
+        .map_err(&err)?;
+        dest.batch_execute("COMMIT").await.map_err(&err)?;
+        tracing::debug!(table = %table.name, %range, rows = streamed.rows, "page range copied");
+        let dead = streamed.dead_letters.len() as u64;
+        self.unit_done(streamed.rows, streamed.skipped, dead, started)
+            .await?;
+        Ok(streamed.rows)
+    }
+
+    /// Counts a committed unit; the table's last one creates the indexes and records the
+    /// table as copied.
+    async fn unit_done(
+        &self,
+        rows: u64,
+        skipped: u64,
+        dead: u64,
+        started: Instant,
+    ) -> Result<(), SnapshotError> {
+        let (job, dest, table) = (self.job, self.dest, self.table);
+        let err = self.err();
+        let rows = table.rows.fetch_add(rows, Ordering::SeqCst) + rows;
+        let skipped = table.skipped.fetch_add(skipped, Ordering::SeqCst) + skipped;
+        let dead = table.dead_lettered.fetch_add(dead, Ordering::SeqCst) + dead;
+        // Every other unit has committed when the count reaches zero.
+        if table.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
+            dest.batch_execute("BEGIN").await.map_err(&err)?;
+            finish(job, dest, table, rows).await?;
+            dest.batch_execute("COMMIT").await.map_err(&err)?;
+            log_finished(table, started, rows, skipped, dead);
+        }
+        Ok(())
+    }
+}
+
+/// `INSERT ... SELECT` from `stage` into the mapping's destination, updating the row with
+/// the same key where there is one.
+fn merge_sql(mapping: &TableMapping, stage: &str) -> String {
+    let q = |c: &crate::model::MappedColumn| crate::model::quote_ident(&c.name);
+    let cols: Vec<String> = mapping.columns.iter().map(q).collect();
+    let keys: Vec<String> = mapping.columns.iter().filter(|c| c.is_key).map(q).collect();
+    let sets: Vec<String> = mapping
+        .columns
+        .iter()
+        .filter(|c| !c.is_key)
+        .map(|c| format!("{0} = EXCLUDED.{0}", q(c)))
+        .collect();
+    let action = if sets.is_empty() {
+        "NOTHING".to_string()
+    } else {
+        format!("UPDATE SET {}", sets.join(", "))
+    };
+    format!(
+        "INSERT INTO {} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT ({}) DO {action}",
+        mapping.destination.quoted(),
+        keys.join(", "),
+        cols = cols.join(", ")
+    )
 }
 
 /// Inside the table's last transaction: creates its secondary indexes (when pgmorph created the
@@ -375,6 +655,13 @@ async fn finish(
     dest.execute(
         crate::state::store_sql::TABLE_COPIED,
         &[&job.state_name(), &table.name, &rows_text, &sync_text],
+    )
+    .await
+    .map_err(&err)?;
+    // Ranges are kept only while a copy is unfinished: an interrupted one resumes from them.
+    dest.execute(
+        "DELETE FROM pgmorph.copied_ranges WHERE connector = $1 AND source_table = $2",
+        &[&job.state_name(), &table.name],
     )
     .await
     .map_err(&err)?;
@@ -428,7 +715,8 @@ async fn stream_rows(
     reader: &tokio_postgres::Client,
     dest: &tokio_postgres::Client,
     mapping: &Arc<TableMapping>,
-    range: &PageRange,
+    into: &str,
+    filter: RowFilter<'_>,
 ) -> Result<Streamed, SnapshotError> {
     let table = mapping.source.name.to_string();
     let src_err = |source| SnapshotError::Source {
@@ -445,14 +733,15 @@ async fn stream_rows(
     let sink = dest
         .copy_in::<_, Bytes>(&format!(
             "COPY {} ({}) FROM STDIN{}",
-            mapping.destination.quoted(),
+            into,
             cols.join(", "),
             if binary { " (FORMAT binary)" } else { "" }
         ))
         .await
         .map_err(&dst_err)?;
     futures_util::pin_mut!(sink);
-    let stream = copy_out::copy_table(reader, mapping, binary, range)
+    let range = filter.range;
+    let stream = copy_out::copy_table(reader, mapping, binary, filter)
         .await
         .map_err(|e| SnapshotError::Row {
             table: table.clone(),

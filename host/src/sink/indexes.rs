@@ -214,6 +214,28 @@ pub async fn owns_table(client: &Client, table: &str) -> Result<bool, tokio_post
         .get(0))
 }
 
+/// Whether `table` (quoted) has a unique index on exactly the columns `keys` (no expression,
+/// no predicate): what `INSERT ... ON CONFLICT (keys)` needs.
+pub async fn has_unique_key(
+    client: &Client,
+    table: &str,
+    keys: &[String],
+) -> Result<bool, tokio_postgres::Error> {
+    let mut sorted = keys.to_vec();
+    sorted.sort();
+    Ok(client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_index i \
+               WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indpred IS NULL \
+                 AND i.indexprs IS NULL \
+                 AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text) FROM pg_attribute a \
+                      WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)) = $2::text[])",
+            &[&table, &sorted],
+        )
+        .await?
+        .get(0))
+}
+
 /// Creates the source's secondary indexes on the mapping's destination table, inside the
 /// caller's open transaction. Indexes that already exist are left alone; an index that cannot
 /// be rebuilt or whose creation fails is skipped with a warning (each is tried under its own

@@ -8,8 +8,22 @@ use crate::model::{quote_ident, quote_literal, TableMapping};
 
 /// A snapshot reader could not be opened or a COPY failed.
 #[derive(Debug, thiserror::Error)]
-#[error("snapshot read from the source failed: {0}")]
-pub struct CopyOutError(#[from] tokio_postgres::Error);
+pub enum CopyOutError {
+    /// The source refused or failed.
+    #[error("snapshot read from the source failed: {0}")]
+    Source(#[from] tokio_postgres::Error),
+    /// A recorded snapshot could not be read back.
+    #[error("{0}")]
+    Snapshot(String),
+}
+
+/// The snapshot a reader's transaction runs under, as `pg_current_snapshot()` text.
+pub async fn reader_snapshot(client: &Client) -> Result<String, CopyOutError> {
+    Ok(client
+        .query_one("SELECT pg_current_snapshot()::text", &[])
+        .await?
+        .get(0))
+}
 
 /// Opens a connection inside a repeatable-read transaction that imported `snapshot`.
 pub async fn open_reader(
@@ -52,22 +66,67 @@ pub fn binary_safe(mapping: &TableMapping) -> bool {
         })
 }
 
-/// Streams the mapped source columns of a table (or of one page range of it), in destination
-/// order, in COPY text format (or binary with `binary`).
+/// Which rows of a table to read.
+#[derive(Debug, Clone, Copy)]
+pub struct RowFilter<'a> {
+    /// The pages to read.
+    pub range: &'a PageRange,
+    /// Only rows written by transactions this snapshot (`pg_current_snapshot()` text) does
+    /// not see: the rows inserted or updated since a copy under that snapshot.
+    pub changed_since: Option<&'a str>,
+}
+
+impl<'a> RowFilter<'a> {
+    /// Every row of `range`.
+    pub fn range(range: &'a PageRange) -> Self {
+        Self {
+            range,
+            changed_since: None,
+        }
+    }
+}
+
+/// Streams the mapped source columns of a table (or of the rows `filter` selects), in
+/// destination order, in COPY text format (or binary with `binary`).
 pub async fn copy_table(
     client: &Client,
     mapping: &TableMapping,
     binary: bool,
-    range: &PageRange,
+    filter: RowFilter<'_>,
 ) -> Result<CopyOutStream, CopyOutError> {
-    Ok(client
-        .copy_out(&copy_out_sql(mapping, binary, range))
-        .await?)
+    let sql = copy_out_sql(mapping, binary, filter).map_err(CopyOutError::Snapshot)?;
+    Ok(client.copy_out(&sql).await?)
+}
+
+/// Streams the source columns of the mapping's key, in destination order, of every row.
+pub async fn copy_keys(
+    client: &Client,
+    mapping: &TableMapping,
+    binary: bool,
+) -> Result<CopyOutStream, CopyOutError> {
+    let cols: Vec<String> = mapping
+        .columns
+        .iter()
+        .filter(|c| c.is_key)
+        .filter_map(|c| c.source_index)
+        .map(|i| quote_ident(&mapping.source.columns[i].name))
+        .collect();
+    let format = if binary { " (FORMAT binary)" } else { "" };
+    let sql = format!(
+        "COPY (SELECT {} FROM ONLY {}) TO STDOUT{format}",
+        cols.join(", "),
+        mapping.source.name.quoted()
+    );
+    Ok(client.copy_out(&sql).await?)
 }
 
 /// The `COPY ... TO STDOUT` statement of [`copy_table`]: the table itself when whole, else a
-/// query of the range's pages (of this table only, not of inheriting children).
-fn copy_out_sql(mapping: &TableMapping, binary: bool, range: &PageRange) -> String {
+/// query of the selected rows (of this table only, not of inheriting children).
+fn copy_out_sql(
+    mapping: &TableMapping,
+    binary: bool,
+    filter: RowFilter<'_>,
+) -> Result<String, String> {
     let cols: Vec<String> = mapping
         .columns
         .iter()
@@ -76,15 +135,42 @@ fn copy_out_sql(mapping: &TableMapping, binary: bool, range: &PageRange) -> Stri
         .collect();
     let format = if binary { " (FORMAT binary)" } else { "" };
     let table = mapping.source.name.quoted();
-    if range.is_whole() {
+    let mut conditions = Vec::new();
+    if !filter.range.is_whole() {
+        conditions.push(filter.range.predicate());
+    }
+    if let Some(snapshot) = filter.changed_since {
+        conditions.push(changed_since(snapshot)?);
+    }
+    Ok(if conditions.is_empty() {
         format!("COPY {table} ({}) TO STDOUT{format}", cols.join(", "))
     } else {
         format!(
             "COPY (SELECT {} FROM ONLY {table} WHERE {}) TO STDOUT{format}",
             cols.join(", "),
-            range.predicate()
+            conditions.join(" AND ")
         )
-    }
+    })
+}
+
+/// The condition selecting every row whose inserting transaction `snapshot` (the text of
+/// `pg_current_snapshot()`, `xmin:xmax:xip,...`) may not see: any transaction id from the
+/// snapshot's `xmin` (the oldest one running when it was taken) on. Rows written by
+/// subtransactions of a transaction running then are among them (a subtransaction's id is newer
+/// than its parent's), although the snapshot's `xip` list does not name them; a few rows the
+/// snapshot did see may be included too, which merging by key makes harmless. Row `xmin`s are
+/// 32-bit, so the comparison goes through `age()` (distances from the same next transaction id
+/// within the reading transaction): wraparound-safe, and frozen rows count as the oldest.
+fn changed_since(snapshot: &str) -> Result<String, String> {
+    let bad = || format!("cannot read the recorded snapshot {snapshot:?}");
+    let mut parts = snapshot.split(':');
+    let (Some(xmin), Some(_xmax), Some(_xip), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    let xmin = xmin.trim().parse::<u64>().map_err(|_| bad())? % (1 << 32);
+    Ok(format!("age(xmin) <= age('{xmin}'::xid)"))
 }
 
 #[cfg(test)]
@@ -115,15 +201,30 @@ mod tests {
             "dst",
         );
         assert_eq!(
-            copy_out_sql(&mapping, false, &PageRange::WHOLE),
+            copy_out_sql(&mapping, false, RowFilter::range(&PageRange::WHOLE)).unwrap(),
             "COPY \"public\".\"t\" (\"id\", \"n\") TO STDOUT"
         );
         let last = PageRange {
             start: Some(10),
             end: None,
         };
+        let changed = RowFilter {
+            range: &last,
+            changed_since: Some("4294967300:4294967305:4294967301,4294967303"),
+        };
         assert_eq!(
-            copy_out_sql(&mapping, true, &last),
+            copy_out_sql(&mapping, false, changed).unwrap(),
+            "COPY (SELECT \"id\", \"n\" FROM ONLY \"public\".\"t\" WHERE ctid >= '(10,0)'::tid \
+             AND age(xmin) <= age('4'::xid)) TO STDOUT"
+        );
+        assert!(changed_since("12:13").is_err());
+        assert!(changed_since("x:13:").is_err());
+        assert_eq!(
+            changed_since("12:13:").unwrap(),
+            "age(xmin) <= age('12'::xid)"
+        );
+        assert_eq!(
+            copy_out_sql(&mapping, true, RowFilter::range(&last)).unwrap(),
             "COPY (SELECT \"id\", \"n\" FROM ONLY \"public\".\"t\" WHERE ctid >= '(10,0)'::tid) \
              TO STDOUT (FORMAT binary)"
         );

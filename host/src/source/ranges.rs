@@ -125,6 +125,33 @@ pub fn plan(size: TableSize, policy: &RangePolicy) -> Vec<PageRange> {
         .collect()
 }
 
+/// The pages not covered by `done`: the ranges a resumed copy still has to read. The last gap
+/// is open above (rows on pages added since are read too).
+pub fn gaps(done: &[PageRange]) -> Vec<PageRange> {
+    let mut spans: Vec<(u64, Option<u64>)> =
+        done.iter().map(|r| (r.start.unwrap_or(0), r.end)).collect();
+    spans.sort_by_key(|(start, _)| *start);
+    let mut out = Vec::new();
+    let mut at = 0u64;
+    for (start, end) in spans {
+        if start > at {
+            out.push(PageRange {
+                start: (at > 0).then_some(at),
+                end: Some(start),
+            });
+        }
+        match end {
+            None => return out,
+            Some(end) => at = at.max(end),
+        }
+    }
+    out.push(PageRange {
+        start: (at > 0).then_some(at),
+        end: None,
+    });
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +204,25 @@ mod tests {
         );
         assert_eq!(ranges[2].predicate(), "ctid >= '(8533,0)'::tid");
         assert_eq!(ranges[2].to_string(), "pages 8533..");
+    }
+
+    #[test]
+    fn gaps_are_the_pages_no_done_range_covers() {
+        let r = |start: Option<u64>, end: Option<u64>| PageRange { start, end };
+        // Nothing done: the whole table.
+        assert_eq!(gaps(&[]), vec![PageRange::WHOLE]);
+        // The first and third of four done: the second and the open tail remain.
+        assert_eq!(
+            gaps(&[r(Some(20), Some(30)), r(None, Some(10))]),
+            vec![r(Some(10), Some(20)), r(Some(30), None)]
+        );
+        // The open last range done: only the hole before it.
+        assert_eq!(
+            gaps(&[r(None, Some(10)), r(Some(20), None)]),
+            vec![r(Some(10), Some(20))]
+        );
+        // Everything done: nothing left.
+        assert!(gaps(&[r(None, Some(10)), r(Some(10), None)]).is_empty());
     }
 
     #[test]

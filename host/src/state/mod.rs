@@ -7,7 +7,7 @@ mod store;
 
 /// SQL run by the sink inside each applied transaction.
 pub(crate) mod store_sql {
-    pub(crate) use super::store::{PROGRESS, STATS, TABLE_COPIED};
+    pub(crate) use super::store::{PROGRESS, RANGE_COPIED, STATS, TABLE_COPIED};
 }
 
 pub use schema::STATE_SCHEMA;

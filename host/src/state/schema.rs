@@ -83,6 +83,14 @@ CREATE TABLE IF NOT EXISTS pgmorph.dead_letters (
     row_data    jsonb,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
+CREATE TABLE IF NOT EXISTS pgmorph.copied_ranges (
+    connector    text NOT NULL,
+    source_table text NOT NULL,
+    first_page   bigint NOT NULL,
+    end_page     bigint,
+    snapshot     text NOT NULL,
+    PRIMARY KEY (connector, source_table, first_page)
+);
 CREATE TABLE IF NOT EXISTS pgmorph.owned_tables (
     relid      oid PRIMARY KEY,
     created_at timestamptz NOT NULL DEFAULT now()

@@ -6,6 +6,7 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::model::Lsn;
+use crate::source::ranges::PageRange;
 
 /// Reading or writing state failed.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +96,14 @@ impl TxCounts {
 /// $1 connector, $2 source table, $3 rows (text), $4 sync LSN (text).
 pub(crate) const TABLE_COPIED: &str = "UPDATE pgmorph.tables SET phase = 'copied', \
      rows_copied = $3::text::bigint, sync_lsn = $4::text::pg_lsn WHERE connector = $1 AND source_table = $2";
+
+/// The SQL recording a page range of a split table as copied (or refreshed), run in the
+/// range's copy transaction: $1 connector, $2 source table, $3 first page, $4 end page (NULL:
+/// open), $5 the snapshot the rows were read under (`pg_current_snapshot()` text).
+pub(crate) const RANGE_COPIED: &str = "INSERT INTO pgmorph.copied_ranges \
+     (connector, source_table, first_page, end_page, snapshot) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (connector, source_table, first_page) \
+     DO UPDATE SET end_page = EXCLUDED.end_page, snapshot = EXCLUDED.snapshot";
 
 /// The SQL writing progress in the apply transaction: $1 name, $2 offset JSON.
 pub(crate) const PROGRESS: &str =
@@ -250,12 +259,12 @@ impl StateStore {
                 &[&self.name, &dest_schema, &offset],
             )
             .await?;
-        self.client
-            .execute(
-                "DELETE FROM pgmorph.tables WHERE connector = $1",
-                &[&self.name],
-            )
-            .await?;
+        for sql in [
+            "DELETE FROM pgmorph.tables WHERE connector = $1",
+            "DELETE FROM pgmorph.copied_ranges WHERE connector = $1",
+        ] {
+            self.client.execute(sql, &[&self.name]).await?;
+        }
         Ok(())
     }
 
@@ -279,6 +288,43 @@ impl StateStore {
                 )
             })
             .collect())
+    }
+
+    /// The page ranges of split tables recorded as copied, by source table, with the
+    /// snapshot each was read under.
+    pub async fn copied_ranges(
+        &self,
+    ) -> Result<HashMap<String, Vec<(PageRange, String)>>, StateError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT source_table, first_page, end_page, snapshot FROM pgmorph.copied_ranges \
+                 WHERE connector = $1 ORDER BY first_page",
+                &[&self.name],
+            )
+            .await?;
+        let mut out: HashMap<String, Vec<(PageRange, String)>> = HashMap::new();
+        for r in rows {
+            let first: i64 = r.get(1);
+            let end: Option<i64> = r.get(2);
+            let range = PageRange {
+                start: (first > 0).then_some(first as u64),
+                end: end.map(|e| e as u64),
+            };
+            out.entry(r.get(0)).or_default().push((range, r.get(3)));
+        }
+        Ok(out)
+    }
+
+    /// Forgets the copied ranges of `tables` (they are copied again from the start).
+    pub async fn forget_ranges(&self, tables: &[String]) -> Result<(), StateError> {
+        self.client
+            .execute(
+                "DELETE FROM pgmorph.copied_ranges WHERE connector = $1 AND source_table = ANY($2)",
+                &[&self.name, &tables],
+            )
+            .await?;
+        Ok(())
     }
 
     /// Marks tables as about to be copied (phase `pending`), keeping the others.
@@ -321,6 +367,12 @@ impl StateStore {
         self.client
             .execute(
                 "DELETE FROM pgmorph.tables WHERE connector = $1 AND NOT (source_table = ANY($2))",
+                &[&self.name, &keep],
+            )
+            .await?;
+        self.client
+            .execute(
+                "DELETE FROM pgmorph.copied_ranges WHERE connector = $1 AND NOT (source_table = ANY($2))",
                 &[&self.name, &keep],
             )
             .await?;
@@ -578,6 +630,7 @@ impl StateStore {
         for sql in [
             "DELETE FROM pgmorph.state WHERE name = $1",
             "DELETE FROM pgmorph.tables WHERE connector = $1",
+            "DELETE FROM pgmorph.copied_ranges WHERE connector = $1",
             "DELETE FROM pgmorph.stats WHERE connector = $1",
             "DELETE FROM pgmorph.attributes WHERE connector = $1",
             "DELETE FROM pgmorph.plugins WHERE connector = $1",
