@@ -709,7 +709,10 @@ impl Copier<'_> {
             )
             .await
             .map_err(StateError::from)?;
-            if snapshot::resumable(m) && unique {
+            let layout = snapshot::layout(m);
+            if !ranges.iter().all(|r| r.layout == layout) {
+                tracing::info!(table = %name, "the table's destination layout changed since its copy was interrupted: copying it again whole");
+            } else if snapshot::resumable(m) && unique {
                 out.insert(name, ranges);
             } else {
                 tracing::info!(table = %name, "an interrupted copy cannot resume by page range (plugins change its rows, or it has no primary key on both sides): copying it again whole");

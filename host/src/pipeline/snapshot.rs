@@ -19,7 +19,7 @@ use crate::sink::indexes as sink_indexes;
 use crate::source::copy_out::{self, RowFilter};
 use crate::source::indexes::{self as source_indexes, SourceIndex};
 use crate::source::ranges::{self, PageRange, RangePolicy};
-use crate::state::StateStore;
+use crate::state::{CopiedRange, StateStore};
 
 /// Bytes gathered before one CopyData message is sent to the destination.
 const SEND_CHUNK: usize = 256 << 10;
@@ -89,9 +89,28 @@ pub struct SnapshotJob {
     pub resume: Resume,
 }
 
-/// By source table: the page ranges an interrupted copy already wrote, each with the snapshot
-/// it was read under (`pg_current_snapshot()` text).
-pub type Resume = HashMap<String, Vec<(PageRange, String)>>;
+/// By source table: the page ranges an interrupted copy already wrote.
+pub type Resume = HashMap<String, Vec<CopiedRange>>;
+
+/// The destination table and columns a copy writes (recorded with each copied range).
+pub fn layout(mapping: &TableMapping) -> String {
+    let columns: Vec<String> = mapping
+        .columns
+        .iter()
+        .map(|c| {
+            let from = c
+                .source_index
+                .map(|i| mapping.source.columns[i].name.as_str());
+            format!(
+                "{} {} <- {}",
+                c.name,
+                c.type_sql,
+                from.unwrap_or("(computed)")
+            )
+        })
+        .collect();
+    format!("{} ({})", mapping.destination, columns.join(", "))
+}
 
 /// Whether a table's interrupted copy can resume by page range: rows reach the destination
 /// unchanged by plugins (so a key read on the source is the key on the destination) and are
@@ -221,7 +240,7 @@ async fn plan(job: &SnapshotJob) -> Result<VecDeque<Item>, SnapshotError> {
             .map_err(src_err)?;
         let planned: Vec<Unit> = match job.resume.get(&name) {
             Some(done) => {
-                let done_ranges: Vec<PageRange> = done.iter().map(|(r, _)| *r).collect();
+                let done_ranges: Vec<PageRange> = done.iter().map(|c| c.range).collect();
                 let mut units: Vec<Unit> = ranges::gaps(&done_ranges)
                     .into_iter()
                     .map(Unit::Merge)
@@ -232,7 +251,10 @@ async fn plan(job: &SnapshotJob) -> Result<VecDeque<Item>, SnapshotError> {
                     left = units.len(),
                     "resuming an interrupted copy: page ranges already copied are refreshed, not copied again"
                 );
-                units.extend(done.iter().map(|(r, snap)| Unit::Refresh(*r, snap.clone())));
+                units.extend(
+                    done.iter()
+                        .map(|c| Unit::Refresh(c.range, c.snapshot.clone())),
+                );
                 units.push(Unit::SyncKeys);
                 units
             }
@@ -569,7 +591,14 @@ impl RangeCtx<'_> {
         let end = range.end.map(|e| e as i64);
         dest.execute(
             crate::state::store_sql::RANGE_COPIED,
-            &[&job.state_name(), &table.name, &first, &end, &self.snapshot],
+            &[
+                &job.state_name(),
+                &table.name,
+                &first,
+                &end,
+                &self.snapshot,
+                &layout(&table.mapping),
+            ],
         )
         .await
         .map_err(&err)?;

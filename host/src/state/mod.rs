@@ -12,5 +12,6 @@ pub(crate) mod store_sql {
 
 pub use schema::STATE_SCHEMA;
 pub use store::{
-    ConnectorState, Progress, StateError, StateStore, Status, TableStatus, TableSync, TxCounts,
+    ConnectorState, CopiedRange, Progress, StateError, StateStore, Status, TableStatus, TableSync,
+    TxCounts,
 };

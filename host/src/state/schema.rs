@@ -89,6 +89,7 @@ CREATE TABLE IF NOT EXISTS pgmorph.copied_ranges (
     first_page   bigint NOT NULL,
     end_page     bigint,
     snapshot     text NOT NULL,
+    layout       text NOT NULL,
     PRIMARY KEY (connector, source_table, first_page)
 );
 CREATE TABLE IF NOT EXISTS pgmorph.owned_tables (

@@ -99,11 +99,24 @@ pub(crate) const TABLE_COPIED: &str = "UPDATE pgmorph.tables SET phase = 'copied
 
 /// The SQL recording a page range of a split table as copied (or refreshed), run in the
 /// range's copy transaction: $1 connector, $2 source table, $3 first page, $4 end page (NULL:
-/// open), $5 the snapshot the rows were read under (`pg_current_snapshot()` text).
+/// open), $5 the snapshot the rows were read under (`pg_current_snapshot()` text), $6 the
+/// layout of the rows (see [`CopiedRange::layout`]).
 pub(crate) const RANGE_COPIED: &str = "INSERT INTO pgmorph.copied_ranges \
-     (connector, source_table, first_page, end_page, snapshot) VALUES ($1, $2, $3, $4, $5) \
+     (connector, source_table, first_page, end_page, snapshot, layout) VALUES ($1, $2, $3, $4, $5, $6) \
      ON CONFLICT (connector, source_table, first_page) \
-     DO UPDATE SET end_page = EXCLUDED.end_page, snapshot = EXCLUDED.snapshot";
+     DO UPDATE SET end_page = EXCLUDED.end_page, snapshot = EXCLUDED.snapshot, layout = EXCLUDED.layout";
+
+/// A page range of a split table recorded as copied by an unfinished copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopiedRange {
+    /// The pages.
+    pub range: PageRange,
+    /// The snapshot the rows were read under (`pg_current_snapshot()` text).
+    pub snapshot: String,
+    /// The destination table and columns the rows were written as: a copy resumes only into
+    /// the same layout.
+    pub layout: String,
+}
 
 /// The SQL writing progress in the apply transaction: $1 name, $2 offset JSON.
 pub(crate) const PROGRESS: &str =
@@ -292,26 +305,27 @@ impl StateStore {
 
     /// The page ranges of split tables recorded as copied, by source table, with the
     /// snapshot each was read under.
-    pub async fn copied_ranges(
-        &self,
-    ) -> Result<HashMap<String, Vec<(PageRange, String)>>, StateError> {
+    pub async fn copied_ranges(&self) -> Result<HashMap<String, Vec<CopiedRange>>, StateError> {
         let rows = self
             .client
             .query(
-                "SELECT source_table, first_page, end_page, snapshot FROM pgmorph.copied_ranges \
-                 WHERE connector = $1 ORDER BY first_page",
+                "SELECT source_table, first_page, end_page, snapshot, layout \
+                 FROM pgmorph.copied_ranges WHERE connector = $1 ORDER BY first_page",
                 &[&self.name],
             )
             .await?;
-        let mut out: HashMap<String, Vec<(PageRange, String)>> = HashMap::new();
+        let mut out: HashMap<String, Vec<CopiedRange>> = HashMap::new();
         for r in rows {
             let first: i64 = r.get(1);
             let end: Option<i64> = r.get(2);
-            let range = PageRange {
-                start: (first > 0).then_some(first as u64),
-                end: end.map(|e| e as u64),
-            };
-            out.entry(r.get(0)).or_default().push((range, r.get(3)));
+            out.entry(r.get(0)).or_default().push(CopiedRange {
+                range: PageRange {
+                    start: (first > 0).then_some(first as u64),
+                    end: end.map(|e| e as u64),
+                },
+                snapshot: r.get(3),
+                layout: r.get(4),
+            });
         }
         Ok(out)
     }
