@@ -373,14 +373,19 @@ async fn range_copy_timing() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A copy killed after some of a big table's page ranges committed resumes: the ranges already
-/// written stay (the same destination rows, not copied again), the others are merged in, and
-/// whatever the source changed in between (rows moved between pages, deleted, re-inserted,
-/// given a new key) ends up exactly as on the source.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_copy_resumes_by_range_and_misses_nothing() -> anyhow::Result<()> {
-    let pair = Pair::start()?;
-    let (src, dst) = pair.clients().await?;
+/// A `pgmorph` process copying `big` (split into ranges, one of them slowed down by a trigger
+/// on the destination) killed once two ranges have committed and others have not.
+struct KilledCopy {
+    config: String,
+    log: std::path::PathBuf,
+    /// The destination transactions that wrote the committed ranges.
+    writers: Vec<String>,
+}
+
+const RANGES_DONE: &str =
+    "SELECT count(*) FROM pgmorph.copied_ranges WHERE source_table = 'public.big'";
+
+async fn kill_mid_copy(pair: &Pair, src: &Client, dst: &Client) -> anyhow::Result<KilledCopy> {
     src.batch_execute(SCHEMA).await?;
     // The destination table exists beforehand with a trigger that slows every row down, so
     // that the process can be killed in the middle of the copy.
@@ -400,38 +405,32 @@ async fn a_killed_copy_resumes_by_range_and_misses_nothing() -> anyhow::Result<(
     );
     let path = pair.dir.path().join("resume.toml");
     std::fs::write(&path, text)?;
-    let path = path.to_str().unwrap().to_owned();
+    let config = path.to_str().unwrap().to_owned();
     let log = pair.dir.path().join("resume.log");
-    let show_log = |e: anyhow::Error| e.context(std::fs::read_to_string(&log).unwrap_or_default());
-    let ranges_done =
-        "SELECT count(*) FROM pgmorph.copied_ranges WHERE source_table = 'public.big'";
-
-    let mut child = spawn_bin(&["run", "--config", &path], &log);
-    wait_until(&dst, &format!("SELECT ({ranges_done}) >= 2"), None)
+    let mut child = spawn_bin(&["run", "--config", &config], &log);
+    wait_until(dst, &format!("SELECT ({RANGES_DONE}) >= 2"), None)
         .await
-        .map_err(show_log)?;
+        .map_err(|e| e.context(std::fs::read_to_string(&log).unwrap_or_default()))?;
     child.kill();
-    let done = int(&dst, ranges_done).await?;
-    let planned: i64 = src
-        .query_one(
-            "SELECT ceil(pg_relation_size('big') / 1048576.0)::int8",
-            &[],
-        )
-        .await?
-        .get(0);
+    let done = int(dst, RANGES_DONE).await?;
+    let planned = int(
+        src,
+        "SELECT ceil(pg_relation_size('big') / 1048576.0)::int8",
+    )
+    .await?;
     assert!(
         done < planned,
         "the copy finished ({done} of {planned} ranges) before the kill"
     );
     assert_eq!(
         int(
-            &dst,
+            dst,
             "SELECT count(*) FROM pgmorph.tables WHERE phase = 'copying'"
         )
         .await?,
         1
     );
-    let kept: Vec<String> = dst
+    let writers: Vec<String> = dst
         .query_one(
             "SELECT array_agg(DISTINCT xmin::text) FROM postgres.big",
             &[],
@@ -440,6 +439,28 @@ async fn a_killed_copy_resumes_by_range_and_misses_nothing() -> anyhow::Result<(
         .get(0);
     dst.batch_execute("DROP TRIGGER slow ON postgres.big")
         .await?;
+    Ok(KilledCopy {
+        config,
+        log,
+        writers,
+    })
+}
+
+/// A copy killed after some of a big table's page ranges committed resumes: the ranges already
+/// written stay (the same destination rows, not copied again), the others are merged in, and
+/// whatever the source changed in between (rows moved between pages, deleted, re-inserted,
+/// given a new key) ends up exactly as on the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_copy_resumes_by_range_and_misses_nothing() -> anyhow::Result<()> {
+    let pair = Pair::start()?;
+    let (src, dst) = pair.clients().await?;
+    let KilledCopy {
+        config: path,
+        log,
+        writers: kept,
+    } = kill_mid_copy(&pair, &src, &dst).await?;
+    let show_log = |e: anyhow::Error| e.context(std::fs::read_to_string(&log).unwrap_or_default());
+    let ranges_done = RANGES_DONE;
 
     // Changes while no copy runs: rows grown out of their pages, deleted, new, re-keyed, and
     // one deleted and inserted again under the same key.
@@ -489,6 +510,30 @@ async fn a_killed_copy_resumes_by_range_and_misses_nothing() -> anyhow::Result<(
     wait_same(&src, &dst, &tables, None)
         .await
         .map_err(show_log)?;
+    child.stop_cleanly()?;
+    Ok(())
+}
+
+/// A killed copy whose destination table was emptied in the meantime is not resumed (its
+/// recorded ranges no longer describe what is there): it is copied again whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_copy_into_an_emptied_table_is_copied_again_whole() -> anyhow::Result<()> {
+    let pair = Pair::start()?;
+    let (src, dst) = pair.clients().await?;
+    let killed = kill_mid_copy(&pair, &src, &dst).await?;
+    dst.batch_execute("TRUNCATE postgres.big").await?;
+    let show_log =
+        |e: anyhow::Error| e.context(std::fs::read_to_string(&killed.log).unwrap_or_default());
+    let mut child = spawn_bin(&["run", "--config", &killed.config], &killed.log);
+    wait_streaming(&dst, "resume", None)
+        .await
+        .map_err(show_log)?;
+    wait_same(&src, &dst, &[("public.big", "postgres.big")], None)
+        .await
+        .map_err(show_log)?;
+    let logged = std::fs::read_to_string(&killed.log)?;
+    assert!(logged.contains("copying it again whole"), "{logged}");
+    assert!(!logged.contains("resuming an interrupted copy"), "{logged}");
     child.stop_cleanly()?;
     Ok(())
 }

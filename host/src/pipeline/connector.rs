@@ -709,9 +709,22 @@ impl Copier<'_> {
             )
             .await
             .map_err(StateError::from)?;
+            let file: Option<u32> = self
+                .state
+                .client()
+                .query_one(
+                    "SELECT pg_relation_filenode(to_regclass($1))",
+                    &[&m.destination.quoted()],
+                )
+                .await
+                .map_err(StateError::from)?
+                .get(0);
             let layout = snapshot::layout(m);
-            if !ranges.iter().all(|r| r.layout == layout) {
-                tracing::info!(table = %name, "the table's destination layout changed since its copy was interrupted: copying it again whole");
+            if !ranges
+                .iter()
+                .all(|r| r.layout == layout && r.dest_file == file)
+            {
+                tracing::info!(table = %name, "the table's destination changed since its copy was interrupted (columns, or the table was emptied, dropped or rewritten): copying it again whole");
             } else if snapshot::resumable(m) && unique {
                 out.insert(name, ranges);
             } else {

@@ -598,6 +598,7 @@ impl RangeCtx<'_> {
                 &end,
                 &self.snapshot,
                 &layout(&table.mapping),
+                &table.mapping.destination.quoted(),
             ],
         )
         .await
@@ -653,7 +654,8 @@ fn merge_sql(mapping: &TableMapping, stage: &str) -> String {
         format!("UPDATE SET {}", sets.join(", "))
     };
     format!(
-        "INSERT INTO {} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT ({}) DO {action}",
+        "INSERT INTO {} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM {stage} \
+         ON CONFLICT ({}) DO {action}",
         mapping.destination.quoted(),
         keys.join(", "),
         cols = cols.join(", ")

@@ -90,6 +90,7 @@ CREATE TABLE IF NOT EXISTS pgmorph.copied_ranges (
     end_page     bigint,
     snapshot     text NOT NULL,
     layout       text NOT NULL,
+    dest_file    oid,
     PRIMARY KEY (connector, source_table, first_page)
 );
 CREATE TABLE IF NOT EXISTS pgmorph.owned_tables (

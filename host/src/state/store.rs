@@ -100,11 +100,13 @@ pub(crate) const TABLE_COPIED: &str = "UPDATE pgmorph.tables SET phase = 'copied
 /// The SQL recording a page range of a split table as copied (or refreshed), run in the
 /// range's copy transaction: $1 connector, $2 source table, $3 first page, $4 end page (NULL:
 /// open), $5 the snapshot the rows were read under (`pg_current_snapshot()` text), $6 the
-/// layout of the rows (see [`CopiedRange::layout`]).
+/// layout of the rows (see [`CopiedRange::layout`]), $7 the destination table (quoted).
 pub(crate) const RANGE_COPIED: &str = "INSERT INTO pgmorph.copied_ranges \
-     (connector, source_table, first_page, end_page, snapshot, layout) VALUES ($1, $2, $3, $4, $5, $6) \
+     (connector, source_table, first_page, end_page, snapshot, layout, dest_file) \
+     VALUES ($1, $2, $3, $4, $5, $6, pg_relation_filenode(to_regclass($7))) \
      ON CONFLICT (connector, source_table, first_page) \
-     DO UPDATE SET end_page = EXCLUDED.end_page, snapshot = EXCLUDED.snapshot, layout = EXCLUDED.layout";
+     DO UPDATE SET end_page = EXCLUDED.end_page, snapshot = EXCLUDED.snapshot, \
+                   layout = EXCLUDED.layout, dest_file = EXCLUDED.dest_file";
 
 /// A page range of a split table recorded as copied by an unfinished copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +118,9 @@ pub struct CopiedRange {
     /// The destination table and columns the rows were written as: a copy resumes only into
     /// the same layout.
     pub layout: String,
+    /// The destination table's file when the range was written: a table truncated, dropped
+    /// or rewritten since has another, and its copy is not resumed.
+    pub dest_file: Option<u32>,
 }
 
 /// The SQL writing progress in the apply transaction: $1 name, $2 offset JSON.
@@ -309,7 +314,7 @@ impl StateStore {
         let rows = self
             .client
             .query(
-                "SELECT source_table, first_page, end_page, snapshot, layout \
+                "SELECT source_table, first_page, end_page, snapshot, layout, dest_file \
                  FROM pgmorph.copied_ranges WHERE connector = $1 ORDER BY first_page",
                 &[&self.name],
             )
@@ -325,6 +330,7 @@ impl StateStore {
                 },
                 snapshot: r.get(3),
                 layout: r.get(4),
+                dest_file: r.get(5),
             });
         }
         Ok(out)
