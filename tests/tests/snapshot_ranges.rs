@@ -537,3 +537,89 @@ async fn a_killed_copy_into_an_emptied_table_is_copied_again_whole() -> anyhow::
     child.stop_cleanly()?;
     Ok(())
 }
+
+/// Times a resumed copy against a whole one: a table of about 270 MB (2 workers, ranges of at
+/// most 16 MB) is killed once about half of its ranges are copied and resumed, then copied
+/// whole by another connector. Run it alone:
+/// `cargo nextest run -p pgmorph-e2e --test snapshot_ranges resume_timing --run-ignored only --no-capture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check: takes about a minute"]
+async fn resume_timing() -> anyhow::Result<()> {
+    let pair = Pair::start()?;
+    let (src, dst) = pair.clients().await?;
+    src.batch_execute(
+        "CREATE TABLE wide (id bigint PRIMARY KEY, a int, b text, c timestamptz, d numeric);
+         INSERT INTO wide SELECT g, g % 1000, md5(g::text) || md5((g + 1)::text),
+                                 now() - g * interval '1 second', g * 1.5
+                          FROM generate_series(1, 2200000) g;",
+    )
+    .await?;
+    src.batch_execute("VACUUM ANALYZE wide").await?;
+    let mb = int(&src, "SELECT pg_relation_size('wide') >> 20").await?;
+    let rows = int(&src, "SELECT count(*) FROM wide").await?;
+    let planned = int(
+        &src,
+        "SELECT ceil(pg_relation_size('wide') / 16777216.0)::int8",
+    )
+    .await?;
+    let config = |name: &str| -> anyhow::Result<String> {
+        let text = pair
+            .config_text(
+                name,
+                "[snapshot]\nparallel = 2\nrange_min_mb = 0\nrange_max_mb = 16",
+                "tables = [\"public.wide\"]",
+            )
+            .replace(
+                "[destination]\n",
+                &format!("[destination]\nschema = \"{name}\"\n"),
+            );
+        let path = pair.dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, text)?;
+        Ok(path.to_str().unwrap().to_owned())
+    };
+    let done = |name: &str| {
+        format!(
+            "SELECT EXISTS (SELECT 1 FROM pgmorph.state WHERE name = '{name}' AND state = 'done')"
+        )
+    };
+    let log = pair.dir.path().join("timing.log");
+    let args = |path: &str| ["run", "--config", path, "--mode", "initial_only"].map(str::to_owned);
+
+    let resumed = config("resumed")?;
+    let started = Instant::now();
+    let mut child = spawn_bin(&args(&resumed).each_ref().map(String::as_str), &log);
+    wait_until(
+        &dst,
+        &format!(
+            "SELECT count(*) >= {} FROM pgmorph.copied_ranges WHERE connector = 'resumed'",
+            planned / 2
+        ),
+        None,
+    )
+    .await?;
+    child.kill();
+    let first = started.elapsed().as_secs_f64();
+    let copied = int(
+        &dst,
+        "SELECT count(*) FROM pgmorph.copied_ranges WHERE connector = 'resumed'",
+    )
+    .await?;
+    let started = Instant::now();
+    let _child = spawn_bin(&args(&resumed).each_ref().map(String::as_str), &log);
+    wait_until(&dst, &done("resumed"), None).await?;
+    let resume = started.elapsed().as_secs_f64();
+    assert_eq!(int(&dst, "SELECT count(*) FROM resumed.wide").await?, rows);
+
+    let whole = config("whole")?;
+    let started = Instant::now();
+    let _child = spawn_bin(&args(&whole).each_ref().map(String::as_str), &log);
+    wait_until(&dst, &done("whole"), None).await?;
+    let full = started.elapsed().as_secs_f64();
+    assert_eq!(int(&dst, "SELECT count(*) FROM whole.wide").await?, rows);
+    println!(
+        "table of {mb} MB, {rows} rows, {planned} ranges: killed after {first:.2} s with {copied} \
+         ranges copied; the resumed run took {resume:.2} s; a whole copy took {full:.2} s \
+         (runs include process start and slot creation)"
+    );
+    Ok(())
+}

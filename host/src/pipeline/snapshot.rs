@@ -132,9 +132,11 @@ enum Unit {
     Whole,
     /// One page range, copied into the emptied table.
     Range(PageRange),
-    /// A page range an interrupted copy did not reach: rows merged by key (a row may already
-    /// be there, having moved from a range copied before).
-    Merge(PageRange),
+    /// A page range an interrupted copy did not reach, and the oldest snapshot the copied
+    /// ranges were read under: rows that snapshot saw are copied (they cannot be on the
+    /// destination: a row version stays on its page), rows written since are merged by key
+    /// (one may be there already, having moved from a copied range).
+    Merge(PageRange, String),
     /// A page range copied before the interruption, under the given snapshot: the rows
     /// written since merged by key.
     Refresh(PageRange, String),
@@ -241,9 +243,12 @@ async fn plan(job: &SnapshotJob) -> Result<VecDeque<Item>, SnapshotError> {
         let planned: Vec<Unit> = match job.resume.get(&name) {
             Some(done) => {
                 let done_ranges: Vec<PageRange> = done.iter().map(|c| c.range).collect();
+                let oldest = copy_out::oldest_snapshot(done.iter().map(|c| c.snapshot.as_str()))
+                    .unwrap_or_default()
+                    .to_owned();
                 let mut units: Vec<Unit> = ranges::gaps(&done_ranges)
                     .into_iter()
-                    .map(Unit::Merge)
+                    .map(|r| Unit::Merge(r, oldest.clone()))
                     .collect();
                 tracing::info!(
                     table = %name,
@@ -342,14 +347,8 @@ async fn work(
         rows += match unit {
             Unit::Whole => copy_table(job, &reader, &dest, &table).await?,
             Unit::Range(range) => ctx.copy_range(&range).await?,
-            Unit::Merge(range) => ctx.merge(RowFilter::range(&range)).await?,
-            Unit::Refresh(range, since) => {
-                ctx.merge(RowFilter {
-                    range: &range,
-                    changed_since: Some(&since),
-                })
-                .await?
-            }
+            Unit::Merge(range, since) => ctx.merge(&range, &since, true).await?,
+            Unit::Refresh(range, since) => ctx.merge(&range, &since, false).await?,
             Unit::SyncKeys => ctx.sync_keys().await?,
         };
     }
@@ -461,10 +460,16 @@ impl RangeCtx<'_> {
         self.commit_unit(range, streamed, started).await
     }
 
-    /// Reads the rows `filter` selects into a staging table and merges them into the
-    /// destination by key (insert, or update the row with that key), in one transaction that
-    /// also records the range as copied under this snapshot.
-    async fn merge(&self, filter: RowFilter<'_>) -> Result<u64, SnapshotError> {
+    /// In one transaction that also records the range as copied under this snapshot: with
+    /// `copy_unchanged`, copies the range's rows `since` saw straight into the destination;
+    /// then reads the rows written since into a staging table and merges them into the
+    /// destination by key (insert, or update the row with that key).
+    async fn merge(
+        &self,
+        range: &PageRange,
+        since: &str,
+        copy_unchanged: bool,
+    ) -> Result<u64, SnapshotError> {
         let started = self.start().await?;
         let mapping = &self.table.mapping;
         self.dest
@@ -474,21 +479,49 @@ impl RangeCtx<'_> {
             ))
             .await
             .map_err(self.err())?;
-        let streamed = stream_rows(
+        let mut copied = Streamed {
+            rows: 0,
+            skipped: 0,
+            dead_letters: Vec::new(),
+        };
+        if copy_unchanged {
+            let unchanged = RowFilter {
+                range,
+                changed_since: None,
+                unchanged_since: Some(since),
+            };
+            let target = mapping.destination.quoted();
+            copied = stream_rows(
+                self.job,
+                self.reader,
+                self.dest,
+                mapping,
+                &target,
+                unchanged,
+            )
+            .await?;
+        }
+        let changed = RowFilter {
+            range,
+            changed_since: Some(since),
+            unchanged_since: None,
+        };
+        let merged = stream_rows(
             self.job,
             self.reader,
             self.dest,
             mapping,
             "pgmorph_stage",
-            filter,
+            changed,
         )
         .await?;
         self.dest
             .batch_execute(&merge_sql(mapping, "pgmorph_stage"))
             .await
             .map_err(self.err())?;
-        tracing::debug!(table = %self.table.name, range = %filter.range, rows = streamed.rows, changed_only = filter.changed_since.is_some(), "page range merged");
-        self.commit_unit(filter.range, streamed, started).await
+        tracing::debug!(table = %self.table.name, %range, copied = copied.rows, merged = merged.rows, "page range merged");
+        copied.rows += merged.rows;
+        self.commit_unit(range, copied, started).await
     }
 
     /// Removes the destination rows whose key the source no longer has: the source's keys

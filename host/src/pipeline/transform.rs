@@ -64,36 +64,62 @@ pub trait Transform: Send {
 /// The kept rows of a batch and what happened to the others.
 pub type RowStepResult = Result<(Vec<RowChange>, RowOutcome), TransformError>;
 
-/// A batch's row step running on a thread of the blocking pool (see [`start_row_step`]).
+/// A batch's row step (see [`start_row_step`]).
 #[derive(Debug)]
-pub struct RowStepTask(tokio::task::JoinHandle<RowStepResult>);
+pub struct RowStepTask(Step);
 
-/// Starts [`Transform::transform_rows`] over `batch` on a thread of the blocking pool.
+#[derive(Debug)]
+enum Step {
+    /// Run on the calling thread already.
+    Done(RowStepResult),
+    /// Running on a thread of the blocking pool.
+    Running(tokio::task::JoinHandle<RowStepResult>),
+}
+
+/// Batches smaller than this run on the calling thread: handing a batch to another thread
+/// and back costs tens of microseconds, more than plugins take over a few rows (a workload
+/// like pgbench flushes one row per table at every commit).
+const OFF_THREAD_MIN_ROWS: usize = 64;
+
+/// Starts [`Transform::transform_rows`] over `batch`: on a thread of the blocking pool, or, for
+/// a small batch when the transform is free, at once on the calling thread.
 ///
-/// The pipeline runs on one thread: a row step run there would stop the replication stream's
-/// reader, the snapshot's COPY readers and the destination writer for as long as the plugins
-/// work, and the source would wait with them. Off that thread they go on while plugins run.
-/// Steps of one transform run one at a time, in the order they take its lock; a caller keeps
-/// one step of a table in flight, so a table's batches stay in order.
+/// The pipeline runs on one thread: a long row step run there would stop the replication
+/// stream's reader, the snapshot's COPY readers and the destination writer for as long as the
+/// plugins work, and the source would wait with them. Off that thread they go on while plugins
+/// run. Steps of one transform run one at a time, in the order they take its lock; a caller
+/// keeps one step of a table in flight, so a table's batches stay in order.
 pub fn start_row_step(
     transform: &SharedTransform,
     mapping: &Arc<TableMapping>,
     mut batch: Vec<RowChange>,
 ) -> RowStepTask {
+    if batch.len() < OFF_THREAD_MIN_ROWS {
+        if let Ok(mut guard) = transform.try_lock() {
+            let result = guard
+                .transform_rows(mapping, &mut batch)
+                .map(|outcome| (batch, outcome));
+            return RowStepTask(Step::Done(result));
+        }
+    }
     let transform = Arc::clone(transform);
     let mapping = Arc::clone(mapping);
-    RowStepTask(tokio::task::spawn_blocking(move || {
+    RowStepTask(Step::Running(tokio::task::spawn_blocking(move || {
         let mut guard = transform.blocking_lock_owned();
         guard
             .transform_rows(&mapping, &mut batch)
             .map(|outcome| (batch, outcome))
-    }))
+    })))
 }
 
 impl RowStepTask {
     /// Waits for the step: the rows it kept and what happened to the others.
     pub async fn finish(self) -> RowStepResult {
-        match self.0.await {
+        let task = match self.0 {
+            Step::Done(result) => return result,
+            Step::Running(task) => task,
+        };
+        match task.await {
             Ok(result) => result,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(e) => Err(TransformError {

@@ -71,9 +71,11 @@ pub fn binary_safe(mapping: &TableMapping) -> bool {
 pub struct RowFilter<'a> {
     /// The pages to read.
     pub range: &'a PageRange,
-    /// Only rows written by transactions this snapshot (`pg_current_snapshot()` text) does
+    /// Only rows written by transactions this snapshot (`pg_current_snapshot()` text) may
     /// not see: the rows inserted or updated since a copy under that snapshot.
     pub changed_since: Option<&'a str>,
+    /// Only rows this snapshot saw (the others of `range`).
+    pub unchanged_since: Option<&'a str>,
 }
 
 impl<'a> RowFilter<'a> {
@@ -82,6 +84,7 @@ impl<'a> RowFilter<'a> {
         Self {
             range,
             changed_since: None,
+            unchanged_since: None,
         }
     }
 }
@@ -142,6 +145,9 @@ fn copy_out_sql(
     if let Some(snapshot) = filter.changed_since {
         conditions.push(changed_since(snapshot)?);
     }
+    if let Some(snapshot) = filter.unchanged_since {
+        conditions.push(format!("NOT {}", changed_since(snapshot)?));
+    }
     Ok(if conditions.is_empty() {
         format!("COPY {table} ({}) TO STDOUT{format}", cols.join(", "))
     } else {
@@ -150,6 +156,17 @@ fn copy_out_sql(
             cols.join(", "),
             conditions.join(" AND ")
         )
+    })
+}
+
+/// Of several recorded snapshots (`pg_current_snapshot()` text), the one with the oldest
+/// `xmin`: every row it saw, the others saw too.
+pub fn oldest_snapshot<'a>(snapshots: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    snapshots.into_iter().min_by_key(|s| {
+        s.split(':')
+            .next()
+            .and_then(|x| x.trim().parse::<u64>().ok())
+            .unwrap_or(0)
     })
 }
 
@@ -211,11 +228,22 @@ mod tests {
         let changed = RowFilter {
             range: &last,
             changed_since: Some("4294967300:4294967305:4294967301,4294967303"),
+            unchanged_since: None,
         };
         assert_eq!(
             copy_out_sql(&mapping, false, changed).unwrap(),
             "COPY (SELECT \"id\", \"n\" FROM ONLY \"public\".\"t\" WHERE ctid >= '(10,0)'::tid \
              AND age(xmin) <= age('4'::xid)) TO STDOUT"
+        );
+        let unchanged = RowFilter {
+            range: &PageRange::WHOLE,
+            changed_since: None,
+            unchanged_since: Some("7:9:"),
+        };
+        assert_eq!(
+            copy_out_sql(&mapping, false, unchanged).unwrap(),
+            "COPY (SELECT \"id\", \"n\" FROM ONLY \"public\".\"t\" WHERE \
+             NOT age(xmin) <= age('7'::xid)) TO STDOUT"
         );
         assert!(changed_since("12:13").is_err());
         assert!(changed_since("x:13:").is_err());
