@@ -320,17 +320,20 @@ mod tests {
     }
 
     #[test]
-    fn walsender_cpu_is_the_median_of_the_runs_that_have_it() {
-        let with = |cpu| Measurement {
+    fn server_cpu_columns_are_the_medians_of_the_runs_that_have_them() {
+        let with = |cpu: f64| Measurement {
             walsender_cpu: Some(cpu),
+            apply_cpu: Some(cpu * 10.0),
             ..m(VariantKind::Pgmorph, 1.0, None)
         };
         let text = table(&[with(0.5), with(0.9), with(0.7)]);
         assert!(text.contains("walsender CPU s"), "{text}");
+        assert!(text.contains("dest apply CPU s"), "{text}");
         assert!(text.contains(" 0.70 |"), "{text}");
+        assert!(text.contains(" 7.00 |"), "{text}");
         let without = table(&[m(VariantKind::Native, 1.0, None)]);
         let row = without.lines().last().unwrap_or_default();
-        assert_eq!(row.matches(" - |").count(), 4, "{without}");
+        assert_eq!(row.matches(" - |").count(), 5, "{without}");
     }
 
     #[test]
