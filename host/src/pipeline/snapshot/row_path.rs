@@ -1,0 +1,95 @@
+//! The row path of a snapshot: COPY text parsed into rows, passed through the row step in
+//! batches and encoded again, one batch in the row step while the next one is read.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use super::super::transform::{start_row_step, DeadLetter, RowStepTask, SharedTransform};
+use super::{SnapshotError, ROW_BATCH};
+use crate::copy_text::{self, LineSplitter};
+use crate::model::{Cell, Op, RowChange, TableMapping};
+
+/// Rows of a table whose rows the transform changes: parsed, transformed, re-encoded. One
+/// batch's row step runs while the next batch is read.
+pub(super) struct RowPath {
+    mapping: Arc<TableMapping>,
+    splitter: LineSplitter,
+    pub(super) batch: Vec<RowChange>,
+    /// The previous batch's row step.
+    running: Option<RowStepTask>,
+}
+
+/// Rows written, rows skipped and rows dead-lettered by finished row steps.
+pub(super) type StepCounts = (u64, u64, Vec<DeadLetter>);
+
+impl RowPath {
+    pub(super) fn new(mapping: Arc<TableMapping>) -> Self {
+        Self {
+            mapping,
+            splitter: LineSplitter::default(),
+            batch: Vec::with_capacity(ROW_BATCH),
+            running: None,
+        }
+    }
+
+    pub(super) fn feed(&mut self, chunk: &Bytes) -> Result<(), SnapshotError> {
+        let mapping = &self.mapping;
+        let batch = &mut self.batch;
+        self.splitter.feed(chunk, |line| {
+            let values = copy_text::decode_line(line).map_err(|e| SnapshotError::Row {
+                table: mapping.source.name.to_string(),
+                message: e.to_string(),
+            })?;
+            // COPY read only source-fed columns; computed ones start as NULL.
+            let mut values = values.into_iter();
+            let row = mapping
+                .columns
+                .iter()
+                .map(|c| match c.source_index {
+                    Some(_) => values.next().unwrap_or(Cell::Null),
+                    None => Cell::Null,
+                })
+                .collect();
+            batch.push(RowChange {
+                op: Op::Snapshot,
+                old: None,
+                new: Some(row),
+            });
+            Ok(())
+        })
+    }
+
+    /// Writes out the previous batch's result (waiting for it), then starts the row step of
+    /// the batch gathered since.
+    pub(super) async fn run(
+        &mut self,
+        transform: &SharedTransform,
+        out: &mut BytesMut,
+    ) -> Result<StepCounts, SnapshotError> {
+        let done = self.settle(out).await?;
+        if !self.batch.is_empty() {
+            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(ROW_BATCH));
+            self.running = Some(start_row_step(transform, &self.mapping, batch));
+        }
+        Ok(done)
+    }
+
+    /// Waits for the running row step, if any, and encodes the rows it kept into `out`.
+    pub(super) async fn settle(&mut self, out: &mut BytesMut) -> Result<StepCounts, SnapshotError> {
+        let Some(task) = self.running.take() else {
+            return Ok((0, 0, Vec::new()));
+        };
+        let (kept, outcome) = task.finish().await.map_err(|e| SnapshotError::Row {
+            table: self.mapping.source.name.to_string(),
+            message: e.to_string(),
+        })?;
+        let n = kept.len() as u64;
+        for change in kept {
+            if let Some(row) = change.new {
+                copy_text::encode_row(out, &row);
+            }
+        }
+        Ok((n, outcome.skipped, outcome.dead_letters))
+    }
+}
