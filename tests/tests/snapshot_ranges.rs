@@ -280,6 +280,23 @@ async fn a_crash_between_ranges_copies_the_table_again_without_duplicates() -> a
     Ok(())
 }
 
+/// Creates `public.wide` on the source for the timing runs: about 270 MB, 2,200,000 rows,
+/// primary key only. Returns its size in MB and its row count.
+async fn create_wide(src: &Client) -> anyhow::Result<(i64, i64)> {
+    src.batch_execute(
+        "CREATE TABLE wide (id bigint PRIMARY KEY, a int, b text, c timestamptz, d numeric);
+         INSERT INTO wide SELECT g, g % 1000, md5(g::text) || md5((g + 1)::text),
+                                 now() - g * interval '1 second', g * 1.5
+                          FROM generate_series(1, 2200000) g;",
+    )
+    .await?;
+    src.batch_execute("VACUUM ANALYZE wide").await?;
+    Ok((
+        int(src, "SELECT pg_relation_size('wide') >> 20").await?,
+        int(src, "SELECT count(*) FROM wide").await?,
+    ))
+}
+
 /// Copies a table of about 270 MB with 1 and then 2 workers splitting it into ranges, three
 /// interleaved rounds (`PGMORPH_TIMING_ROUNDS`), and prints the snapshot times and their
 /// medians. Run it alone:
@@ -289,16 +306,7 @@ async fn a_crash_between_ranges_copies_the_table_again_without_duplicates() -> a
 async fn range_copy_timing() -> anyhow::Result<()> {
     let pair = Pair::start()?;
     let (src, dst) = pair.clients().await?;
-    src.batch_execute(
-        "CREATE TABLE wide (id bigint PRIMARY KEY, a int, b text, c timestamptz, d numeric);
-         INSERT INTO wide SELECT g, g % 1000, md5(g::text) || md5((g + 1)::text),
-                                 now() - g * interval '1 second', g * 1.5
-                          FROM generate_series(1, 2200000) g;",
-    )
-    .await?;
-    src.batch_execute("VACUUM ANALYZE wide").await?;
-    let mb = int(&src, "SELECT pg_relation_size('wide') >> 20").await?;
-    let rows = int(&src, "SELECT count(*) FROM wide").await?;
+    let (mb, rows) = create_wide(&src).await?;
     let rounds: usize = std::env::var("PGMORPH_TIMING_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
@@ -547,16 +555,7 @@ async fn a_killed_copy_into_an_emptied_table_is_copied_again_whole() -> anyhow::
 async fn resume_timing() -> anyhow::Result<()> {
     let pair = Pair::start()?;
     let (src, dst) = pair.clients().await?;
-    src.batch_execute(
-        "CREATE TABLE wide (id bigint PRIMARY KEY, a int, b text, c timestamptz, d numeric);
-         INSERT INTO wide SELECT g, g % 1000, md5(g::text) || md5((g + 1)::text),
-                                 now() - g * interval '1 second', g * 1.5
-                          FROM generate_series(1, 2200000) g;",
-    )
-    .await?;
-    src.batch_execute("VACUUM ANALYZE wide").await?;
-    let mb = int(&src, "SELECT pg_relation_size('wide') >> 20").await?;
-    let rows = int(&src, "SELECT count(*) FROM wide").await?;
+    let (mb, rows) = create_wide(&src).await?;
     let planned = int(
         &src,
         "SELECT ceil(pg_relation_size('wide') / 16777216.0)::int8",

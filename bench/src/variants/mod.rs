@@ -336,10 +336,13 @@ async fn slots_past(pair: &Pair, lsn: &str) -> Result<bool> {
 /// CPU seconds used so far by the source's walsenders (the replicator's stream; started by
 /// the resume), `None` if there is none.
 async fn walsender_cpu(pair: &Pair) -> Result<Option<f64>> {
-    let rows = pair
-        .src
-        .query("SELECT pid FROM pg_stat_replication", &[])
-        .await?;
+    backends_cpu(&pair.src, "SELECT pid FROM pg_stat_replication").await
+}
+
+/// The CPU seconds used so far by the server processes whose pids `sql` lists, summed;
+/// `None` if it lists none.
+async fn backends_cpu(client: &tokio_postgres::Client, sql: &str) -> Result<Option<f64>> {
+    let rows = client.query(sql, &[]).await?;
     let cpu: Vec<f64> = rows
         .iter()
         .filter_map(|row| crate::process::cpu_secs(row.get::<_, i32>(0) as u32))
@@ -352,20 +355,13 @@ async fn walsender_cpu(pair: &Pair) -> Result<Option<f64>> {
 /// the benchmark's own (`pgmorph-cluster`).
 /// `None` if there is none.
 async fn apply_cpu(pair: &Pair) -> Result<Option<f64>> {
-    let rows = pair
-        .dst
-        .query(
-            "SELECT pid FROM pg_stat_activity \
-             WHERE backend_type = 'logical replication worker' \
-                OR (application_name LIKE 'pgmorph%' AND application_name <> 'pgmorph-cluster')",
-            &[],
-        )
-        .await?;
-    let cpu: Vec<f64> = rows
-        .iter()
-        .filter_map(|row| crate::process::cpu_secs(row.get::<_, i32>(0) as u32))
-        .collect();
-    Ok((!cpu.is_empty()).then(|| cpu.iter().sum()))
+    backends_cpu(
+        &pair.dst,
+        "SELECT pid FROM pg_stat_activity \
+         WHERE backend_type = 'logical replication worker' \
+            OR (application_name LIKE 'pgmorph%' AND application_name <> 'pgmorph-cluster')",
+    )
+    .await
 }
 
 /// Waits until the destination's marker is `marker`, checking the replicator's health.
