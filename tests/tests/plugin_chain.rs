@@ -4,7 +4,9 @@
 mod plugin_support;
 
 use pgmorph::model::{Cell, Op, RowChange, TableName};
-use pgmorph::pipeline::transform::Transform;
+use std::sync::Arc;
+
+use pgmorph::pipeline::transform::{TableBatch, Transform};
 use pgmorph::plugin::{describe_mapping, PluginChain, PluginError};
 use plugin_support::{chain, insert, order, orders, plugin_dir, text};
 
@@ -218,6 +220,69 @@ fn chain_composes_in_file_name_order() {
         "mask saw the column under rename's new name: {mail}"
     );
     println!("{}", describe_mapping(&m));
+}
+
+#[test]
+fn batches_of_several_tables_go_through_in_one_step_as_they_would_one_by_one() {
+    let plugins = [
+        (
+            "10-filter",
+            "filter",
+            r#"config = { skip_rows = [{ table = "public.orders", column = "status", equals = "test" }] }"#,
+        ),
+        (
+            "30-mask",
+            "mask",
+            r#"config = { salt = "s", hash = ["*.email"] }"#,
+        ),
+    ];
+    let mut together = chain(&plugins).unwrap();
+    let mut apart = chain(&plugins).unwrap();
+    let tables = [orders(1, "orders"), orders(2, "invoices"), orders(1, "orders")];
+    let mut batches = Vec::new();
+    let mut expected = Vec::new();
+    for (i, table) in tables.iter().enumerate() {
+        let m = Arc::new(together.map_table(table.clone(), "dst").unwrap());
+        apart.map_table(table.clone(), "dst").unwrap();
+        let changes = vec![
+            insert(m.project(order(i as i64 * 10 + 1, "paid"))),
+            insert(m.project(order(i as i64 * 10 + 2, "test"))),
+        ];
+        let mut one = changes.clone();
+        let outcome = apart.transform_rows(&m, &mut one).unwrap();
+        expected.push((one, outcome.skipped));
+        batches.push(TableBatch::new(m, changes));
+    }
+    together.transform_batches(&mut batches).unwrap();
+    for (batch, (rows, skipped)) in batches.iter().zip(&expected) {
+        assert_eq!(&batch.changes, rows, "{}", batch.mapping.source.name);
+        assert_eq!(batch.outcome.skipped, *skipped);
+    }
+    assert_eq!(
+        batches.iter().map(|b| b.outcome.skipped).collect::<Vec<_>>(),
+        [1, 0, 1],
+        "the row filter applies to orders only"
+    );
+    assert_eq!(text(&batches[1].changes[0].new.as_ref().unwrap()[2]).unwrap().len(), 64);
+
+    // A fault stops the step at the batch it hit, and names that batch's table.
+    let mut strict = chain(&[(
+        "30-type-remap",
+        "type-remap",
+        r#"config = { columns = { "public.invoices.status" = "integer" } }"#,
+    )])
+    .unwrap();
+    let mut batches: Vec<TableBatch> = [orders(1, "orders"), orders(2, "invoices")]
+        .into_iter()
+        .map(|t| {
+            let m = Arc::new(strict.map_table(t, "dst").unwrap());
+            let changes = vec![insert(m.project(order(1, "paid")))];
+            TableBatch::new(m, changes)
+        })
+        .collect();
+    let err = strict.transform_batches(&mut batches).unwrap_err();
+    assert_eq!(err.table, "public.invoices");
+    assert!(err.source.message.contains("paid"), "{}", err.source.message);
 }
 
 #[test]

@@ -380,6 +380,43 @@ async fn the_binary_runs_row_plugins_in_snapshot_and_cdc() -> anyhow::Result<()>
         .await?
         .get::<_, i64>(0);
     assert_eq!(own_hash, 5000);
+
+    // One transaction touching both tables by turns: its batches go through the plugins in one
+    // step and must still be applied in source order (the update of row 5001 after its insert).
+    src.batch_execute(
+        "BEGIN;
+         INSERT INTO contacts VALUES (5001, 'first@example.com', 'first@example.com');
+         UPDATE orders SET email = 'new1@example.com' WHERE id = 1;
+         UPDATE contacts SET email = 'second@example.com', plain = 'second@example.com' WHERE id = 5001;
+         INSERT INTO orders SELECT 200, cust_id, 'o200@example.com', amount, status, created, meta FROM orders WHERE id = 1;
+         DELETE FROM contacts WHERE id = 1;
+         UPDATE contacts SET email = 'two@example.com', plain = 'two@example.com' WHERE id = 2;
+         COMMIT;",
+    )
+    .await?;
+    wait_until(&dst, "SELECT count(*) = 7 FROM postgres.orders", None)
+        .await
+        .map_err(show_log)?;
+    let after = dst
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE id IN (2, 5001) AND email = encode(sha256(
+                 convert_to('pepper', 'UTF8') || '\\x00'::bytea || convert_to(plain, 'UTF8')), 'hex')),
+               bool_or(id = 1)
+               FROM postgres.contacts",
+            &[],
+        )
+        .await?;
+    assert_eq!(after.get::<_, i64>(0), 5000, "one row deleted, one inserted");
+    assert_eq!(after.get::<_, i64>(1), 2, "rows 2 and 5001 carry their final values' hashes");
+    assert!(!after.get::<_, bool>(2), "row 1 was deleted");
+    let masked = dst
+        .query_one(
+            "SELECT (SELECT email FROM postgres.orders WHERE id = 1) = encode(sha256(
+                 convert_to('pepper', 'UTF8') || '\\x00'::bytea || convert_to('new1@example.com', 'UTF8')), 'hex')",
+            &[],
+        )
+        .await?;
+    assert!(masked.get::<_, bool>(0), "orders row 1 carries the new email's hash");
     child.stop_cleanly()?;
     Ok(())
 }

@@ -10,7 +10,7 @@ use tokio_postgres::Client;
 
 use super::relations::{RelationError, RelationUpdate, Relations};
 use super::reload::{self, Prepared};
-use super::transform::{start_row_step, SharedTransform, TransformError};
+use super::transform::{start_row_step, SharedTransform, TableBatch, TransformError};
 use crate::model::{Lsn, Op, Row, RowChange, TableMapping};
 use crate::sink::{ddl, ApplyError, Sink};
 use crate::source::pgoutput::Message;
@@ -111,6 +111,28 @@ impl Group {
     }
 }
 
+/// Changes read but not written yet: consecutive changes of one table form a batch. The
+/// batches of a transaction (up to [`ROW_BATCH`] rows) go through the row step in one trip,
+/// so a transaction that touches several tables, one row each, does not pay it per table.
+#[derive(Default)]
+struct Pending {
+    batches: Vec<TableBatch>,
+    rows: usize,
+}
+
+impl Pending {
+    fn push(&mut self, mapping: Arc<TableMapping>, change: RowChange) {
+        self.rows += 1;
+        if let Some(last) = self.batches.last_mut() {
+            if Arc::ptr_eq(&last.mapping, &mapping) {
+                last.changes.push(change);
+                return;
+            }
+        }
+        self.batches.push(TableBatch::new(mapping, vec![change]));
+    }
+}
+
 struct OpenTx {
     final_lsn: Lsn,
     xid: u32,
@@ -156,8 +178,7 @@ impl Cdc<'_> {
 
     async fn run_inner(&mut self) -> Result<Stopped, CdcError> {
         let mut tx: Option<OpenTx> = None;
-        let mut batch: Vec<RowChange> = Vec::new();
-        let mut batch_table: Option<Arc<TableMapping>> = None;
+        let mut pending = Pending::default();
         let mut needs_ddl_check: HashSet<u32> = HashSet::new();
         let mut acked = self.durable;
         let mut group: Option<Group> = None;
@@ -246,8 +267,7 @@ impl Cdc<'_> {
                     ..
                 } => {
                     let open = tx.take();
-                    self.flush(&mut batch, &mut batch_table, open.as_ref())
-                        .await?;
+                    self.flush(&mut pending, open.as_ref()).await?;
                     if self.sink.in_transaction() {
                         let progress = Progress {
                             lsn: end_lsn,
@@ -299,8 +319,7 @@ impl Cdc<'_> {
                                 .await?;
                             drop(guard);
                             if let RelationUpdate::Changed { mapping, new_types } = update {
-                                self.flush(&mut batch, &mut batch_table, tx.as_ref())
-                                    .await?;
+                                self.flush(&mut pending, tx.as_ref()).await?;
                                 tracing::info!(table = %mapping.source.name, "relation changed on the source");
                                 if !new_types.is_empty() {
                                     let refs: Vec<_> = new_types.iter().collect();
@@ -338,8 +357,7 @@ impl Cdc<'_> {
                         }
                         Message::Truncate { rels, .. } => {
                             if !skip {
-                                self.flush(&mut batch, &mut batch_table, tx.as_ref())
-                                    .await?;
+                                self.flush(&mut pending, tx.as_ref()).await?;
                                 let mut tables = Vec::new();
                                 for oid in rels {
                                     let m = self.relations.get(oid)?;
@@ -357,8 +375,7 @@ impl Cdc<'_> {
                             op,
                             old,
                             new,
-                            &mut batch,
-                            &mut batch_table,
+                            &mut pending,
                             &mut needs_ddl_check,
                             tx.as_ref(),
                         )
@@ -376,8 +393,7 @@ impl Cdc<'_> {
         op: Op,
         old: Option<Row>,
         new: Option<Row>,
-        batch: &mut Vec<RowChange>,
-        batch_table: &mut Option<Arc<TableMapping>>,
+        pending: &mut Pending,
         needs_ddl_check: &mut HashSet<u32>,
         tx: Option<&OpenTx>,
     ) -> Result<(), CdcError> {
@@ -386,7 +402,7 @@ impl Cdc<'_> {
             return Ok(());
         }
         if needs_ddl_check.remove(&rel) {
-            self.flush(batch, batch_table, tx).await?;
+            self.flush(pending, tx).await?;
             let existing = ddl::destination_columns(self.sink.settled().await?, &mapping)
                 .await
                 .map_err(|source| CdcError::Ddl {
@@ -398,18 +414,15 @@ impl Cdc<'_> {
                 self.sink.execute_ddl(&mapping.destination, &sql).await?;
             }
         }
-        let same = batch_table
-            .as_ref()
-            .is_some_and(|m| Arc::ptr_eq(m, &mapping));
-        if !same || batch.len() >= ROW_BATCH {
-            self.flush(batch, batch_table, tx).await?;
-            *batch_table = Some(mapping.clone());
+        if pending.rows >= ROW_BATCH {
+            self.flush(pending, tx).await?;
         }
-        batch.push(RowChange {
+        let change = RowChange {
             op,
             old: old.map(|r| mapping.project(r)),
             new: new.map(|r| mapping.project(r)),
-        });
+        };
+        pending.push(mapping, change);
         Ok(())
     }
 
@@ -537,36 +550,36 @@ impl Cdc<'_> {
         }
     }
 
-    async fn flush(
-        &mut self,
-        batch: &mut Vec<RowChange>,
-        batch_table: &mut Option<Arc<TableMapping>>,
-        tx: Option<&OpenTx>,
-    ) -> Result<(), CdcError> {
-        let Some(mapping) = batch_table.take() else {
-            return Ok(());
-        };
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let mut changes = std::mem::take(batch);
-        if mapping.transforms_rows {
-            let (kept, outcome) = start_row_step(&self.transform, &mapping, changes)
+    /// Writes the pending changes: the batches that plugins change go through the row step
+    /// together, then every batch is applied in source order.
+    async fn flush(&mut self, pending: &mut Pending, tx: Option<&OpenTx>) -> Result<(), CdcError> {
+        let mut batches = std::mem::take(&mut pending.batches);
+        pending.rows = 0;
+        if batches.iter().any(|b| b.mapping.transforms_rows) {
+            batches = start_row_step(&self.transform, batches)
                 .finish()
                 .await
-                .map_err(|source| CdcError::Transform {
-                    table: mapping.source.name.to_string(),
-                    source,
+                .map_err(|e| CdcError::Transform {
+                    table: e.table,
+                    source: e.source,
                 })?;
-            changes = kept;
-            let lsn = tx.map_or(Lsn::ZERO, |t| t.final_lsn).to_string();
-            self.sink.begin().await?;
-            self.sink
-                .dead_letter(&mapping.source.name, &lsn, &outcome.dead_letters)
-                .await?;
-            self.sink.counts.skipped += outcome.skipped as i64;
         }
-        self.sink.apply(&mapping, changes).await?;
+        let lsn = tx.map_or(Lsn::ZERO, |t| t.final_lsn).to_string();
+        for TableBatch {
+            mapping,
+            changes,
+            outcome,
+        } in batches
+        {
+            if mapping.transforms_rows {
+                self.sink.begin().await?;
+                self.sink
+                    .dead_letter(&mapping.source.name, &lsn, &outcome.dead_letters)
+                    .await?;
+                self.sink.counts.skipped += outcome.skipped as i64;
+            }
+            self.sink.apply(&mapping, changes).await?;
+        }
         Ok(())
     }
 }

@@ -1,7 +1,8 @@
 //! The seam between replication and reshaping: a per-table mapping step and a per-batch row step.
 //!
 //! The replication core calls [`Transform::map_table`] once per relation version and
-//! [`Transform::transform_rows`] once per batch of row changes of one table. [`Identity`] is the
+//! [`Transform::transform_rows`] once per batch of row changes of one table (or
+//! [`Transform::transform_batches`] for several tables' batches at once). [`Identity`] is the
 //! transform used when no plugin is configured.
 
 use std::sync::Arc;
@@ -59,10 +60,66 @@ pub trait Transform: Send {
         mapping: &TableMapping,
         batch: &mut Vec<RowChange>,
     ) -> Result<RowOutcome, TransformError>;
+
+    /// Transforms several tables' batches, in order, as one step: a source transaction that
+    /// touches several tables makes one trip to the plugins instead of one per table. Stops at
+    /// the first batch that fails.
+    fn transform_batches(&mut self, batches: &mut [TableBatch]) -> Result<(), RowStepError> {
+        each_batch(batches, |mapping, changes| {
+            self.transform_rows(mapping, changes)
+        })
+    }
 }
 
-/// The kept rows of a batch and what happened to the others.
-pub type RowStepResult = Result<(Vec<RowChange>, RowOutcome), TransformError>;
+/// One table's consecutive changes on their way through the row step.
+#[derive(Debug)]
+pub struct TableBatch {
+    /// Where the changes go.
+    pub mapping: Arc<TableMapping>,
+    /// The changes; after the step, the ones it kept.
+    pub changes: Vec<RowChange>,
+    /// What the step did with the others.
+    pub outcome: RowOutcome,
+}
+
+impl TableBatch {
+    /// A batch not through the row step yet.
+    pub fn new(mapping: Arc<TableMapping>, changes: Vec<RowChange>) -> Self {
+        Self {
+            mapping,
+            changes,
+            outcome: RowOutcome::default(),
+        }
+    }
+}
+
+/// The row step failed on one table's batch.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin error on table {table}: {source}")]
+pub struct RowStepError {
+    /// The source table of the batch that failed.
+    pub table: String,
+    /// The error.
+    #[source]
+    pub source: TransformError,
+}
+
+/// Runs `step` over each batch in order, recording each outcome; stops at the first error.
+pub fn each_batch(
+    batches: &mut [TableBatch],
+    mut step: impl FnMut(&TableMapping, &mut Vec<RowChange>) -> Result<RowOutcome, TransformError>,
+) -> Result<(), RowStepError> {
+    for b in batches {
+        b.outcome = step(&b.mapping, &mut b.changes).map_err(|source| RowStepError {
+            table: b.mapping.source.name.to_string(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// The batches after the row step.
+pub type RowStepResult = Result<Vec<TableBatch>, RowStepError>;
 
 /// A batch's row step (see [`start_row_step`]).
 #[derive(Debug)]
@@ -72,8 +129,8 @@ pub struct RowStepTask(Step);
 enum Step {
     /// Run on the calling thread already.
     Done(RowStepResult),
-    /// Running on a thread of the blocking pool.
-    Running(tokio::task::JoinHandle<RowStepResult>),
+    /// Running on a thread of the blocking pool; the first batch's source table.
+    Running(tokio::task::JoinHandle<RowStepResult>, String),
 }
 
 /// Batches smaller than this run on the calling thread: handing a batch to another thread
@@ -81,49 +138,49 @@ enum Step {
 /// like pgbench flushes one row per table at every commit).
 const OFF_THREAD_MIN_ROWS: usize = 64;
 
-/// Starts [`Transform::transform_rows`] over `batch`: on a thread of the blocking pool, or, for
-/// a small batch when the transform is free, at once on the calling thread.
+/// Starts [`Transform::transform_batches`] over `batches`: on a thread of the blocking pool,
+/// or, when they hold few rows and the transform is free, at once on the calling thread.
 ///
 /// The pipeline runs on one thread: a long row step run there would stop the replication
 /// stream's reader, the snapshot's COPY readers and the destination writer for as long as the
 /// plugins work, and the source would wait with them. Off that thread they go on while plugins
 /// run. Steps of one transform run one at a time, in the order they take its lock; a caller
 /// keeps one step of a table in flight, so a table's batches stay in order.
-pub fn start_row_step(
-    transform: &SharedTransform,
-    mapping: &Arc<TableMapping>,
-    mut batch: Vec<RowChange>,
-) -> RowStepTask {
-    if batch.len() < OFF_THREAD_MIN_ROWS {
+pub fn start_row_step(transform: &SharedTransform, mut batches: Vec<TableBatch>) -> RowStepTask {
+    let rows: usize = batches.iter().map(|b| b.changes.len()).sum();
+    if rows < OFF_THREAD_MIN_ROWS {
         if let Ok(mut guard) = transform.try_lock() {
-            let result = guard
-                .transform_rows(mapping, &mut batch)
-                .map(|outcome| (batch, outcome));
+            let result = guard.transform_batches(&mut batches).map(|()| batches);
             return RowStepTask(Step::Done(result));
         }
     }
     let transform = Arc::clone(transform);
-    let mapping = Arc::clone(mapping);
-    RowStepTask(Step::Running(tokio::task::spawn_blocking(move || {
+    let table = batches
+        .first()
+        .map(|b| b.mapping.source.name.to_string())
+        .unwrap_or_default();
+    let task = tokio::task::spawn_blocking(move || {
         let mut guard = transform.blocking_lock_owned();
-        guard
-            .transform_rows(&mapping, &mut batch)
-            .map(|outcome| (batch, outcome))
-    })))
+        guard.transform_batches(&mut batches).map(|()| batches)
+    });
+    RowStepTask(Step::Running(task, table))
 }
 
 impl RowStepTask {
     /// Waits for the step: the rows it kept and what happened to the others.
     pub async fn finish(self) -> RowStepResult {
-        let task = match self.0 {
+        let (task, table) = match self.0 {
             Step::Done(result) => return result,
-            Step::Running(task) => task,
+            Step::Running(task, table) => (task, table),
         };
         match task.await {
             Ok(result) => result,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(TransformError {
-                message: format!("the row step did not finish: {e}"),
+            Err(e) => Err(RowStepError {
+                table,
+                source: TransformError {
+                    message: format!("the row step did not finish: {e}"),
+                },
             }),
         }
     }

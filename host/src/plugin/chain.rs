@@ -7,11 +7,13 @@ use std::sync::Arc;
 
 use crate::config::{OnError, PluginSettings};
 use crate::model::{Cell, Row, RowChange, TableMapping, TableSchema};
-use crate::pipeline::transform::{DeadLetter, RowOutcome, Transform, TransformError};
+use crate::pipeline::transform::{
+    each_batch, DeadLetter, RowOutcome, RowStepError, TableBatch, Transform, TransformError,
+};
 
 use super::codec::{self, Verdict};
 use super::engine::{default_cache_dir, load_component, runtime};
-use super::instance::{CallError, PluginInstance};
+use super::instance::{outside_async, CallError, PluginInstance};
 use super::layout::{compose, RowStep};
 use super::{validate, PluginError, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS};
 
@@ -381,6 +383,22 @@ impl Transform for PluginChain {
     }
 
     fn transform_rows(
+        &mut self,
+        mapping: &TableMapping,
+        batch: &mut Vec<RowChange>,
+    ) -> Result<RowOutcome, TransformError> {
+        outside_async(|| self.transform_one(mapping, batch))
+    }
+
+    fn transform_batches(&mut self, batches: &mut [TableBatch]) -> Result<(), RowStepError> {
+        outside_async(|| each_batch(batches, |m, changes| self.transform_one(m, changes)))
+    }
+}
+
+impl PluginChain {
+    /// The row step of one batch through every plugin. Run off the async runtime (see
+    /// [`outside_async`]), all plugins and batches of a step in one trip.
+    fn transform_one(
         &mut self,
         mapping: &TableMapping,
         batch: &mut Vec<RowChange>,

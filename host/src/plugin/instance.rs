@@ -50,8 +50,10 @@ struct Live {
 /// Runs `f` where wasmtime-wasi's synchronous host functions may block on their own Tokio
 /// runtime: they call `Handle::block_on` on the current runtime when there is one, which panics
 /// on a thread that is driving async tasks (the pipeline calls transforms from such tasks).
-/// On a single-threaded runtime the call runs on [`plugin_thread`] while the caller waits.
-fn outside_async<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+/// On a single-threaded runtime the call runs on [`plugin_thread`] while the caller waits;
+/// calls made from there (no Tokio context) run directly, so a caller that wraps a whole row
+/// step pays the trip to that thread once.
+pub(crate) fn outside_async<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {
         Err(_) => f(),

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use super::super::transform::{start_row_step, DeadLetter, RowStepTask, SharedTransform};
+use super::super::transform::{
+    start_row_step, DeadLetter, RowStepTask, SharedTransform, TableBatch,
+};
 use super::{SnapshotError, ROW_BATCH};
 use crate::copy_text::{self, LineSplitter};
 use crate::model::{Cell, Op, RowChange, TableMapping};
@@ -70,7 +72,8 @@ impl RowPath {
         let done = self.settle(out).await?;
         if !self.batch.is_empty() {
             let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(ROW_BATCH));
-            self.running = Some(start_row_step(transform, &self.mapping, batch));
+            let batch = TableBatch::new(Arc::clone(&self.mapping), batch);
+            self.running = Some(start_row_step(transform, vec![batch]));
         }
         Ok(done)
     }
@@ -80,16 +83,21 @@ impl RowPath {
         let Some(task) = self.running.take() else {
             return Ok((0, 0, Vec::new()));
         };
-        let (kept, outcome) = task.finish().await.map_err(|e| SnapshotError::Row {
+        let batches = task.finish().await.map_err(|e| SnapshotError::Row {
             table: self.mapping.source.name.to_string(),
-            message: e.to_string(),
+            message: e.source.to_string(),
         })?;
-        let n = kept.len() as u64;
-        for change in kept {
-            if let Some(row) = change.new {
-                copy_text::encode_row(out, &row);
+        let (mut n, mut skipped, mut dead) = (0, 0, Vec::new());
+        for batch in batches {
+            n += batch.changes.len() as u64;
+            for change in batch.changes {
+                if let Some(row) = change.new {
+                    copy_text::encode_row(out, &row);
+                }
             }
+            skipped += batch.outcome.skipped;
+            dead.extend(batch.outcome.dead_letters);
         }
-        Ok((n, outcome.skipped, outcome.dead_letters))
+        Ok((n, skipped, dead))
     }
 }
