@@ -238,7 +238,11 @@ fn batches_of_several_tables_go_through_in_one_step_as_they_would_one_by_one() {
     ];
     let mut together = chain(&plugins).unwrap();
     let mut apart = chain(&plugins).unwrap();
-    let tables = [orders(1, "orders"), orders(2, "invoices"), orders(1, "orders")];
+    let tables = [
+        orders(1, "orders"),
+        orders(2, "invoices"),
+        orders(1, "orders"),
+    ];
     let mut batches = Vec::new();
     let mut expected = Vec::new();
     for (i, table) in tables.iter().enumerate() {
@@ -259,11 +263,19 @@ fn batches_of_several_tables_go_through_in_one_step_as_they_would_one_by_one() {
         assert_eq!(batch.outcome.skipped, *skipped);
     }
     assert_eq!(
-        batches.iter().map(|b| b.outcome.skipped).collect::<Vec<_>>(),
+        batches
+            .iter()
+            .map(|b| b.outcome.skipped)
+            .collect::<Vec<_>>(),
         [1, 0, 1],
         "the row filter applies to orders only"
     );
-    assert_eq!(text(&batches[1].changes[0].new.as_ref().unwrap()[2]).unwrap().len(), 64);
+    assert_eq!(
+        text(&batches[1].changes[0].new.as_ref().unwrap()[2])
+            .unwrap()
+            .len(),
+        64
+    );
 
     // A fault stops the step at the batch it hit, and names that batch's table.
     let mut strict = chain(&[(
@@ -282,7 +294,11 @@ fn batches_of_several_tables_go_through_in_one_step_as_they_would_one_by_one() {
         .collect();
     let err = strict.transform_batches(&mut batches).unwrap_err();
     assert_eq!(err.table, "public.invoices");
-    assert!(err.source.message.contains("paid"), "{}", err.source.message);
+    assert!(
+        err.source.message.contains("paid"),
+        "{}",
+        err.source.message
+    );
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! Stopping, restarting and killing the connector never loses or repeats a change.
 
+mod plugin_support;
+
 use std::time::Duration;
 
 use pgmorph::pipeline::Mode;
@@ -90,11 +92,39 @@ async fn clean_restart_resumes_without_redoing_the_snapshot() -> anyhow::Result<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_during_cdc_under_load_loses_and_repeats_nothing() -> anyhow::Result<()> {
+    kill_under_load(false).await
+}
+
+/// The same with a plugin that sees every row: changes wait for the plugins across the
+/// transactions of a group commit, and a kill must still lose and repeat nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_during_cdc_with_a_row_plugin_loses_and_repeats_nothing() -> anyhow::Result<()> {
+    kill_under_load(true).await
+}
+
+async fn kill_under_load(with_plugin: bool) -> anyhow::Result<()> {
     let pair = Pair::start()?;
     let (src, dst) = pair.clients().await?;
     src.batch_execute(SCHEMA).await?;
-    let (path, _) = pair.config("crash", "", "schema = \"public\"")?;
+    let plugins = pair.dir.path().join("plugins");
+    let mut extra = String::new();
+    if with_plugin {
+        std::fs::create_dir(&plugins)?;
+        std::fs::copy(
+            plugin_support::wasm("passthrough"),
+            plugins.join("passthrough.wasm"),
+        )?;
+        extra = "[plugins.passthrough]\nconfig = { rows = true }\n".into();
+    }
+    let text = pair.config_text("crash", "", "schema = \"public\"") + &extra;
+    let path = pair.dir.path().join("crash.toml");
+    std::fs::write(&path, text)?;
     let path = path.to_str().unwrap().to_string();
+    let mut args = vec!["run".to_string(), "--config".into(), path];
+    if with_plugin {
+        args.extend(["--plugins".into(), plugins.to_str().unwrap().to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let log = pair.dir.path().join("crash.log");
 
     let writer = {
@@ -102,7 +132,7 @@ async fn kill_during_cdc_under_load_loses_and_repeats_nothing() -> anyhow::Resul
         tokio::spawn(async move { write_batch(&src, 0, 1500).await })
     };
     for round in 0..3 {
-        let mut child = spawn_bin(&["run", "--config", &path], &log);
+        let mut child = spawn_bin(&args, &log);
         wait_until(&dst, "SELECT EXISTS (SELECT 1 FROM pgmorph.state WHERE name = 'crash' AND state = 'polling')", None)
             .await?;
         // Let it apply for a while, then kill it without warning.
@@ -112,7 +142,7 @@ async fn kill_during_cdc_under_load_loses_and_repeats_nothing() -> anyhow::Resul
             .await?;
     }
     writer.await??;
-    let mut child = spawn_bin(&["run", "--config", &path], &log);
+    let mut child = spawn_bin(&args, &log);
     wait_same(&src, &dst, &TABLES, None).await?;
     let dups: i64 = dst
         .query_one(
@@ -122,6 +152,10 @@ async fn kill_during_cdc_under_load_loses_and_repeats_nothing() -> anyhow::Resul
         .await?
         .get(0);
     assert_eq!(dups, 0);
+    if with_plugin {
+        let log = std::fs::read_to_string(&log)?;
+        assert!(log.contains("plugin loaded"), "{log}");
+    }
     // A clean stop by SIGTERM exits 0.
     child.stop_cleanly()?;
     Ok(())

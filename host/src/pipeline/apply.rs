@@ -111,25 +111,39 @@ impl Group {
     }
 }
 
-/// Changes read but not written yet: consecutive changes of one table form a batch. The
-/// batches of a transaction (up to [`ROW_BATCH`] rows) go through the row step in one trip,
-/// so a transaction that touches several tables, one row each, does not pay it per table.
+/// Changes read but not written yet: consecutive changes of one table in one transaction
+/// form a batch. Batches go through the row step together, up to [`ROW_BATCH`] rows, so
+/// small transactions that touch several tables pay the trip to the plugins once per group
+/// commit rather than once per table.
 #[derive(Default)]
 struct Pending {
     batches: Vec<TableBatch>,
+    /// Each batch's transaction (its final LSN), for dead letters.
+    lsns: Vec<Lsn>,
     rows: usize,
 }
 
 impl Pending {
-    fn push(&mut self, mapping: Arc<TableMapping>, change: RowChange) {
+    fn push(&mut self, mapping: Arc<TableMapping>, change: RowChange, lsn: Lsn) {
         self.rows += 1;
-        if let Some(last) = self.batches.last_mut() {
-            if Arc::ptr_eq(&last.mapping, &mapping) {
+        if let (Some(last), Some(&last_lsn)) = (self.batches.last_mut(), self.lsns.last()) {
+            if Arc::ptr_eq(&last.mapping, &mapping) && last_lsn == lsn {
                 last.changes.push(change);
                 return;
             }
         }
         self.batches.push(TableBatch::new(mapping, vec![change]));
+        self.lsns.push(lsn);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+
+    /// Whether some batch goes through plugins: then the batches may wait for the group's
+    /// next transactions, so that one trip to the plugins serves them all.
+    fn waits_for_plugins(&self) -> bool {
+        self.batches.iter().any(|b| b.mapping.transforms_rows)
     }
 }
 
@@ -188,7 +202,7 @@ impl Cdc<'_> {
         // End LSN of the last commit handed to the writer.
         let mut queued = Lsn::ZERO;
         loop {
-            let idle = tx.is_none() && !self.sink.in_transaction();
+            let idle = tx.is_none() && !self.sink.in_transaction() && pending.is_empty();
             let group_deadline = group.as_ref().map(|g| g.started + MAX_GROUP_DELAY);
             let event = tokio::select! {
                 biased;
@@ -209,12 +223,12 @@ impl Cdc<'_> {
                     }
                     // The writer is free: the waiting group commits.
                     if tx.is_none() && lsn >= queued {
-                        self.commit_group(&mut group, &mut queued).await?;
+                        self.commit_group(&mut group, &mut queued, &mut pending).await?;
                     }
                     continue;
                 }
                 _ = sleep_until(group_deadline), if tx.is_none() && group.is_some() => {
-                    self.commit_group(&mut group, &mut queued).await?;
+                    self.commit_group(&mut group, &mut queued, &mut pending).await?;
                     continue;
                 }
                 Some(prepared) = next_reload(&mut self.reloads), if idle => {
@@ -267,8 +281,10 @@ impl Cdc<'_> {
                     ..
                 } => {
                     let open = tx.take();
-                    self.flush(&mut pending, open.as_ref()).await?;
-                    if self.sink.in_transaction() {
+                    if !pending.waits_for_plugins() {
+                        self.flush(&mut pending).await?;
+                    }
+                    if self.sink.in_transaction() || !pending.is_empty() {
                         let progress = Progress {
                             lsn: end_lsn,
                             xid: open.as_ref().map_or(0, |t| t.xid),
@@ -283,21 +299,25 @@ impl Cdc<'_> {
                         g.transactions += 1;
                         g.progress = progress;
                         let writer_free = *committed.borrow() >= queued;
-                        if writer_free || g.full() {
-                            self.commit_group(&mut group, &mut queued).await?;
+                        if writer_free || g.full() || pending.rows >= ROW_BATCH {
+                            self.commit_group(&mut group, &mut queued, &mut pending)
+                                .await?;
                         }
                     }
                     // A transaction with nothing to write is acknowledged at once when every
-                    // queued commit has landed (otherwise by the next commit or keepalive).
+                    // queued commit has landed and nothing waits to be written (otherwise by
+                    // the next commit or keepalive).
                     let caught_up = *committed.borrow() >= queued;
-                    if !self.sink.in_transaction() && caught_up && end_lsn > acked {
+                    let unwritten = self.sink.in_transaction() || !pending.is_empty();
+                    if !unwritten && caught_up && end_lsn > acked {
                         self.stream.acknowledge(end_lsn);
                         acked = end_lsn;
                     }
                 }
                 StreamEvent::KeepAlive { wal_end } => {
                     let caught_up = *committed.borrow() >= queued;
-                    if tx.is_none() && !self.sink.in_transaction() && caught_up && wal_end > acked {
+                    let unwritten = self.sink.in_transaction() || !pending.is_empty();
+                    if tx.is_none() && !unwritten && caught_up && wal_end > acked {
                         self.stream.acknowledge(wal_end);
                         acked = wal_end;
                     }
@@ -312,6 +332,9 @@ impl Cdc<'_> {
                     match message {
                         Message::Relation(rel) => {
                             let oid = rel.oid;
+                            // Waiting changes go through the plugins under the mapping they
+                            // were read with, before a changed relation is mapped again.
+                            self.flush(&mut pending).await?;
                             let mut guard = self.transform.lock().await;
                             let update = self
                                 .relations
@@ -319,7 +342,6 @@ impl Cdc<'_> {
                                 .await?;
                             drop(guard);
                             if let RelationUpdate::Changed { mapping, new_types } = update {
-                                self.flush(&mut pending, tx.as_ref()).await?;
                                 tracing::info!(table = %mapping.source.name, "relation changed on the source");
                                 if !new_types.is_empty() {
                                     let refs: Vec<_> = new_types.iter().collect();
@@ -357,7 +379,7 @@ impl Cdc<'_> {
                         }
                         Message::Truncate { rels, .. } => {
                             if !skip {
-                                self.flush(&mut pending, tx.as_ref()).await?;
+                                self.flush(&mut pending).await?;
                                 let mut tables = Vec::new();
                                 for oid in rels {
                                     let m = self.relations.get(oid)?;
@@ -402,7 +424,7 @@ impl Cdc<'_> {
             return Ok(());
         }
         if needs_ddl_check.remove(&rel) {
-            self.flush(pending, tx).await?;
+            self.flush(pending).await?;
             let existing = ddl::destination_columns(self.sink.settled().await?, &mapping)
                 .await
                 .map_err(|source| CdcError::Ddl {
@@ -415,25 +437,28 @@ impl Cdc<'_> {
             }
         }
         if pending.rows >= ROW_BATCH {
-            self.flush(pending, tx).await?;
+            self.flush(pending).await?;
         }
         let change = RowChange {
             op,
             old: old.map(|r| mapping.project(r)),
             new: new.map(|r| mapping.project(r)),
         };
-        pending.push(mapping, change);
+        let lsn = tx.map_or(Lsn::ZERO, |t| t.final_lsn);
+        pending.push(mapping, change, lsn);
         Ok(())
     }
 
     /// Commits the waiting group's destination transaction, if any (queued to the writer), and
-    /// records its end LSN in `queued`.
+    /// records its end LSN in `queued`. Changes still waiting for plugins are written first.
     async fn commit_group(
         &mut self,
         group: &mut Option<Group>,
         queued: &mut Lsn,
+        pending: &mut Pending,
     ) -> Result<(), CdcError> {
         if let Some(g) = group.take() {
+            self.flush(pending).await?;
             self.sink.commit(g.progress, g.transactions).await?;
             *queued = g.progress.lsn;
         }
@@ -552,8 +577,9 @@ impl Cdc<'_> {
 
     /// Writes the pending changes: the batches that plugins change go through the row step
     /// together, then every batch is applied in source order.
-    async fn flush(&mut self, pending: &mut Pending, tx: Option<&OpenTx>) -> Result<(), CdcError> {
+    async fn flush(&mut self, pending: &mut Pending) -> Result<(), CdcError> {
         let mut batches = std::mem::take(&mut pending.batches);
+        let lsns = std::mem::take(&mut pending.lsns);
         pending.rows = 0;
         if batches.iter().any(|b| b.mapping.transforms_rows) {
             batches = start_row_step(&self.transform, batches)
@@ -564,15 +590,15 @@ impl Cdc<'_> {
                     source: e.source,
                 })?;
         }
-        let lsn = tx.map_or(Lsn::ZERO, |t| t.final_lsn).to_string();
-        for TableBatch {
-            mapping,
-            changes,
-            outcome,
-        } in batches
-        {
+        for (batch, lsn) in batches.into_iter().zip(lsns) {
+            let TableBatch {
+                mapping,
+                changes,
+                outcome,
+            } = batch;
             if mapping.transforms_rows {
                 self.sink.begin().await?;
+                let lsn = lsn.to_string();
                 self.sink
                     .dead_letter(&mapping.source.name, &lsn, &outcome.dead_letters)
                     .await?;
