@@ -335,6 +335,8 @@ pub struct Table {
     pub output: Mapping,
     /// The columns present in each row, in order, with their output types.
     pub row_columns: Vec<Column>,
+    /// `schema.name` of the input, computed once.
+    qualified: String,
 }
 
 impl Table {
@@ -353,10 +355,17 @@ impl Table {
             })
             .collect();
         Self {
+            qualified: input.qualified_name(),
             input,
             output,
             row_columns,
         }
+    }
+
+    /// The input table's `schema.name`, without building it again: the row hook runs once per
+    /// row, so per-table state is best looked up by this.
+    pub fn qualified_name(&self) -> &str {
+        &self.qualified
     }
 }
 

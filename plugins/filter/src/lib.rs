@@ -153,7 +153,7 @@ impl Plugin for Filter {
     }
 
     fn transform_row(&mut self, table: &Table, change: &mut Change) -> Result<Verdict, Error> {
-        let rules = &self.rules[&table.input.qualified_name()];
+        let rules = &self.rules[table.qualified_name()];
         for (rule, is_key) in rules {
             let row = match (change.op, &change.new, &change.old) {
                 (Op::Delete, _, Some(old)) if *is_key => old,

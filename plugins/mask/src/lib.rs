@@ -39,6 +39,8 @@ enum How {
 /// The plugin.
 pub struct Mask {
     settings: Settings,
+    /// The hash state after the salt and its separator, cloned for each value.
+    salted: Sha256,
     /// Per input table: the masked columns.
     columns: BTreeMap<String, Vec<(String, How)>>,
 }
@@ -52,9 +54,7 @@ fn matches(pattern: &str, table: &str, column: &str) -> bool {
 
 impl Mask {
     fn hash(&self, value: &str) -> String {
-        let mut h = Sha256::new();
-        h.update(self.settings.salt.as_bytes());
-        h.update([0u8]);
+        let mut h = self.salted.clone();
         h.update(value.as_bytes());
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut out = String::with_capacity(64);
@@ -72,8 +72,12 @@ impl Plugin for Mask {
             serde_json::Value::Null => return Err(Error::config("mask needs a config")),
             _ => config.parse()?,
         };
+        let mut salted = Sha256::new();
+        salted.update(settings.salt.as_bytes());
+        salted.update([0u8]);
         Ok(Self {
             settings,
+            salted,
             columns: BTreeMap::new(),
         })
     }
@@ -110,7 +114,7 @@ impl Plugin for Mask {
     }
 
     fn transform_row(&mut self, table: &Table, change: &mut Change) -> Result<Verdict, Error> {
-        let masked = &self.columns[&table.input.qualified_name()];
+        let masked = &self.columns[table.qualified_name()];
         change.for_each_row(|row| {
             for (column, how) in masked {
                 if row.is_unchanged(column)? {

@@ -89,7 +89,7 @@ impl Plugin for TypeRemap {
     }
 
     fn transform_row(&mut self, table: &Table, change: &mut Change) -> Result<Verdict, Error> {
-        let conversions = &self.conversions[&table.input.qualified_name()];
+        let conversions = &self.conversions[table.qualified_name()];
         change.for_each_row(|row| {
             for (column, conv) in conversions {
                 if row.is_unchanged(column)? {
