@@ -66,45 +66,60 @@ fn escape_into(out: &mut BytesMut, v: &[u8]) {
     out.put_slice(&v[start..]);
 }
 
-/// Parses one COPY text line (without its trailing newline) into a row. Values without
-/// escapes share `line`'s buffer instead of being copied.
-pub fn decode_line(line: &Bytes) -> Result<Row, CopyTextError> {
-    let mut row = Vec::new();
+/// Parses one COPY text line (without its trailing newline) into a row of about `columns`
+/// cells. Values without escapes share `line`'s buffer instead of being copied.
+pub fn decode_line(line: &Bytes, columns: usize) -> Result<Row, CopyTextError> {
+    let mut row = Vec::with_capacity(columns);
     let mut start = 0;
-    for field in line.split(|&b| b == b'\t') {
-        let range = start..start + field.len();
-        start = range.end + 1;
-        if field == b"\\N" {
-            row.push(Cell::Null);
+    let mut escaped = false;
+    // Tabs only ever separate fields (a tab inside a value is written `\t`).
+    let ends = memchr::memchr2_iter(b'\t', b'\\', line).chain(std::iter::once(line.len()));
+    for at in ends {
+        if at < line.len() && line[at] == b'\\' {
+            escaped = true;
             continue;
         }
-        if !field.contains(&b'\\') {
-            row.push(Cell::Text(line.slice(range)));
-            continue;
-        }
-        let mut v = Vec::with_capacity(field.len());
-        let mut it = field.iter();
-        while let Some(&b) = it.next() {
-            if b != b'\\' {
-                v.push(b);
-                continue;
-            }
-            let Some(&e) = it.next() else {
-                return Err(CopyTextError("line ends with a backslash"));
-            };
-            v.push(match e {
-                b'n' => b'\n',
-                b't' => b'\t',
-                b'r' => b'\r',
-                b'b' => 8,
-                b'f' => 12,
-                b'v' => 11,
-                other => other,
-            });
-        }
-        row.push(Cell::Text(Bytes::from(v)));
+        row.push(decode_field(line, start, at, escaped)?);
+        start = at + 1;
+        escaped = false;
     }
     Ok(row)
+}
+
+fn decode_field(
+    line: &Bytes,
+    start: usize,
+    end: usize,
+    escaped: bool,
+) -> Result<Cell, CopyTextError> {
+    let field = &line[start..end];
+    if !escaped {
+        return Ok(Cell::Text(line.slice(start..end)));
+    }
+    if field == b"\\N" {
+        return Ok(Cell::Null);
+    }
+    let mut v = Vec::with_capacity(field.len());
+    let mut it = field.iter();
+    while let Some(&b) = it.next() {
+        if b != b'\\' {
+            v.push(b);
+            continue;
+        }
+        let Some(&e) = it.next() else {
+            return Err(CopyTextError("line ends with a backslash"));
+        };
+        v.push(match e {
+            b'n' => b'\n',
+            b't' => b'\t',
+            b'r' => b'\r',
+            b'b' => 8,
+            b'f' => 12,
+            b'v' => 11,
+            other => other,
+        });
+    }
+    Ok(Cell::Text(Bytes::from(v)))
 }
 
 /// Splits COPY output chunks into complete lines, carrying partial lines across chunks.
@@ -123,7 +138,7 @@ impl LineSplitter {
     ) -> Result<(), E> {
         let mut at = 0;
         if !self.pending.is_empty() {
-            match chunk.iter().position(|&b| b == b'\n') {
+            match memchr::memchr(b'\n', chunk) {
                 Some(p) => {
                     self.pending.put_slice(&chunk[..p]);
                     let line = std::mem::take(&mut self.pending).freeze();
@@ -136,7 +151,7 @@ impl LineSplitter {
                 }
             }
         }
-        while let Some(p) = chunk[at..].iter().position(|&b| b == b'\n') {
+        while let Some(p) = memchr::memchr(b'\n', &chunk[at..]) {
             f(&chunk.slice(at..at + p))?;
             at += p + 1;
         }
@@ -166,7 +181,7 @@ mod tests {
         let mut out = BytesMut::new();
         encode_row(&mut out, &row);
         assert_eq!(out.last(), Some(&b'\n'));
-        let back = decode_line(&out.clone().freeze().slice(..out.len() - 1)).unwrap();
+        let back = decode_line(&out.clone().freeze().slice(..out.len() - 1), 1).unwrap();
         assert_eq!(back, row);
     }
 
@@ -180,7 +195,7 @@ mod tests {
                 let mut out = BytesMut::new();
                 encode_row(&mut out, &row);
                 assert_eq!(out.len(), 71 + 2, "one escape at {at}");
-                let back = decode_line(&out.clone().freeze().slice(..out.len() - 1)).unwrap();
+                let back = decode_line(&out.clone().freeze().slice(..out.len() - 1), 1).unwrap();
                 assert_eq!(back, row);
             }
         }

@@ -307,3 +307,31 @@ pub fn spawn_bin(args: &[&str], log: &std::path::Path) -> BinProcess {
         log: log.to_path_buf(),
     }
 }
+
+/// The identity transform, but asking for the row path: COPY text decoded into cells, passed
+/// through the row step and encoded again, and the same for every change, with no plugin.
+/// It checks the core's row path on its own and measures it apart from crossing into Wasm.
+pub struct RowPathOnly;
+
+impl pgmorph::pipeline::transform::Transform for RowPathOnly {
+    fn map_table(
+        &mut self,
+        source: std::sync::Arc<pgmorph::model::TableSchema>,
+        dest_schema: &str,
+    ) -> Result<pgmorph::model::TableMapping, pgmorph::pipeline::transform::TransformError> {
+        let mut m = pgmorph::model::TableMapping::identity(source, dest_schema);
+        m.transforms_rows = true;
+        Ok(m)
+    }
+
+    fn transform_rows(
+        &mut self,
+        _mapping: &pgmorph::model::TableMapping,
+        _batch: &mut Vec<pgmorph::model::RowChange>,
+    ) -> Result<
+        pgmorph::pipeline::transform::RowOutcome,
+        pgmorph::pipeline::transform::TransformError,
+    > {
+        Ok(Default::default())
+    }
+}

@@ -7,7 +7,7 @@ mod plugin_support;
 
 use pgmorph::pipeline::Mode;
 use pgmorph::plugin::PluginChain;
-use pgmorph_e2e::{spawn_bin, wait_streaming, wait_until, Pair, Running};
+use pgmorph_e2e::{spawn_bin, wait_streaming, wait_until, Pair, RowPathOnly, Running};
 
 const SCHEMA: &str = r#"
 CREATE TABLE orders (id int PRIMARY KEY, cust_id int NOT NULL, email text, amount numeric(12,2),
@@ -202,33 +202,6 @@ async fn dead_letters_land_in_the_destination() -> anyhow::Result<()> {
 
 /// Plugins of a benchmark case: `(file stem, crate, settings)`.
 type Plugins<'a> = &'a [(&'a str, &'a str, &'a str)];
-
-/// The identity transform, but asking for the row path (COPY text decoded into cells and encoded
-/// again), to separate the core's row-path cost from the cost of crossing into Wasm.
-struct RowPathOnly;
-
-impl pgmorph::pipeline::transform::Transform for RowPathOnly {
-    fn map_table(
-        &mut self,
-        source: std::sync::Arc<pgmorph::model::TableSchema>,
-        dest_schema: &str,
-    ) -> Result<pgmorph::model::TableMapping, pgmorph::pipeline::transform::TransformError> {
-        let mut m = pgmorph::model::TableMapping::identity(source, dest_schema);
-        m.transforms_rows = true;
-        Ok(m)
-    }
-
-    fn transform_rows(
-        &mut self,
-        _mapping: &pgmorph::model::TableMapping,
-        _batch: &mut Vec<pgmorph::model::RowChange>,
-    ) -> Result<
-        pgmorph::pipeline::transform::RowOutcome,
-        pgmorph::pipeline::transform::TransformError,
-    > {
-        Ok(Default::default())
-    }
-}
 
 /// Rows/s of a snapshot through the whole pipeline with no plugin, a pass-through plugin that
 /// sees every row and column, and the filter + rename + mask chain, on the same data in one run:

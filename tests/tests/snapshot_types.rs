@@ -1,7 +1,8 @@
 //! Every supported type survives the snapshot and the change stream exactly.
 
+use pgmorph::pipeline::transform::{Identity, Transform};
 use pgmorph::pipeline::Mode;
-use pgmorph_e2e::{wait_same, wait_streaming, Pair, Running};
+use pgmorph_e2e::{wait_same, wait_streaming, Pair, RowPathOnly, Running};
 
 const SCHEMA: &str = r#"
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
@@ -50,8 +51,28 @@ const OTHER_ROW: &str = r#"INSERT INTO other_types VALUES (1,
     '<a b="c">text</a>', 'the quick brown fox', 'fox & dog', '08:00:2b:01:02:03',
     '08:00:2b:01:02:03:04:05', 42, '16/B374D848', '$.a[*] ? (@ > 1)')"#;
 
+/// Values that COPY text must escape: tab, newline, carriage return, backslash, and a text
+/// that reads like the NULL marker.
+fn escapes_row(id: i32) -> String {
+    format!(
+        "INSERT INTO core_types (id, t, vc, at, ba, j) VALUES ({id}, E'tab\\there\\nnew\\\\line\\rcr', E'\\\\N',
+          ARRAY[E'a\\tb', E'back\\\\slash', E'\\\\N'], '\\x5c0a09'::bytea, E'{{\"k\": \"q\\\\\\\\u0041\\\\n\"}}')"
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_type_round_trips_through_snapshot_and_cdc() -> anyhow::Result<()> {
+    round_trip("types", Box::new(Identity)).await
+}
+
+/// The same values through the row path: each one decoded from COPY text or pgoutput into a
+/// cell, passed through the row step and encoded again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_type_round_trips_through_the_row_path() -> anyhow::Result<()> {
+    round_trip("rowpath", Box::new(RowPathOnly)).await
+}
+
+async fn round_trip(name: &str, transform: Box<dyn Transform>) -> anyhow::Result<()> {
     let pair = Pair::start()?;
     let (src, dst) = pair.clients().await?;
     src.batch_execute(SCHEMA).await?;
@@ -60,6 +81,7 @@ async fn every_type_round_trips_through_snapshot_and_cdc() -> anyhow::Result<()>
     }
     src.batch_execute("INSERT INTO core_types (id) VALUES (100)")
         .await?; // all NULLs
+    src.batch_execute(&escapes_row(200)).await?;
     src.batch_execute(OTHER_ROW).await?;
     // Built-in types only: this table travels in COPY's binary format.
     src.batch_execute(
@@ -70,9 +92,9 @@ async fn every_type_round_trips_through_snapshot_and_cdc() -> anyhow::Result<()>
     )
     .await?;
 
-    let (_, config) = pair.config("types", "", "schema = \"public\"")?;
-    let running = Running::start(&config, Mode::Initial);
-    wait_streaming(&dst, "types", Some(&running)).await?;
+    let (_, config) = pair.config(name, "", "schema = \"public\"")?;
+    let running = Running::start_with(&config, Mode::Initial, transform);
+    wait_streaming(&dst, name, Some(&running)).await?;
     let tables = [
         ("public.core_types", "postgres.core_types"),
         ("public.other_types", "postgres.other_types"),
@@ -109,6 +131,7 @@ async fn every_type_round_trips_through_snapshot_and_cdc() -> anyhow::Result<()>
         .await?;
     src.batch_execute("INSERT INTO core_types (id) VALUES (101)")
         .await?;
+    src.batch_execute(&escapes_row(201)).await?;
     wait_same(&src, &dst, &tables, Some(&running)).await?;
     // Every type through a set-based update (many rows, one statement on the destination).
     src.batch_execute(

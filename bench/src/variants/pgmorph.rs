@@ -3,7 +3,7 @@
 //! Snapshot: start `pgmorph run` until `pgmorph.state.stage = 'change data capture'`.
 //! CDC: SIGTERM and wait for the exit, load, start it again (it resumes from its slot).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use tempfile::TempDir;
@@ -98,6 +98,26 @@ impl Pgmorph {
     }
 }
 
+/// Compiles each component of `dir` once into pgmorph's cache (`pgmorph plugin check`), so
+/// that no timed run pays for compiling a plugin it sees for the first time.
+fn warm_compile_cache(bin: &Path, dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let out = std::process::Command::new(bin)
+            .args(["plugin", "check"])
+            .arg(&path)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "pgmorph plugin check {} failed: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    Ok(())
+}
+
 impl Replicator for Pgmorph {
     async fn prepare(&mut self, pair: &Pair) -> Result<()> {
         std::fs::write(self.config_path(), self.config(pair))?;
@@ -107,6 +127,7 @@ impl Replicator for Pgmorph {
             self.plugin_path(),
         ) {
             plugins::install(&set, from, &to)?;
+            warm_compile_cache(&self.bin, &to)?;
         }
         Ok(())
     }

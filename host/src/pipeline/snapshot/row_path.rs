@@ -18,6 +18,8 @@ pub(super) struct RowPath {
     mapping: Arc<TableMapping>,
     splitter: LineSplitter,
     pub(super) batch: Vec<RowChange>,
+    /// Columns that COPY reads (the source-fed ones).
+    fed_columns: usize,
     /// The previous batch's row step.
     running: Option<RowStepTask>,
 }
@@ -27,7 +29,13 @@ pub(super) type StepCounts = (u64, u64, Vec<DeadLetter>);
 
 impl RowPath {
     pub(super) fn new(mapping: Arc<TableMapping>) -> Self {
+        let fed_columns = mapping
+            .columns
+            .iter()
+            .filter(|c| c.source_index.is_some())
+            .count();
         Self {
+            fed_columns,
             mapping,
             splitter: LineSplitter::default(),
             batch: Vec::with_capacity(ROW_BATCH),
@@ -38,21 +46,33 @@ impl RowPath {
     pub(super) fn feed(&mut self, chunk: &Bytes) -> Result<(), SnapshotError> {
         let mapping = &self.mapping;
         let batch = &mut self.batch;
+        let fed = self.fed_columns;
+        let computed = fed < mapping.columns.len();
         self.splitter.feed(chunk, |line| {
-            let values = copy_text::decode_line(line).map_err(|e| SnapshotError::Row {
+            let values = copy_text::decode_line(line, fed).map_err(|e| SnapshotError::Row {
                 table: mapping.source.name.to_string(),
                 message: e.to_string(),
             })?;
+            if values.len() != fed {
+                return Err(SnapshotError::Row {
+                    table: mapping.source.name.to_string(),
+                    message: format!("COPY sent {} values for {fed} columns", values.len()),
+                });
+            }
             // COPY read only source-fed columns; computed ones start as NULL.
-            let mut values = values.into_iter();
-            let row = mapping
-                .columns
-                .iter()
-                .map(|c| match c.source_index {
-                    Some(_) => values.next().unwrap_or(Cell::Null),
-                    None => Cell::Null,
-                })
-                .collect();
+            let row = if computed {
+                let mut values = values.into_iter();
+                mapping
+                    .columns
+                    .iter()
+                    .map(|c| match c.source_index {
+                        Some(_) => values.next().unwrap_or(Cell::Null),
+                        None => Cell::Null,
+                    })
+                    .collect()
+            } else {
+                values
+            };
             batch.push(RowChange {
                 op: Op::Snapshot,
                 old: None,
