@@ -269,6 +269,14 @@ impl BinProcess {
         self.child.wait()
     }
 
+    /// The process's peak resident memory so far, in MiB (`VmHWM`), if it is still running.
+    pub fn peak_rss_mib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib / 1024)
+    }
+
     /// Stops the process with SIGTERM and asserts that it exited with status 0 (a clean
     /// stop), showing its log otherwise.
     pub fn stop_cleanly(&mut self) -> anyhow::Result<()> {

@@ -431,3 +431,64 @@ async fn the_binary_runs_row_plugins_in_snapshot_and_cdc() -> anyhow::Result<()>
     child.stop_cleanly()?;
     Ok(())
 }
+
+/// Rows of half a megabyte through a plugin that sees every value: batches are cut by bytes as
+/// well as rows, so neither pgmorph's memory nor the plugin's 64 MiB cap is reached by a
+/// snapshot of 48 MiB or by one source transaction of 96 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_values_pass_plugins_in_bounded_memory() -> anyhow::Result<()> {
+    const VALUE: usize = 512 * 1024;
+    let pair = Pair::start()?;
+    let (src, dst) = pair.clients().await?;
+    src.batch_execute(&format!(
+        "CREATE TABLE docs (id int PRIMARY KEY, body text);
+         INSERT INTO docs SELECT g, repeat(chr(97 + g % 26), {VALUE}) FROM generate_series(1, 96) g;"
+    ))
+    .await?;
+    let plugins = pair.dir.path().join("plugins");
+    std::fs::create_dir(&plugins)?;
+    std::fs::copy(
+        plugin_support::wasm("passthrough"),
+        plugins.join("passthrough.wasm"),
+    )?;
+    let text = pair.config_text("bigvals", "", "schema = \"public\"")
+        + "[plugins.passthrough]\nconfig = { rows = true }\n";
+    let path = pair.dir.path().join("bigvals.toml");
+    std::fs::write(&path, text)?;
+    let log = pair.dir.path().join("bigvals.log");
+    let mut child = spawn_bin(
+        &[
+            "run",
+            "--config",
+            path.to_str().unwrap(),
+            "--plugins",
+            plugins.to_str().unwrap(),
+        ],
+        &log,
+    );
+    let show_log = |e: anyhow::Error| e.context(std::fs::read_to_string(&log).unwrap_or_default());
+    wait_streaming(&dst, "bigvals", None)
+        .await
+        .map_err(show_log)?;
+    src.batch_execute(&format!(
+        "INSERT INTO docs SELECT g, repeat(chr(97 + g % 26), {VALUE}) FROM generate_series(1001, 1192) g"
+    ))
+    .await?;
+    wait_until(
+        &dst,
+        &format!(
+            "SELECT count(*) = 288 AND bool_and(length(body) = {VALUE} AND body = repeat(chr(97 + id % 26), {VALUE})) FROM postgres.docs"
+        ),
+        None,
+    )
+    .await
+    .map_err(show_log)?;
+    let peak = child.peak_rss_mib().expect("pgmorph is running");
+    println!("peak RSS {peak} MiB");
+    assert!(
+        peak < 160,
+        "pgmorph peaked at {peak} MiB for 144 MiB of values"
+    );
+    child.stop_cleanly()?;
+    Ok(())
+}

@@ -73,3 +73,15 @@ pub struct RowChange {
     /// The new row, for snapshot rows, inserts and updates.
     pub new: Option<Row>,
 }
+
+impl RowChange {
+    /// Bytes of values the change holds, old and new row: what a batch of changes weighs.
+    pub fn value_bytes(&self) -> usize {
+        [&self.old, &self.new]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|cell| cell.as_text().map_or(0, <[u8]>::len))
+            .sum()
+    }
+}

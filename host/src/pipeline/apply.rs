@@ -10,7 +10,9 @@ use tokio_postgres::Client;
 
 use super::relations::{RelationError, RelationUpdate, Relations};
 use super::reload::{self, Prepared};
-use super::transform::{start_row_step, SharedTransform, TableBatch, TransformError};
+use super::transform::{
+    start_row_step, SharedTransform, TableBatch, TransformError, MAX_BATCH_BYTES,
+};
 use crate::model::{Lsn, Op, Row, RowChange, TableMapping};
 use crate::sink::{ddl, ApplyError, Sink};
 use crate::source::pgoutput::Message;
@@ -121,11 +123,14 @@ struct Pending {
     /// Each batch's transaction (its final LSN), for dead letters.
     lsns: Vec<Lsn>,
     rows: usize,
+    /// Bytes of values held.
+    bytes: usize,
 }
 
 impl Pending {
     fn push(&mut self, mapping: Arc<TableMapping>, change: RowChange, lsn: Lsn) {
         self.rows += 1;
+        self.bytes += change.value_bytes();
         if let (Some(last), Some(&last_lsn)) = (self.batches.last_mut(), self.lsns.last()) {
             if Arc::ptr_eq(&last.mapping, &mapping) && last_lsn == lsn {
                 last.changes.push(change);
@@ -138,6 +143,21 @@ impl Pending {
 
     fn is_empty(&self) -> bool {
         self.batches.is_empty()
+    }
+
+    /// Whether the changes must be written before more are read: [`ROW_BATCH`] rows, or
+    /// [`MAX_BATCH_BYTES`] of values (memory stays bounded with large values too).
+    fn full(&self) -> bool {
+        self.rows >= ROW_BATCH || self.bytes >= MAX_BATCH_BYTES
+    }
+
+    fn take(&mut self) -> (Vec<TableBatch>, Vec<Lsn>) {
+        self.rows = 0;
+        self.bytes = 0;
+        (
+            std::mem::take(&mut self.batches),
+            std::mem::take(&mut self.lsns),
+        )
     }
 
     /// Whether some batch goes through plugins: then the batches may wait for the group's
@@ -299,7 +319,7 @@ impl Cdc<'_> {
                         g.transactions += 1;
                         g.progress = progress;
                         let writer_free = *committed.borrow() >= queued;
-                        if writer_free || g.full() || pending.rows >= ROW_BATCH {
+                        if writer_free || g.full() || pending.full() {
                             self.commit_group(&mut group, &mut queued, &mut pending)
                                 .await?;
                         }
@@ -436,7 +456,7 @@ impl Cdc<'_> {
                 self.sink.execute_ddl(&mapping.destination, &sql).await?;
             }
         }
-        if pending.rows >= ROW_BATCH {
+        if pending.full() {
             self.flush(pending).await?;
         }
         let change = RowChange {
@@ -578,9 +598,7 @@ impl Cdc<'_> {
     /// Writes the pending changes: the batches that plugins change go through the row step
     /// together, then every batch is applied in source order.
     async fn flush(&mut self, pending: &mut Pending) -> Result<(), CdcError> {
-        let mut batches = std::mem::take(&mut pending.batches);
-        let lsns = std::mem::take(&mut pending.lsns);
-        pending.rows = 0;
+        let (mut batches, lsns) = pending.take();
         if batches.iter().any(|b| b.mapping.transforms_rows) {
             batches = start_row_step(&self.transform, batches)
                 .finish()

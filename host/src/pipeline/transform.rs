@@ -133,6 +133,10 @@ enum Step {
     Running(tokio::task::JoinHandle<RowStepResult>, String),
 }
 
+/// A batch for the row step is cut at this many bytes of values, whatever its row count:
+/// rows with values of a megabyte must not make batches of a gigabyte.
+pub const MAX_BATCH_BYTES: usize = 8 << 20;
+
 /// Batches smaller than this run on the calling thread: handing a batch to another thread
 /// and back costs tens of microseconds, more than plugins take over a few rows (a workload
 /// like pgbench flushes one row per table at every commit).

@@ -543,7 +543,7 @@ async fn stream_rows(
             }
             Some(path) => {
                 path.feed(&chunk)?;
-                if path.batch.len() >= ROW_BATCH {
+                if path.due() {
                     let (n, s, d) = path.run(&job.transform, &mut out).await?;
                     rows += n;
                     skipped += s;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::super::transform::{
-    start_row_step, DeadLetter, RowStepTask, SharedTransform, TableBatch,
+    start_row_step, DeadLetter, RowStepTask, SharedTransform, TableBatch, MAX_BATCH_BYTES,
 };
 use super::{SnapshotError, ROW_BATCH};
 use crate::copy_text::{self, LineSplitter};
@@ -18,6 +18,8 @@ pub(super) struct RowPath {
     mapping: Arc<TableMapping>,
     splitter: LineSplitter,
     pub(super) batch: Vec<RowChange>,
+    /// Bytes of COPY text in `batch`.
+    batch_bytes: usize,
     /// Columns that COPY reads (the source-fed ones).
     fed_columns: usize,
     /// The previous batch's row step.
@@ -35,6 +37,7 @@ impl RowPath {
             .filter(|c| c.source_index.is_some())
             .count();
         Self {
+            batch_bytes: 0,
             fed_columns,
             mapping,
             splitter: LineSplitter::default(),
@@ -46,6 +49,7 @@ impl RowPath {
     pub(super) fn feed(&mut self, chunk: &Bytes) -> Result<(), SnapshotError> {
         let mapping = &self.mapping;
         let batch = &mut self.batch;
+        let batch_bytes = &mut self.batch_bytes;
         let fed = self.fed_columns;
         let computed = fed < mapping.columns.len();
         self.splitter.feed(chunk, |line| {
@@ -73,6 +77,7 @@ impl RowPath {
             } else {
                 values
             };
+            *batch_bytes += line.len();
             batch.push(RowChange {
                 op: Op::Snapshot,
                 old: None,
@@ -80,6 +85,12 @@ impl RowPath {
             });
             Ok(())
         })
+    }
+
+    /// Whether the gathered batch is due for the row step: [`ROW_BATCH`] rows, or
+    /// [`MAX_BATCH_BYTES`] of COPY text.
+    pub(super) fn due(&self) -> bool {
+        self.batch.len() >= ROW_BATCH || self.batch_bytes >= MAX_BATCH_BYTES
     }
 
     /// Writes out the previous batch's result (waiting for it), then starts the row step of
@@ -92,6 +103,7 @@ impl RowPath {
         let done = self.settle(out).await?;
         if !self.batch.is_empty() {
             let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(ROW_BATCH));
+            self.batch_bytes = 0;
             let batch = TableBatch::new(Arc::clone(&self.mapping), batch);
             self.running = Some(start_row_step(transform, vec![batch]));
         }
