@@ -297,7 +297,7 @@ impl Drop for BinProcess {
 }
 
 /// Starts `pgmorph ARGS` in the background, appending its log to `log`.
-pub fn spawn_bin(args: &[&str], log: &std::path::Path) -> BinProcess {
+pub fn spawn_bin<S: AsRef<std::ffi::OsStr>>(args: &[S], log: &std::path::Path) -> BinProcess {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

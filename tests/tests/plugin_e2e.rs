@@ -291,27 +291,17 @@ async fn the_binary_runs_row_plugins_in_snapshot_and_cdc() -> anyhow::Result<()>
            FROM generate_series(1, 2500) g;",
     )
     .await?;
-    let plugins = pair.dir.path().join("plugins");
-    std::fs::create_dir(&plugins)?;
-    std::fs::copy(plugin_support::wasm("mask"), plugins.join("30-mask.wasm"))?;
-    let text = pair.config_text(
+    let (args, log) = plugin_support::binary_run(
+        &pair,
         "binmask",
-        "",
         "schema = \"public\"\ntables = [\"public.orders\", \"public.contacts\"]",
-    ) + "[plugins.30-mask]\nconfig = { salt = \"pepper\", hash = [\"*.email\"] }\n";
-    let path = pair.dir.path().join("binmask.toml");
-    std::fs::write(&path, text)?;
-    let log = pair.dir.path().join("binmask.log");
-    let mut child = spawn_bin(
-        &[
-            "run",
-            "--config",
-            path.to_str().unwrap(),
-            "--plugins",
-            plugins.to_str().unwrap(),
-        ],
-        &log,
-    );
+        &[(
+            "30-mask",
+            "mask",
+            "config = { salt = \"pepper\", hash = [\"*.email\"] }",
+        )],
+    )?;
+    let mut child = spawn_bin(&args, &log);
     let show_log = |e: anyhow::Error| e.context(std::fs::read_to_string(&log).unwrap_or_default());
     wait_streaming(&dst, "binmask", None)
         .await
@@ -445,27 +435,13 @@ async fn large_values_pass_plugins_in_bounded_memory() -> anyhow::Result<()> {
          INSERT INTO docs SELECT g, repeat(chr(97 + g % 26), {VALUE}) FROM generate_series(1, 96) g;"
     ))
     .await?;
-    let plugins = pair.dir.path().join("plugins");
-    std::fs::create_dir(&plugins)?;
-    std::fs::copy(
-        plugin_support::wasm("passthrough"),
-        plugins.join("passthrough.wasm"),
+    let (args, log) = plugin_support::binary_run(
+        &pair,
+        "bigvals",
+        "schema = \"public\"",
+        &[("passthrough", "passthrough", "config = { rows = true }")],
     )?;
-    let text = pair.config_text("bigvals", "", "schema = \"public\"")
-        + "[plugins.passthrough]\nconfig = { rows = true }\n";
-    let path = pair.dir.path().join("bigvals.toml");
-    std::fs::write(&path, text)?;
-    let log = pair.dir.path().join("bigvals.log");
-    let mut child = spawn_bin(
-        &[
-            "run",
-            "--config",
-            path.to_str().unwrap(),
-            "--plugins",
-            plugins.to_str().unwrap(),
-        ],
-        &log,
-    );
+    let mut child = spawn_bin(&args, &log);
     let show_log = |e: anyhow::Error| e.context(std::fs::read_to_string(&log).unwrap_or_default());
     wait_streaming(&dst, "bigvals", None)
         .await

@@ -106,26 +106,9 @@ async fn kill_under_load(with_plugin: bool) -> anyhow::Result<()> {
     let pair = Pair::start()?;
     let (src, dst) = pair.clients().await?;
     src.batch_execute(SCHEMA).await?;
-    let plugins = pair.dir.path().join("plugins");
-    let mut extra = String::new();
-    if with_plugin {
-        std::fs::create_dir(&plugins)?;
-        std::fs::copy(
-            plugin_support::wasm("passthrough"),
-            plugins.join("passthrough.wasm"),
-        )?;
-        extra = "[plugins.passthrough]\nconfig = { rows = true }\n".into();
-    }
-    let text = pair.config_text("crash", "", "schema = \"public\"") + &extra;
-    let path = pair.dir.path().join("crash.toml");
-    std::fs::write(&path, text)?;
-    let path = path.to_str().unwrap().to_string();
-    let mut args = vec!["run".to_string(), "--config".into(), path];
-    if with_plugin {
-        args.extend(["--plugins".into(), plugins.to_str().unwrap().to_string()]);
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let log = pair.dir.path().join("crash.log");
+    let passthrough = [("passthrough", "passthrough", "config = { rows = true }")];
+    let plugins: &[_] = if with_plugin { &passthrough } else { &[] };
+    let (args, log) = plugin_support::binary_run(&pair, "crash", "schema = \"public\"", plugins)?;
 
     let writer = {
         let src = pair.source.connect("postgres").await?;

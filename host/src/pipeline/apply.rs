@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 use super::relations::{RelationError, RelationUpdate, Relations};
 use super::reload::{self, Prepared};
 use super::transform::{
-    start_row_step, SharedTransform, TableBatch, TransformError, MAX_BATCH_BYTES,
+    start_row_step, RowStepError, SharedTransform, TableBatch, MAX_BATCH_BYTES,
 };
 use crate::model::{Lsn, Op, Row, RowChange, TableMapping};
 use crate::sink::{ddl, ApplyError, Sink};
@@ -54,13 +54,8 @@ pub enum CdcError {
     #[error(transparent)]
     Relation(#[from] RelationError),
     /// The row step failed under the `stop` policy.
-    #[error("plugin error on table {table}: {source}")]
-    Transform {
-        /// Source table.
-        table: String,
-        /// The error.
-        source: TransformError,
-    },
+    #[error(transparent)]
+    Transform(#[from] RowStepError),
     /// Preparing the destination for a changed relation failed.
     #[error("adapting destination table {table} to a source change: {source}")]
     Ddl {
@@ -222,7 +217,7 @@ impl Cdc<'_> {
         // End LSN of the last commit handed to the writer.
         let mut queued = Lsn::ZERO;
         loop {
-            let idle = tx.is_none() && !self.sink.in_transaction() && pending.is_empty();
+            let idle = tx.is_none() && !self.unwritten(&pending);
             let group_deadline = group.as_ref().map(|g| g.started + MAX_GROUP_DELAY);
             let event = tokio::select! {
                 biased;
@@ -304,7 +299,7 @@ impl Cdc<'_> {
                     if !pending.waits_for_plugins() {
                         self.flush(&mut pending).await?;
                     }
-                    if self.sink.in_transaction() || !pending.is_empty() {
+                    if self.unwritten(&pending) {
                         let progress = Progress {
                             lsn: end_lsn,
                             xid: open.as_ref().map_or(0, |t| t.xid),
@@ -328,16 +323,14 @@ impl Cdc<'_> {
                     // queued commit has landed and nothing waits to be written (otherwise by
                     // the next commit or keepalive).
                     let caught_up = *committed.borrow() >= queued;
-                    let unwritten = self.sink.in_transaction() || !pending.is_empty();
-                    if !unwritten && caught_up && end_lsn > acked {
+                    if !self.unwritten(&pending) && caught_up && end_lsn > acked {
                         self.stream.acknowledge(end_lsn);
                         acked = end_lsn;
                     }
                 }
                 StreamEvent::KeepAlive { wal_end } => {
                     let caught_up = *committed.borrow() >= queued;
-                    let unwritten = self.sink.in_transaction() || !pending.is_empty();
-                    if tx.is_none() && !unwritten && caught_up && wal_end > acked {
+                    if tx.is_none() && !self.unwritten(&pending) && caught_up && wal_end > acked {
                         self.stream.acknowledge(wal_end);
                         acked = wal_end;
                     }
@@ -587,6 +580,12 @@ impl Cdc<'_> {
         }
     }
 
+    /// Whether changes are read but not committed: the destination transaction is open, or
+    /// changes wait for the row step.
+    fn unwritten(&self, pending: &Pending) -> bool {
+        self.sink.in_transaction() || !pending.is_empty()
+    }
+
     /// Whether the table's copy already contains this transaction's changes.
     fn copied_after(&self, rel: u32, tx: Option<&OpenTx>) -> bool {
         match (self.sync.get(&rel), tx) {
@@ -600,13 +599,7 @@ impl Cdc<'_> {
     async fn flush(&mut self, pending: &mut Pending) -> Result<(), CdcError> {
         let (mut batches, lsns) = pending.take();
         if batches.iter().any(|b| b.mapping.transforms_rows) {
-            batches = start_row_step(&self.transform, batches)
-                .finish()
-                .await
-                .map_err(|e| CdcError::Transform {
-                    table: e.table,
-                    source: e.source,
-                })?;
+            batches = start_row_step(&self.transform, batches).finish().await?;
         }
         for (batch, lsn) in batches.into_iter().zip(lsns) {
             let TableBatch {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use pgmorph::config::Config;
 use pgmorph::model::{Cell, Column, Op, ReplicaIdentity, Row, RowChange, TableName, TableSchema};
 use pgmorph::plugin::{LoadOptions, PluginChain, PluginError};
+use pgmorph_e2e::Pair;
 
 /// The `.wasm` file of an example plugin crate (`"type-remap"` -> `pgmorph_plugin_type_remap.wasm`).
 pub fn wasm(krate: &str) -> PathBuf {
@@ -45,6 +46,37 @@ pub fn plugin_dir(plugins: &[(&str, &str, &str)]) -> (tempfile::TempDir, Config)
     let config =
         Config::parse(&text, Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"));
     (dir, config)
+}
+
+/// Stages a run of the binary: `<name>.toml` (the pair's config with `source_extra` under
+/// `[source]`, then `[plugins.<stem>]` with each plugin's settings) and, when there are
+/// plugins, a plugin directory with their components (`(file stem, crate, settings)`).
+/// Returns the `pgmorph run` arguments and the log path.
+pub fn binary_run(
+    pair: &Pair,
+    name: &str,
+    source_extra: &str,
+    plugins: &[(&str, &str, &str)],
+) -> anyhow::Result<(Vec<String>, PathBuf)> {
+    let dir = pair.dir.path();
+    let mut text = pair.config_text(name, "", source_extra);
+    let config = dir.join(format!("{name}.toml"));
+    let mut args = vec!["run".to_string(), "--config".into(), path_arg(&config)];
+    if !plugins.is_empty() {
+        let plugin_dir = dir.join(format!("{name}-plugins"));
+        std::fs::create_dir(&plugin_dir)?;
+        for (stem, krate, settings) in plugins {
+            std::fs::copy(wasm(krate), plugin_dir.join(format!("{stem}.wasm")))?;
+            text.push_str(&format!("[plugins.{stem}]\n{settings}\n"));
+        }
+        args.extend(["--plugins".into(), path_arg(&plugin_dir)]);
+    }
+    std::fs::write(&config, text)?;
+    Ok((args, dir.join(format!("{name}.log"))))
+}
+
+fn path_arg(path: &Path) -> String {
+    path.to_str().expect("UTF-8 temp path").to_string()
 }
 
 fn col(name: &str, type_sql: &str, is_key: bool) -> Column {
