@@ -1,6 +1,6 @@
 //! Builds the example plugins in `../plugins` for `wasm32-wasip2` (once, and again only when
-//! `plugins/`, `plugin-sdk/` or `wit/` change) and tells the tests where the `.wasm` files are:
-//! `env!("PGMORPH_PLUGIN_DIR")`, with a compiled-component cache at
+//! `plugins/`, `plugin-sdk/`, `wire/` or `wit/` change) and tells the tests where the `.wasm`
+//! files are: `env!("PGMORPH_PLUGIN_DIR")`, with a compiled-component cache at
 //! `env!("PGMORPH_PLUGIN_CACHE")`.
 
 use std::path::PathBuf;
@@ -14,7 +14,7 @@ fn main() {
         .parent()
         .expect("tests/ lives in the workspace")
         .to_path_buf();
-    for watched in ["plugins", "plugin-sdk", "wit"] {
+    for watched in ["plugins", "plugin-sdk", "wire", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");

@@ -6,15 +6,17 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use pgmorph::config::Config;
-use pgmorph::pipeline::reload::Fingerprint;
-use pgmorph::pipeline::{self, Mode, ReloadOptions, RunOptions};
+use pgmorph::error_kind::ErrorKind;
+use pgmorph::pipeline::{self, Mode, ReloadOptions, RunError, RunOptions};
+use pgmorph::plugin::reload::Fingerprint;
 use pgmorph::state::control::{self, Request};
+use pgmorph::state::local;
+use pgmorph::state::owner::{self, OwnerError, Wait};
 use pgmorph::state::StateStore;
 
-mod demo;
-mod offsets;
-mod plugin_cli;
-mod transform_setup;
+mod cli;
+
+use cli::{demo, offsets, plugin_cli, transform_setup};
 
 /// Replicate one PostgreSQL database into another, reshaping it with WebAssembly plugins.
 #[derive(Parser)]
@@ -40,6 +42,10 @@ enum Command {
         /// Do not watch the plugin directory and config file; reload on SIGHUP only.
         #[arg(long)]
         no_watch: bool,
+        /// When another process runs the connector, wait for it to end and take over
+        /// (default: refuse after a few seconds, touching nothing).
+        #[arg(long)]
+        wait_for_lock: bool,
     },
     /// Print the connector's state row, counters and tables.
     Status {
@@ -111,6 +117,9 @@ enum Command {
         /// Directory of `.wasm` plugins (overrides `plugin_dir` in the config).
         #[arg(long)]
         plugins: Option<PathBuf>,
+        /// When another process runs the connector, wait for it to end.
+        #[arg(long)]
+        wait_for_lock: bool,
     },
     /// Check a plugin or run it offline on sample rows.
     Plugin {
@@ -147,7 +156,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PGMORPH_LOG")
-                .unwrap_or_else(|_| "info,tokio_postgres=warn,pgwire_replication=warn".into()),
+                .unwrap_or_else(|_| "info,tokio_postgres=warn,pgmorph_replication=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -170,9 +179,24 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
-            ExitCode::FAILURE
+            exit_code(&e)
         }
     }
+}
+
+/// A connector's error exits with its kind's code (see [`ErrorKind::exit_code`]); any other
+/// failure with 1.
+fn exit_code(e: &anyhow::Error) -> ExitCode {
+    let kind = if let Some(run) = e.downcast_ref::<RunError>() {
+        Some(run.kind())
+    } else if e.downcast_ref::<OwnerError>().is_some() {
+        Some(ErrorKind::RetryLater)
+    } else if e.downcast_ref::<pgmorph::config::ConfigError>().is_some() {
+        Some(ErrorKind::FixConfig)
+    } else {
+        None
+    };
+    kind.map_or(ExitCode::FAILURE, |k| ExitCode::from(k.exit_code()))
 }
 
 fn one_line(e: &anyhow::Error) -> String {
@@ -186,6 +210,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             mode,
             plugins,
             no_watch,
+            wait_for_lock,
         } => {
             let config = Config::load(&path)?;
             let reload = ReloadOptions {
@@ -194,7 +219,14 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 watch: !no_watch,
                 loaded: None,
             };
-            run(&config, mode, plugins.as_deref(), Some(reload)).await
+            run(
+                &config,
+                mode,
+                plugins.as_deref(),
+                Some(reload),
+                wait_of(wait_for_lock),
+            )
+            .await
         }
         Command::Status { config, json } => status(&Config::load(&config)?, json).await,
         Command::Reset { config, yes } => reset(&Config::load(&config)?, yes).await,
@@ -221,15 +253,24 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             dry_run,
             json,
             plugins,
+            wait_for_lock,
         } => {
             let config = Config::load(&config)?;
             if dry_run {
                 return plugin_cli::dry_run(&config, plugins.as_deref(), json).await;
             }
-            run(&config, Mode::Schemasync, plugins.as_deref(), None).await
+            let wait = wait_of(wait_for_lock);
+            run(&config, Mode::Schemasync, plugins.as_deref(), None, wait).await
         }
         Command::Plugin { action } => plugin_cli::run(action),
         Command::Demo => demo::run().await,
+    }
+}
+
+fn wait_of(wait_for_lock: bool) -> Wait {
+    match wait_for_lock {
+        true => Wait::UntilFree,
+        false => Wait::Briefly,
     }
 }
 
@@ -238,6 +279,7 @@ async fn run(
     mode: Mode,
     plugins: Option<&std::path::Path>,
     reload: Option<ReloadOptions>,
+    wait: Wait,
 ) -> anyhow::Result<()> {
     // Read before building, so a file changed in between is reloaded, not missed.
     let reload = reload.map(|r| ReloadOptions {
@@ -262,6 +304,7 @@ async fn run(
             shutdown: rx,
             transform,
             reload,
+            wait,
         },
     )
     .await?;
@@ -302,10 +345,25 @@ async fn wait_for_signal() {
 
 async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
     let dest = config.destination_connection()?;
-    let client = dest
-        .connect("pgmorph status")
-        .await
-        .with_context(|| format!("cannot connect to the destination {}", dest.describe()))?;
+    let client = match dest.connect("pgmorph status").await {
+        Ok(client) => client,
+        Err(e) => {
+            // The destination cannot say; the last error kept on this machine can.
+            if let Some(r) = local::read(&config.name) {
+                println!("name            {}", r.name);
+                println!(
+                    "state           stopped (destination unreachable; recorded on this machine)"
+                );
+                println!("err             {}", r.err);
+                println!("err_kind        {}", r.err_kind);
+                println!("pid             {} (ended)", r.pid);
+            }
+            return Err(anyhow::Error::new(e).context(format!(
+                "cannot connect to the destination {}",
+                dest.describe()
+            )));
+        }
+    };
     let Some(s) = StateStore::status(&client, &config.name).await? else {
         anyhow::bail!(
             "connector {} has never run against {}",
@@ -313,6 +371,13 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
             dest.describe()
         );
     };
+    let mut s = s.with_owner(owner::holder(&client, &config.name).await?);
+    if s.state == "crashed" {
+        if let Some(r) = local::read(&config.name) {
+            s.err = format!("{} (recorded on this machine)", r.err);
+            s.err_kind = Some(r.err_kind);
+        }
+    }
     let lag = slot_lag(config).await;
     if json {
         let mut v = serde_json::to_value(&s)?;
@@ -326,6 +391,15 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
     println!("stage           {}", s.stage);
     println!("state           {}", s.state);
     println!("err             {}", s.err);
+    if let Some(kind) = &s.err_kind {
+        println!("err_kind        {kind}");
+    }
+    println!(
+        "owner           {}",
+        s.owner
+            .as_deref()
+            .unwrap_or("none (no process runs the connector)")
+    );
     println!(
         "last_offset     {}",
         s.last_offset
@@ -432,6 +506,13 @@ async fn reset(config: &Config, yes: bool) -> anyhow::Result<()> {
             anyhow::bail!("reset cancelled");
         }
     }
+    // The connector's lock first: a running connector is never reset under its feet.
+    let dst = config.destination_connection()?;
+    let dest = dst
+        .connect("pgmorph reset")
+        .await
+        .with_context(|| format!("cannot connect to the destination {}", dst.describe()))?;
+    owner::claim_for_command(&dest, &config.name).await?;
     let src = config.source_connection()?;
     let source = src
         .connect("pgmorph reset")
@@ -439,11 +520,6 @@ async fn reset(config: &Config, yes: bool) -> anyhow::Result<()> {
         .with_context(|| format!("cannot connect to the source {}", src.describe()))?;
     pgmorph::source::setup::drop_slot(&source, &slot).await?;
     pgmorph::source::setup::drop_publication(&source, &slot).await?;
-    let dst = config.destination_connection()?;
-    let dest = dst
-        .connect("pgmorph reset")
-        .await
-        .with_context(|| format!("cannot connect to the destination {}", dst.describe()))?;
     if StateStore::status(&dest, &config.name).await?.is_some() {
         StateStore::delete(&dest, &config.name).await?;
     }

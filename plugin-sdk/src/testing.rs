@@ -10,7 +10,6 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
-use crate::codec::{VERDICT_ERROR, VERDICT_KEEP, VERDICT_KEEP_MODIFIED, VERDICT_SKIP};
 use crate::runtime::Runtime;
 use crate::{Config, Error, Level, Mapping, Op, Plugin, TableSchema};
 
@@ -103,54 +102,7 @@ impl<P: Plugin> TestHost<P> {
         };
         let batch = crate::codec::encode_batch(&[(op, pick(&old), pick(&new))]);
         let out = self.runtime.transform_rows(id, &batch)?;
-        let bad = || Error::failed("malformed verdict");
-        let u32_at = |pos: usize| -> Result<usize, Error> {
-            Ok(
-                u32::from_le_bytes(out.get(pos..pos + 4).ok_or_else(bad)?.try_into().unwrap())
-                    as usize,
-            )
-        };
-        match *out.first().ok_or_else(bad)? {
-            VERDICT_KEEP => Ok(Outcome::Kept { old, new }),
-            VERDICT_SKIP => Ok(Outcome::Skipped),
-            VERDICT_ERROR => {
-                let len = u32_at(1)?;
-                Ok(Outcome::Failed(
-                    String::from_utf8_lossy(out.get(5..5 + len).ok_or_else(bad)?).into_owned(),
-                ))
-            }
-            VERDICT_KEEP_MODIFIED => {
-                let flags = out[1];
-                let mut pos = 2;
-                let mut read_row = |base: Option<TestRow>| -> Result<Option<TestRow>, Error> {
-                    let mut base = base.unwrap_or_default();
-                    for c in &columns {
-                        let tag = *out.get(pos).ok_or_else(bad)?;
-                        pos += 1;
-                        match tag {
-                            0 => {
-                                base.insert(c.clone(), None);
-                            }
-                            1 => {}
-                            _ => {
-                                let len = u32_at(pos)?;
-                                let text = out.get(pos + 4..pos + 4 + len).ok_or_else(bad)?;
-                                base.insert(
-                                    c.clone(),
-                                    Some(String::from_utf8_lossy(text).into_owned()),
-                                );
-                                pos += 4 + len;
-                            }
-                        }
-                    }
-                    Ok(Some(base))
-                };
-                let old = if flags & 1 != 0 { read_row(old)? } else { None };
-                let new = if flags & 2 != 0 { read_row(new)? } else { None };
-                Ok(Outcome::Kept { old, new })
-            }
-            _ => Err(bad()),
-        }
+        crate::codec::decode_outcome(&out, &columns, old, new)
     }
 
     /// Takes the lines the plugin logged on this thread so far.

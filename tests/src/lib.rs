@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use pgmorph::cluster::{ClusterOptions, LocalCluster};
 use pgmorph::config::Config;
-use pgmorph::pipeline::transform::{Identity, Transform};
 use pgmorph::pipeline::{self, Mode, ReloadOptions, RunError, RunOptions};
+use pgmorph::transform::{Identity, Transform};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
@@ -30,17 +30,26 @@ pub struct Pair {
 impl Pair {
     /// Starts both servers (and sends the connector's logs to the test's output).
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(ClusterOptions::destination())
+    }
+
+    /// Starts both servers, the destination with `dest` options.
+    pub fn start_with(dest: ClusterOptions) -> anyhow::Result<Self> {
+        Self::start_with_source(ClusterOptions::source(), dest)
+    }
+
+    /// Starts both servers with the given options.
+    pub fn start_with_source(source: ClusterOptions, dest: ClusterOptions) -> anyhow::Result<Self> {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_env("PGMORPH_LOG")
-                    .unwrap_or_else(|_| "info,tokio_postgres=warn,pgwire_replication=warn".into()),
+                    .unwrap_or_else(|_| "info,tokio_postgres=warn,pgmorph_replication=warn".into()),
             )
             .with_test_writer()
             .try_init();
         Ok(Self {
-            source: LocalCluster::start(ClusterOptions::source()).context("source server")?,
-            dest: LocalCluster::start(ClusterOptions::destination())
-                .context("destination server")?,
+            source: LocalCluster::start(source).context("source server")?,
+            dest: LocalCluster::start(dest).context("destination server")?,
             dir: tempfile::tempdir()?,
         })
     }
@@ -111,6 +120,7 @@ impl Running {
                     shutdown,
                     transform,
                     reload,
+                    wait: Default::default(),
                 },
             )
             .await
@@ -255,6 +265,16 @@ pub struct BinProcess {
 }
 
 impl BinProcess {
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Kills the process without warning (SIGKILL) and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -321,12 +341,12 @@ pub fn spawn_bin<S: AsRef<std::ffi::OsStr>>(args: &[S], log: &std::path::Path) -
 /// It checks the core's row path on its own and measures it apart from crossing into Wasm.
 pub struct RowPathOnly;
 
-impl pgmorph::pipeline::transform::Transform for RowPathOnly {
+impl pgmorph::transform::Transform for RowPathOnly {
     fn map_table(
         &mut self,
         source: std::sync::Arc<pgmorph::model::TableSchema>,
         dest_schema: &str,
-    ) -> Result<pgmorph::model::TableMapping, pgmorph::pipeline::transform::TransformError> {
+    ) -> Result<pgmorph::model::TableMapping, pgmorph::transform::TransformError> {
         let mut m = pgmorph::model::TableMapping::identity(source, dest_schema);
         m.transforms_rows = true;
         Ok(m)
@@ -336,10 +356,52 @@ impl pgmorph::pipeline::transform::Transform for RowPathOnly {
         &mut self,
         _mapping: &pgmorph::model::TableMapping,
         _batch: &mut Vec<pgmorph::model::RowChange>,
-    ) -> Result<
-        pgmorph::pipeline::transform::RowOutcome,
-        pgmorph::pipeline::transform::TransformError,
-    > {
+    ) -> Result<pgmorph::transform::RowOutcome, pgmorph::transform::TransformError> {
         Ok(Default::default())
     }
+}
+
+/// A steady stream of one-row transactions into `events (writer int, seq int, payload text)`
+/// on the source, one every few milliseconds, until stopped.
+pub struct Load {
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<anyhow::Result<i32>>,
+}
+
+impl Load {
+    /// Starts writing through `client`, one row each `pause`.
+    pub fn start(client: Client, pause: Duration) -> Self {
+        let (stop, mut stopped) = watch::channel(false);
+        let handle = tokio::spawn(async move {
+            let mut seq = 0;
+            while !*stopped.borrow_and_update() {
+                client
+                    .batch_execute(&format!(
+                        "INSERT INTO events VALUES (1, {seq}, repeat('p', {seq} % 50))"
+                    ))
+                    .await?;
+                seq += 1;
+                let _ = tokio::time::timeout(pause, stopped.changed()).await;
+            }
+            Ok(seq)
+        });
+        Self { stop, handle }
+    }
+
+    /// Stops writing; returns how many rows were written.
+    pub async fn stop(self) -> anyhow::Result<i32> {
+        let _ = self.stop.send(true);
+        self.handle.await?
+    }
+}
+
+/// Rows of `table` whose `seq` appears more than once (a change applied twice).
+pub async fn duplicated(client: &Client, table: &str) -> anyhow::Result<i64> {
+    Ok(client
+        .query_one(
+            &format!("SELECT count(*) - count(DISTINCT seq) FROM {table}"),
+            &[],
+        )
+        .await?
+        .get(0))
 }

@@ -173,3 +173,60 @@ fn missing_privileges_are_named_with_the_fix() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Runs `pgmorph run` and returns its exit code and last line.
+fn exit_of(config: &std::path::Path) -> (Option<i32>, String) {
+    let out = std::process::Command::new(pgmorph_e2e::pgmorph_bin())
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("PGMORPH_LOG", "warn")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    (
+        out.status.code(),
+        err.lines().last().unwrap_or_default().into(),
+    )
+}
+
+#[test]
+fn the_exit_code_and_the_state_row_say_what_to_do() -> anyhow::Result<()> {
+    let source = LocalCluster::start(ClusterOptions::source().with_password("right"))?;
+    let dest = LocalCluster::start(ClusterOptions::destination())?;
+    let dir = tempfile::tempdir()?;
+    let config = |name: &str, source_url: &str| -> anyhow::Result<std::path::PathBuf> {
+        let path = dir.path().join(format!("{name}.toml"));
+        let text = format!(
+            "name = \"{name}\"\n[source]\nurl = \"{source_url}\"\n[destination]\nurl = \"{}\"\n",
+            dest.url("postgres")
+        );
+        std::fs::write(&path, text)?;
+        Ok(path)
+    };
+    // A refused password: fix the config (78), recorded with the error.
+    let wrong = format!(
+        "postgres://postgres:wrong@127.0.0.1:{}/postgres",
+        source.port()
+    );
+    let (code, err) = exit_of(&config("pw", &wrong)?);
+    assert_eq!(code, Some(78), "{err}");
+    let kind = dest.psql(
+        "postgres",
+        "SELECT err_kind FROM pgmorph.state WHERE name = 'pw'",
+    )?;
+    assert_eq!(kind.trim(), "fix config");
+    // A source that cannot be reached: retry later (75).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let (code, err) = exit_of(&config(
+        "down",
+        &format!("postgres://a@127.0.0.1:{port}/db"),
+    )?);
+    assert_eq!(code, Some(75), "{err}");
+    // A bad config key: fix the config (78).
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "name = \"x\"\nsehcma = 1\n")?;
+    let (code, err) = exit_of(&path);
+    assert_eq!(code, Some(78), "{err}");
+    Ok(())
+}

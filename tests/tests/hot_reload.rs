@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pgmorph::pipeline::reload::{build_transform, Fingerprint};
 use pgmorph::pipeline::{Mode, ReloadOptions};
+use pgmorph::plugin::reload::{build_transform, Fingerprint};
 use pgmorph_e2e::{digest, wait_streaming, wait_until, Pair, Running};
 
 fn built(name: &str) -> PathBuf {

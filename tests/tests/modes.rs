@@ -243,7 +243,7 @@ async fn no_data_initial_only_and_schemasync() -> anyhow::Result<()> {
 /// schemasync again (tables follow in place), then stream new changes only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemasync_review_change_rules_then_stream() -> anyhow::Result<()> {
-    use pgmorph::pipeline::reload::build_transform;
+    use pgmorph::plugin::reload::build_transform;
     let pair = Pair::start()?;
     let (src, dst) = pair.clients().await?;
     src.batch_execute(SCHEMA).await?;
@@ -257,7 +257,7 @@ async fn schemasync_review_change_rules_then_stream() -> anyhow::Result<()> {
     let (path, _) = pair.config("review", &top, "tables = [\"public.customers\"]")?;
     let load = |path: &std::path::Path| -> anyhow::Result<(
         pgmorph::config::Config,
-        Box<dyn pgmorph::pipeline::transform::Transform>,
+        Box<dyn pgmorph::transform::Transform>,
     )> {
         let c = pgmorph::config::Config::load(path)?;
         let t = build_transform(&c, None)?;

@@ -6,8 +6,8 @@ mod plugin_support;
 use pgmorph::model::{Cell, Op, RowChange, TableName};
 use std::sync::Arc;
 
-use pgmorph::pipeline::transform::{TableBatch, Transform};
 use pgmorph::plugin::{describe_mapping, PluginChain, PluginError};
+use pgmorph::transform::{TableBatch, Transform};
 use plugin_support::{chain, insert, order, orders, plugin_dir, text};
 
 #[test]

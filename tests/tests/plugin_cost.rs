@@ -13,7 +13,7 @@ use std::time::Instant;
 use pgmorph::model::{
     Cell, Column, ReplicaIdentity, RowChange, TableMapping, TableName, TableSchema,
 };
-use pgmorph::pipeline::transform::{Identity, Transform};
+use pgmorph::transform::{Identity, Transform};
 use plugin_support::{chain, insert};
 
 const ROWS: usize = 100_000;

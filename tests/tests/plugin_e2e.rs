@@ -254,10 +254,10 @@ async fn pipeline_throughput_with_plugins() -> anyhow::Result<()> {
         let text = pair.config_text(&name, "", "tables = [\"public.bench\"]")
             + &format!("schema = \"{name}\"\n");
         let config = pgmorph::config::Config::parse(&text, std::path::Path::new("bench.toml"))?;
-        let transform: Box<dyn pgmorph::pipeline::transform::Transform> = if i == 1 {
+        let transform: Box<dyn pgmorph::transform::Transform> = if i == 1 {
             Box::new(RowPathOnly)
         } else if plugins.is_empty() {
-            Box::new(pgmorph::pipeline::transform::Identity)
+            Box::new(pgmorph::transform::Identity)
         } else {
             Box::new(chain(plugins))
         };

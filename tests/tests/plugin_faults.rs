@@ -6,8 +6,8 @@ mod plugin_support;
 use std::time::{Duration, Instant};
 
 use pgmorph::model::TableMapping;
-use pgmorph::pipeline::transform::Transform;
 use pgmorph::plugin::PluginChain;
+use pgmorph::transform::Transform;
 use plugin_support::{chain, insert, order, orders, text};
 
 /// A chain of the fault plugin misbehaving on the row with id 3.
@@ -59,6 +59,11 @@ fn stop_halts_with_an_error_naming_plugin_and_table() {
             err.message
         );
         assert!(err.message.contains(expected), "{mode}: {}", err.message);
+        assert!(
+            !err.message.contains('\n'),
+            "{mode}: one line: {}",
+            err.message
+        );
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "{mode} took {:?}",

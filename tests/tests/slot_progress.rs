@@ -76,3 +76,72 @@ async fn the_slot_advances_when_every_change_is_filtered_out() -> anyhow::Result
     running.stop().await?;
     Ok(())
 }
+
+/// A slot the source invalidated (it kept more WAL than `max_slot_wal_keep_size`) stops the
+/// start with the cause and the recovery; the recovery (`--mode always`) creates the slot
+/// again and copies every table, and the destination ends equal to the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidated_slot_is_named_and_the_recovery_copies_again() -> anyhow::Result<()> {
+    let pair = Pair::start()?;
+    let (src, dst) = pair.clients().await?;
+    src.batch_execute(SCHEMA).await?;
+    src.batch_execute("INSERT INTO kept SELECT g, 'a' FROM generate_series(1, 100) g")
+        .await?;
+    let (_, config) = pair.config(
+        "lostslot",
+        "",
+        "schema = \"public\"\ntables = [\"public.kept\"]",
+    )?;
+    let running = pgmorph_e2e::Running::start(&config, Mode::Initial);
+    wait_streaming(&dst, "lostslot", Some(&running)).await?;
+    running.stop().await?;
+
+    // While stopped: the source keeps at most 1 MB for slots, and writes far more.
+    for sql in [
+        "ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'",
+        "SELECT pg_reload_conf()",
+        "UPDATE kept SET status = 'b' WHERE id <= 50",
+    ] {
+        src.batch_execute(sql).await?;
+    }
+    for _ in 0..3 {
+        for sql in [
+            "INSERT INTO other SELECT g, repeat('x', 500) FROM generate_series(1, 20000) g \
+             ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v || 'y'",
+            "SELECT pg_switch_wal()",
+            "CHECKPOINT",
+        ] {
+            src.batch_execute(sql).await?;
+        }
+    }
+    wait_until(
+        &src,
+        "SELECT wal_status = 'lost' FROM pg_replication_slots WHERE slot_name = 'pgmorph_lostslot'",
+        None,
+    )
+    .await?;
+    let err = pgmorph_e2e::Running::start(&config, Mode::Initial)
+        .join()
+        .await
+        .expect_err("streamed from an invalidated slot");
+    let text = err.to_string();
+    assert!(
+        text.contains("was invalidated") && text.contains("--mode always"),
+        "{text}"
+    );
+    assert_eq!(err.kind(), pgmorph::error_kind::ErrorKind::FixServer);
+
+    let running = pgmorph_e2e::Running::start(&config, Mode::Always);
+    wait_streaming(&dst, "lostslot", Some(&running)).await?;
+    src.batch_execute("INSERT INTO kept VALUES (1000, 'after')")
+        .await?;
+    pgmorph_e2e::wait_same(
+        &src,
+        &dst,
+        &[("public.kept", "postgres.kept")],
+        Some(&running),
+    )
+    .await?;
+    running.stop().await?;
+    Ok(())
+}

@@ -1,7 +1,7 @@
 //! Every supported type survives the snapshot and the change stream exactly.
 
-use pgmorph::pipeline::transform::{Identity, Transform};
 use pgmorph::pipeline::Mode;
+use pgmorph::transform::{Identity, Transform};
 use pgmorph_e2e::{wait_same, wait_streaming, Pair, RowPathOnly, Running};
 
 const SCHEMA: &str = r#"

@@ -76,6 +76,20 @@ impl LocalCluster {
     /// Stops the server (if running) and starts it again on the same port.
     pub fn restart(&mut self) -> Result<(), ClusterError> {
         self.stop()?;
+        self.start_again()
+    }
+
+    /// Stops the server as a crash would (`pg_ctl -m immediate`: WAL not yet written is lost,
+    /// the next start recovers) and starts it again on the same port.
+    pub fn crash_and_restart(&mut self) -> Result<(), ClusterError> {
+        if self.pid_file().exists() {
+            self.pg_ctl_stop("immediate")?;
+        }
+        self.running = false;
+        self.start_again()
+    }
+
+    fn start_again(&mut self) -> Result<(), ClusterError> {
         match self.start_once()? {
             StartOutcome::Started => Ok(()),
             StartOutcome::PortInUse(log_tail) | StartOutcome::Failed(log_tail) => {

@@ -157,8 +157,8 @@ impl Default for SnapshotConfig {
 
 impl SnapshotConfig {
     /// How tables are split into page ranges.
-    pub fn range_policy(&self) -> crate::source::ranges::RangePolicy {
-        crate::source::ranges::RangePolicy {
+    pub fn range_policy(&self) -> crate::model::RangePolicy {
+        crate::model::RangePolicy {
             parallel: self.parallel,
             min_table_bytes: self.range_min_mb << 20,
             max_range_bytes: self.range_max_mb << 20,

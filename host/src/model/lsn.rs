@@ -35,15 +35,15 @@ impl FromStr for Lsn {
     }
 }
 
-impl From<pgwire_replication::Lsn> for Lsn {
-    fn from(value: pgwire_replication::Lsn) -> Self {
-        Lsn(value.as_u64())
+impl From<pgmorph_replication::Lsn> for Lsn {
+    fn from(value: pgmorph_replication::Lsn) -> Self {
+        Lsn(value.0)
     }
 }
 
-impl From<Lsn> for pgwire_replication::Lsn {
+impl From<Lsn> for pgmorph_replication::Lsn {
     fn from(value: Lsn) -> Self {
-        pgwire_replication::Lsn::from_u64(value.0)
+        pgmorph_replication::Lsn(value.0)
     }
 }
 
@@ -57,6 +57,14 @@ mod tests {
         assert_eq!(lsn.0, 0x16_B374_D848);
         assert_eq!(lsn.to_string(), "16/B374D848");
         assert_eq!(Lsn(0).to_string(), "0/0");
+    }
+
+    #[test]
+    fn converts_to_and_from_the_transport() {
+        let ours = Lsn(0x16_B374_D848);
+        let theirs: pgmorph_replication::Lsn = ours.into();
+        assert_eq!(theirs.0, 0x16_B374_D848);
+        assert_eq!(Lsn::from(theirs), ours);
     }
 
     #[test]

@@ -1,11 +1,18 @@
-//! The shared vocabulary of the data path: LSNs, table schemas, mappings, cells and changes.
+//! The shared vocabulary of the data path: LSNs, table schemas, mappings, cells and changes,
+//! user types, secondary indexes and page ranges.
 
 mod change;
+mod index;
 mod lsn;
 mod mapping;
+mod ranges;
 mod table;
+mod user_type;
 
 pub use change::{Cell, Op, Row, RowChange};
+pub use index::{IndexColumn, IndexTarget, SourceIndex};
 pub use lsn::Lsn;
 pub use mapping::{MappedColumn, TableMapping};
+pub use ranges::{PageRange, RangePolicy};
 pub use table::{quote_ident, quote_literal, Column, ReplicaIdentity, TableName, TableSchema};
+pub use user_type::UserType;

@@ -20,11 +20,18 @@ impl TableName {
         }
     }
 
-    /// Parses `schema.table`; a bare `table` lands in `default_schema`.
+    /// Parses `schema.table`; a bare `table` lands in `default_schema`. Either part may be
+    /// double-quoted as in SQL (`"odd.schema"."a.b"`, `""` for a quote inside), so names
+    /// with dots can be written.
     pub fn parse(text: &str, default_schema: &str) -> Self {
-        match text.split_once('.') {
-            Some((schema, name)) => Self::new(schema, name),
-            None => Self::new(default_schema, text),
+        let mut parts = identifiers(text);
+        match (parts.len(), parts.pop()) {
+            (2, Some(name)) => Self::new(parts.remove(0), name),
+            (1, Some(name)) => Self::new(default_schema, name),
+            _ => match text.split_once('.') {
+                Some((schema, name)) => Self::new(schema, name),
+                None => Self::new(default_schema, text),
+            },
         }
     }
 
@@ -38,6 +45,25 @@ impl fmt::Display for TableName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}", self.schema, self.name)
     }
+}
+
+/// Splits `a.b` into identifiers at dots outside double quotes, unquoting quoted ones.
+fn identifiers(text: &str) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut chars = text.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                parts.last_mut().expect("one part").push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            ('.', false) => parts.push(String::new()),
+            (c, _) => parts.last_mut().expect("one part").push(c),
+        }
+    }
+    parts
 }
 
 /// Quotes an SQL identifier, doubling embedded quotes.
@@ -129,5 +155,18 @@ mod tests {
             "\"we\"\"ird\".\"x\""
         );
         assert_eq!(quote_literal("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn parses_quoted_names_with_dots() {
+        let t = |text: &str| {
+            let n = TableName::parse(text, "public");
+            (n.schema, n.name)
+        };
+        let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(t("shop.orders"), pair("shop", "orders"));
+        assert_eq!(t(r#"public."a.b""#), pair("public", "a.b"));
+        assert_eq!(t(r#""my.schema"."x""y""#), pair("my.schema", "x\"y"));
+        assert_eq!(t(r#""v1.2""#), pair("public", "v1.2"));
     }
 }

@@ -1,16 +1,16 @@
 //! The connector: snapshot, then the CDC loop, with the transform seam in between.
 //!
 //! Data path: source stream -> pgoutput decode -> [`relations`] (mapping per relation
-//! version) -> [`transform`] (plugins) -> sink (one destination transaction per source
+//! version) -> [`crate::transform`] (plugins) -> sink (one destination transaction per source
 //! transaction, progress included) -> acknowledge.
 
-mod align;
-pub mod apply;
+pub mod cdc;
 pub mod connector;
+mod copier;
 pub mod preview;
 pub mod relations;
-pub mod reload;
 pub mod snapshot;
-pub mod transform;
+mod start;
+mod streaming;
 
 pub use connector::{run, Mode, ReloadOptions, RunError, RunOptions};

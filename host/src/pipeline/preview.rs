@@ -6,10 +6,10 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::connector::{connect, RunError};
-use super::transform::Transform;
 use crate::config::Config;
 use crate::model::TableMapping;
 use crate::source::catalog;
+use crate::transform::Transform;
 
 /// One column of the preview.
 #[derive(Debug, Clone, Serialize)]

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use tokio_postgres::Client;
 
-use super::transform::{Transform, TransformError};
+use crate::model::UserType;
 use crate::model::{Column, ReplicaIdentity, TableMapping, TableName, TableSchema};
-use crate::source::catalog::{self, CatalogError, UserType};
+use crate::source::catalog::{self, CatalogError};
 use crate::source::pgoutput::Relation;
+use crate::transform::{Transform, TransformError};
 
 /// A relation could not be mapped.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::config::{OnError, PluginSettings};
 use crate::model::{Cell, Row, RowChange, TableMapping, TableSchema};
-use crate::pipeline::transform::{
+use crate::transform::{
     each_batch, DeadLetter, RowOutcome, RowStepError, TableBatch, Transform, TransformError,
 };
 

@@ -1,147 +1,56 @@
-//! The row batch wire format of `transform-rows` (documented in the WIT file), host side.
+//! The host's side of the `transform-rows` wire format (owned by `pgmorph-wire`): encoding the
+//! model's changes into a batch and decoding the plugin's verdicts into model rows.
 
 use bytes::Bytes;
+use pgmorph_wire::{CellRef, CellSpan};
 
 use crate::model::{Cell, Op, Row, RowChange};
 
-const TAG_NULL: u8 = 0;
-const TAG_UNCHANGED: u8 = 1;
-const TAG_TEXT: u8 = 2;
+/// What the plugin decided for one change, with rows in the model's cells.
+pub(crate) type Verdict = pgmorph_wire::Verdict<Row>;
 
-/// Appends one change, restricted to `positions`, to a batch being encoded.
-fn encode_change(out: &mut Vec<u8>, change: &RowChange, positions: &[usize]) {
-    out.push(match change.op {
-        Op::Snapshot => 0,
-        Op::Insert => 1,
-        Op::Update => 2,
-        Op::Delete => 3,
-    });
-    out.push(u8::from(change.old.is_some()) | (u8::from(change.new.is_some()) << 1));
-    for row in [&change.old, &change.new].into_iter().flatten() {
-        for &p in positions {
-            match row.get(p).unwrap_or(&Cell::Null) {
-                Cell::Null => out.push(TAG_NULL),
-                Cell::Unchanged => out.push(TAG_UNCHANGED),
-                Cell::Text(text) => {
-                    out.push(TAG_TEXT);
-                    out.extend_from_slice(&(text.len() as u32).to_le_bytes());
-                    out.extend_from_slice(text);
-                }
-            }
-        }
+fn wire_op(op: Op) -> pgmorph_wire::Op {
+    match op {
+        Op::Snapshot => pgmorph_wire::Op::Snapshot,
+        Op::Insert => pgmorph_wire::Op::Insert,
+        Op::Update => pgmorph_wire::Op::Update,
+        Op::Delete => pgmorph_wire::Op::Delete,
     }
 }
 
-/// Encodes changes (all of them, or the one at `only`) into `out`.
+/// The cells of `row` at `positions` (NULL past its end).
+fn cells<'r>(row: &'r Row, positions: &'r [usize]) -> impl Iterator<Item = CellRef<'r>> {
+    positions.iter().map(move |&p| match row.get(p) {
+        Some(Cell::Text(text)) => CellRef::Text(text),
+        Some(Cell::Unchanged) => CellRef::Unchanged,
+        Some(Cell::Null) | None => CellRef::Null,
+    })
+}
+
+/// Encodes changes, restricted to the columns at `positions`, into `out`.
 pub(crate) fn encode(out: &mut Vec<u8>, changes: &[RowChange], positions: &[usize]) {
     out.clear();
-    out.extend_from_slice(&(changes.len() as u32).to_le_bytes());
+    pgmorph_wire::write_count(out, changes.len());
     for change in changes {
-        encode_change(out, change, positions);
+        pgmorph_wire::write_change(
+            out,
+            wire_op(change.op),
+            change.old.as_ref().map(|row| cells(row, positions)),
+            change.new.as_ref().map(|row| cells(row, positions)),
+        );
     }
 }
 
-/// What the plugin decided for one change.
-#[derive(Debug)]
-pub(crate) enum Verdict {
-    Keep,
-    Modified { old: Option<Row>, new: Option<Row> },
-    Skip,
-    Error(String),
-    Route(String),
-}
-
-struct Reader {
-    buf: Bytes,
-    pos: usize,
-}
-
-impl Reader {
-    fn u8(&mut self) -> Result<u8, String> {
-        let b = *self.buf.get(self.pos).ok_or("output is truncated")?;
-        self.pos += 1;
-        Ok(b)
-    }
-
-    fn u32(&mut self) -> Result<usize, String> {
-        let b = self
-            .buf
-            .get(self.pos..self.pos + 4)
-            .ok_or("output is truncated")?;
-        self.pos += 4;
-        Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
-    }
-
-    fn bytes(&mut self, len: usize) -> Result<Bytes, String> {
-        if self.pos + len > self.buf.len() {
-            return Err("output is truncated".into());
-        }
-        let b = self.buf.slice(self.pos..self.pos + len);
-        self.pos += len;
-        Ok(b)
-    }
-
-    fn text(&mut self) -> Result<String, String> {
-        let len = self.u32()?;
-        let b = self.bytes(len)?;
-        Ok(String::from_utf8_lossy(&b).into_owned())
-    }
-
-    fn row(&mut self, width: usize) -> Result<Row, String> {
-        let mut row = Vec::with_capacity(width);
-        for _ in 0..width {
-            row.push(match self.u8()? {
-                TAG_NULL => Cell::Null,
-                TAG_UNCHANGED => Cell::Unchanged,
-                TAG_TEXT => {
-                    let len = self.u32()?;
-                    Cell::Text(self.bytes(len)?)
-                }
-                t => return Err(format!("unknown cell tag {t}")),
-            });
-        }
-        Ok(row)
-    }
-}
-
-/// Decodes exactly `count` verdicts whose rows have `width` cells.
+/// Decodes exactly `count` verdicts whose rows have `width` cells; text cells are slices of
+/// `buf`, not copies.
 pub(crate) fn decode(buf: Vec<u8>, count: usize, width: usize) -> Result<Vec<Verdict>, String> {
-    let mut r = Reader {
-        buf: Bytes::from(buf),
-        pos: 0,
-    };
-    let mut verdicts = Vec::with_capacity(count);
-    for i in 0..count {
-        let verdict = match r.u8()? {
-            0 => Verdict::Keep,
-            1 => {
-                let flags = r.u8()?;
-                let old = if flags & 1 != 0 {
-                    Some(r.row(width)?)
-                } else {
-                    None
-                };
-                let new = if flags & 2 != 0 {
-                    Some(r.row(width)?)
-                } else {
-                    None
-                };
-                Verdict::Modified { old, new }
-            }
-            2 => Verdict::Skip,
-            3 => Verdict::Error(r.text()?),
-            4 => Verdict::Route(r.text()?),
-            v => return Err(format!("unknown verdict {v} for change {i}")),
-        };
-        verdicts.push(verdict);
-    }
-    if r.pos != r.buf.len() {
-        return Err(format!(
-            "{} bytes left after {count} verdicts (wrong row width or verdict count)",
-            r.buf.len() - r.pos
-        ));
-    }
-    Ok(verdicts)
+    let buf = Bytes::from(buf);
+    pgmorph_wire::decode_verdicts(&buf, count, width, |cell| match cell {
+        CellSpan::Null => Cell::Null,
+        CellSpan::Unchanged => Cell::Unchanged,
+        CellSpan::Text { start, end } => Cell::Text(buf.slice(start..end)),
+    })
+    .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -216,7 +216,14 @@ fn classify(e: wasmtime::Error, timeout_ms: u64, memory_mb: u64) -> CallError {
     if text.contains("forcing trap when growing memory") {
         return CallError::OutOfMemory(memory_mb);
     }
-    CallError::Trap(format!("{e:#}"))
+    // The error carries a multi-line wasm backtrace: the log gets all of it, the row's error
+    // (and its dead letter) one line naming the trap.
+    tracing::warn!(error = %text, "plugin trapped");
+    let summary = match e.downcast_ref::<Trap>() {
+        Some(trap) => format!("wasm trap: {trap}"),
+        None => e.to_string(),
+    };
+    CallError::Trap(summary.lines().next().unwrap_or_default().to_string())
 }
 
 /// Instantiates the plugin in a fresh store with its limits, calls `init`, and replays the

@@ -4,50 +4,40 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use pgmorph_wire::TypeClass;
+
 use crate::model::{MappedColumn, TableMapping, TableName, TableSchema};
 
 use super::bindings::wit;
 use super::instance::PluginInstance;
 
-/// The type class of an SQL type name (and the element class for arrays).
-pub(crate) fn class_of(type_sql: &str) -> (wit::TypeClass, Option<wit::TypeClass>) {
+/// The WIT type classes, in the order of [`TypeClass::ALL`].
+const WIT_CLASSES: [wit::TypeClass; 15] = {
     use wit::TypeClass as C;
-    let t = type_sql.trim();
-    if let Some(element) = t.strip_suffix("[]") {
-        return (C::Array, Some(class_of(element).0));
-    }
-    let mut base = String::with_capacity(t.len());
-    let mut depth = 0;
-    for ch in t.chars() {
-        match ch {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            '"' => {}
-            _ if depth == 0 => base.push(ch.to_ascii_lowercase()),
-            _ => {}
-        }
-    }
-    let base = base.split_whitespace().collect::<Vec<_>>().join(" ");
-    let base = base.strip_prefix("pg_catalog.").unwrap_or(&base);
-    let class = match base {
-        "boolean" | "bool" => C::Boolean,
-        "smallint" | "integer" | "int" | "bigint" | "int2" | "int4" | "int8" | "oid"
-        | "smallserial" | "serial" | "bigserial" => C::Integer,
-        "real" | "double precision" | "float4" | "float8" | "float" => C::Float,
-        "numeric" | "decimal" | "money" => C::Numeric,
-        "text" | "varchar" | "character varying" | "character" | "char" | "bpchar" | "name"
-        | "citext" => C::Text,
-        "bytea" => C::Bytes,
-        "date" => C::Date,
-        "time" | "time without time zone" | "time with time zone" | "timetz" => C::Time,
-        "timestamp" | "timestamp without time zone" => C::Timestamp,
-        "timestamptz" | "timestamp with time zone" => C::Timestamptz,
-        "interval" => C::Interval,
-        "uuid" => C::Uuid,
-        "json" | "jsonb" => C::Json,
-        _ => C::Other,
-    };
-    (class, None)
+    [
+        C::Boolean,
+        C::Integer,
+        C::Float,
+        C::Numeric,
+        C::Text,
+        C::Bytes,
+        C::Date,
+        C::Time,
+        C::Timestamp,
+        C::Timestamptz,
+        C::Interval,
+        C::Uuid,
+        C::Json,
+        C::Array,
+        C::Other,
+    ]
+};
+
+/// The type class of an SQL type name (and the element class for arrays), as WIT spells it.
+pub(crate) fn class_of(type_sql: &str) -> (wit::TypeClass, Option<wit::TypeClass>) {
+    let wit = |c: TypeClass| WIT_CLASSES[c.index()];
+    let (class, element) = TypeClass::of_sql(type_sql);
+    (wit(class), element.map(wit))
 }
 
 /// The WIT view of a table in some intermediate layout.
@@ -283,4 +273,21 @@ pub(crate) fn compose(
         },
         steps: row_steps,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wit_classes_line_up_with_the_wire_classes() {
+        for (class, wit) in TypeClass::ALL.iter().zip(WIT_CLASSES) {
+            let (class, wit) = (format!("{class:?}"), format!("{wit:?}"));
+            assert!(wit.ends_with(&class), "{wit} is not {class}");
+        }
+        assert_eq!(
+            class_of("integer[]"),
+            (wit::TypeClass::Array, Some(wit::TypeClass::Integer))
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! WebAssembly component plugins: the one `bindgen!`, the sandboxed engine, model <-> WIT
-//! conversion, and [`PluginChain`], the [`Transform`](crate::pipeline::transform::Transform)
+//! conversion, hot reload ([`reload`]), and [`PluginChain`], the
+//! [`Transform`](crate::transform::Transform)
 //! that runs every `.wasm` of the plugin directory in file-name order.
 //!
 //! Values cross in PostgreSQL's text form. When a mapping changes a column's type and no row
@@ -14,6 +15,7 @@ mod engine;
 mod instance;
 mod layout;
 mod offline;
+pub mod reload;
 mod validate;
 
 use std::path::PathBuf;

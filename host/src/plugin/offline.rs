@@ -12,7 +12,7 @@ use crate::config::{OnError, PluginSettings};
 use crate::model::{
     Cell, Column, Op, ReplicaIdentity, Row, RowChange, TableMapping, TableName, TableSchema,
 };
-use crate::pipeline::transform::Transform;
+use crate::transform::Transform;
 
 use super::bindings;
 use super::chain::{LoadOptions, PluginChain};

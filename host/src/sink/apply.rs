@@ -13,13 +13,15 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 use tokio_postgres::{Client, Statement};
 
+use super::durability::FlushWatch;
+use super::error::{failed, ApplyError};
 use super::params::TextParam;
 use super::statements::{self, Built};
 use super::writer::{Job, Queued, Writer};
 use crate::copy_text;
 use crate::model::{quote_ident, Cell, Lsn, Op, Row, RowChange, TableMapping, TableName};
-use crate::pipeline::transform::DeadLetter;
 use crate::state::{Progress, TxCounts};
+use crate::transform::DeadLetter;
 
 /// Inserts buffered before a COPY is sent.
 const MAX_COPY_BYTES: usize = 4 << 20;
@@ -29,34 +31,6 @@ const COPY_MIN_ROWS: usize = 32;
 const MAX_DELETE_RUN: usize = 1000;
 /// Statements sent in one pipelined burst.
 const MAX_PIPELINE: usize = 512;
-
-/// Applying to the destination failed; nothing of the open transaction is committed.
-#[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    /// A statement failed.
-    #[error("applying to destination table {table} failed: {source}")]
-    Statement {
-        /// The destination table (or `pgmorph.state`).
-        table: String,
-        /// The error.
-        source: tokio_postgres::Error,
-    },
-    /// A change could not be expressed as SQL.
-    #[error("cannot apply a change to {table}: {message}")]
-    Unusable {
-        /// The destination table.
-        table: String,
-        /// Why.
-        message: String,
-    },
-}
-
-pub(super) fn failed(table: &TableName) -> impl FnOnce(tokio_postgres::Error) -> ApplyError + '_ {
-    move |source| ApplyError::Statement {
-        table: table.to_string(),
-        source,
-    }
-}
 
 /// Consecutive changes of one kind to one table, gathered before they become statements.
 enum Run {
@@ -111,11 +85,27 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// Wraps a destination connection and starts its writer.
-    pub fn new(client: Client, connector: &str) -> Self {
+    /// Wraps a destination connection and starts its writer. When the session commits with
+    /// `synchronous_commit = off`, commits count as durable only once the destination's WAL is
+    /// flushed past them (see [`Self::durable`]).
+    pub async fn open(client: Client, connector: &str) -> Result<Self, ApplyError> {
+        let state = TableName::new("pgmorph", "state");
+        let setting: String = client
+            .query_one("SHOW synchronous_commit", &[])
+            .await
+            .map_err(failed(&state))?
+            .get(0);
+        let flush = match setting.as_str() {
+            "off" => Some(FlushWatch::prepare(&client).await.map_err(failed(&state))?),
+            _ => None,
+        };
+        tracing::debug!(
+            synchronous_commit = setting,
+            "destination commits are acknowledged once flushed"
+        );
         let client = Arc::new(client);
-        Self {
-            writer: Writer::spawn(client.clone()),
+        Ok(Self {
+            writer: Writer::spawn(client.clone(), flush),
             client,
             connector: connector.to_string(),
             statements: HashMap::new(),
@@ -125,7 +115,19 @@ impl Sink {
             reorder_tables: false,
             pipeline: Vec::new(),
             counts: TxCounts::default(),
+        })
+    }
+
+    /// Sets up the apply connection's session before [`Self::open`]: `synchronous_commit = off`
+    /// when asked, and set-based updates that join a few hundred keys to a table by index
+    /// lookups, never by a scan of the whole table.
+    pub async fn prepare_session(client: &Client, async_commit: bool) {
+        if async_commit {
+            let _ = client.batch_execute("SET synchronous_commit = off").await;
         }
+        let _ = client
+            .batch_execute("SET enable_hashjoin = off; SET enable_mergejoin = off")
+            .await;
     }
 
     /// The SQL client, for use when nothing is queued (see [`Self::settled`]), e.g. before
@@ -142,10 +144,21 @@ impl Sink {
         Ok(&self.client)
     }
 
-    /// The end LSN of the last destination transaction the writer committed: everything up to
-    /// it may be acknowledged to the source.
+    /// The end LSN of the last destination transaction the writer committed (the writer is
+    /// free once it reaches the last commit queued).
     pub fn committed(&self) -> watch::Receiver<Lsn> {
         self.writer.committed()
+    }
+
+    /// Changes to true when queued work failed on the destination (see [`Self::drain`]).
+    pub fn failed(&self) -> watch::Receiver<bool> {
+        self.writer.failed()
+    }
+
+    /// The end LSN of the last destination transaction committed and flushed: everything up to
+    /// it may be acknowledged to the source.
+    pub fn durable(&self) -> watch::Receiver<Lsn> {
+        self.writer.durable()
     }
 
     /// Updates and deletes that found no row on the destination, since start.
@@ -247,23 +260,15 @@ impl Sink {
         self.begin().await?;
         self.end_run().await?;
         let table = TableName::new("pgmorph", "dead_letters");
-        let stmt = self
-            .prepare(
-                &table,
-                "INSERT INTO pgmorph.dead_letters (connector, source_table, op, lsn, plugin, error, row_data) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb)",
-            )
-            .await?;
+        let stmt = self.prepare(&table, super::dead_letters::INSERT).await?;
         for d in rows {
-            let params = vec![
-                self.connector.clone().into(),
-                source.to_string().into(),
-                d.op.as_str().to_string().into(),
-                lsn.to_string().into(),
-                d.plugin.clone().into(),
-                d.error.clone().into(),
-                d.row.to_string().into(),
-            ];
+            let params = super::dead_letters::params(
+                &self.connector,
+                &source.to_string(),
+                d.op.as_str(),
+                lsn,
+                d,
+            );
             self.pipeline.push(Queued {
                 stmt: stmt.clone(),
                 params,
@@ -297,21 +302,51 @@ impl Sink {
             return Ok(());
         }
         self.end_run().await?;
+        self.queue_progress(progress).await?;
+        self.queue_stats(progress, transactions).await?;
+        self.send_pipeline(Some(progress.lsn)).await?;
+        self.in_tx = false;
+        Ok(())
+    }
+
+    /// Records a stream position that brought nothing to apply (transactions the publication
+    /// or the plugins left empty, keepalives) in a destination transaction of its own, so that
+    /// it may be acknowledged once durable and the stored position never falls behind the
+    /// slot's. No transaction may be open.
+    pub async fn record_position(&mut self, progress: Progress) -> Result<(), ApplyError> {
+        debug_assert!(!self.in_tx, "between transactions only");
+        self.begin().await?;
+        self.queue_progress(progress).await?;
+        self.send_pipeline(Some(progress.lsn)).await?;
+        self.in_tx = false;
+        Ok(())
+    }
+
+    async fn queue_progress(&mut self, progress: Progress) -> Result<(), ApplyError> {
         let state = TableName::new("pgmorph", "state");
-        let p = self
+        let stmt = self
             .prepare(&state, crate::state::store_sql::PROGRESS)
             .await?;
-        let s = self.prepare(&state, crate::state::store_sql::STATS).await?;
-        let c = self.counts;
         let name = TextParam::from(self.connector.clone());
         self.pipeline.push(Queued {
-            stmt: p,
-            params: vec![name.clone(), progress.to_json().to_string().into()],
-            table: state.clone(),
+            stmt,
+            params: vec![name, progress.to_json().to_string().into()],
+            table: state,
             op: Op::Update,
             expected: None,
         });
-        let mut params = vec![name];
+        Ok(())
+    }
+
+    async fn queue_stats(
+        &mut self,
+        progress: Progress,
+        transactions: i64,
+    ) -> Result<(), ApplyError> {
+        let state = TableName::new("pgmorph", "state");
+        let stmt = self.prepare(&state, crate::state::store_sql::STATS).await?;
+        let c = self.counts;
+        let mut params = vec![TextParam::from(self.connector.clone())];
         for n in [
             c.inserts,
             c.updates,
@@ -329,14 +364,12 @@ impl Sink {
         );
         params.push(transactions.to_string().into());
         self.pipeline.push(Queued {
-            stmt: s,
+            stmt,
             params,
             table: state,
             op: Op::Update,
             expected: None,
         });
-        self.send_pipeline(Some(progress.lsn)).await?;
-        self.in_tx = false;
         Ok(())
     }
 

@@ -2,8 +2,7 @@
 
 use tokio_postgres::Client;
 
-use crate::model::{quote_ident, quote_literal, TableMapping};
-use crate::source::catalog::{create_user_type_sql, UserType};
+use crate::model::{quote_ident, quote_literal, TableMapping, UserType};
 
 /// Creating destination objects failed.
 #[derive(Debug, thiserror::Error)]
@@ -292,6 +291,33 @@ pub fn mapping_change(old: &TableMapping, new: &TableMapping) -> MappingChange {
         }
     }
     out
+}
+
+/// The SQL that creates a user type in `dest_schema`.
+pub fn create_user_type_sql(dest_schema: &str, t: &UserType) -> String {
+    let name = format!("{}.{}", quote_ident(dest_schema), quote_ident(t.name()));
+    match t {
+        UserType::Enum { labels, .. } => {
+            let labels: Vec<String> = labels.iter().map(|l| quote_literal(l)).collect();
+            format!("CREATE TYPE {name} AS ENUM ({})", labels.join(", "))
+        }
+        UserType::Domain {
+            base_sql,
+            not_null,
+            checks,
+            ..
+        } => {
+            let mut sql = format!("CREATE DOMAIN {name} AS {base_sql}");
+            if *not_null {
+                sql.push_str(" NOT NULL");
+            }
+            for c in checks {
+                sql.push(' ');
+                sql.push_str(c);
+            }
+            sql
+        }
+    }
 }
 
 #[cfg(test)]

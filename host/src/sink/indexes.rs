@@ -4,7 +4,7 @@
 use tokio_postgres::Client;
 
 use crate::model::{quote_ident, MappedColumn, TableMapping};
-use crate::source::indexes::{IndexColumn, IndexTarget, SourceIndex};
+use crate::model::{IndexColumn, IndexTarget, SourceIndex};
 
 /// The longest identifier PostgreSQL keeps (`NAMEDATALEN - 1`).
 const MAX_IDENT: usize = 63;

@@ -1,11 +1,17 @@
 //! The destination side: DDL for mapped tables, COPY in, and transactional apply with the
 //! progress row in the same transaction.
 
+pub mod align;
 pub mod apply;
 pub mod ddl;
+mod dead_letters;
+mod durability;
+mod error;
 pub mod indexes;
+pub mod load;
 mod params;
 mod statements;
 mod writer;
 
-pub use apply::{ApplyError, Sink};
+pub use apply::Sink;
+pub use error::ApplyError;

@@ -5,26 +5,33 @@
 //! The [`Sink`](super::Sink) hands it [`Work`] in order through a bounded channel (so memory
 //! stays bounded: a few batches of at most a few MB each). The writer runs each piece with
 //! pipelining (BEGIN, the statements and COMMIT travel together) and publishes the end LSN of
-//! every committed destination transaction; only then may the source be acknowledged.
+//! every committed destination transaction (the writer is free again), and of every durable one
+//! (see [`durability`](super::durability)); only a durable one may be acknowledged to the source.
 //!
 //! After a failure the writer rolls the open transaction back, drops further work and reports
 //! the error to the next [`Writer::drain`]; the connector stops on it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{future::try_join_all, SinkExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::{Client, Statement};
 
-use super::apply::{failed, ApplyError};
+use super::durability::FlushWatch;
+use super::error::{failed, ApplyError};
 use super::params::TextParam;
 use crate::model::{Lsn, Op, TableName};
 
 /// Pieces of work waiting for the writer, at most. Each is one pipelined burst (at most
 /// 512 statements) or one COPY (at most a few MB).
 const QUEUE: usize = 4;
+
+/// How often the destination's flushed WAL position is read while commits wait for it (with
+/// `synchronous_commit = off` the WAL writer flushes them within three `wal_writer_delay`s).
+const FLUSH_POLL: Duration = Duration::from_millis(50);
 
 /// A statement waiting in the pipeline.
 pub(crate) struct Queued {
@@ -103,11 +110,25 @@ pub(crate) struct Writer {
     tx: mpsc::Sender<Work>,
     shared: Arc<Shared>,
     committed: watch::Receiver<Lsn>,
+    durable: watch::Receiver<Lsn>,
+    failed: watch::Receiver<bool>,
+}
+
+/// What the writer task publishes.
+struct Published {
+    /// End LSN of the last committed destination transaction.
+    committed: watch::Sender<Lsn>,
+    /// End LSN of the last destination transaction known to be flushed.
+    durable: watch::Sender<Lsn>,
+    /// Becomes true when a piece of work failed.
+    failed: watch::Sender<bool>,
 }
 
 impl Writer {
-    /// Starts the writer task on `client`.
-    pub fn spawn(client: Arc<Client>) -> Self {
+    /// Starts the writer task on `client`. With `flush` (the session commits with
+    /// `synchronous_commit = off`), a commit counts as durable only once the destination's WAL
+    /// is flushed past it; otherwise as soon as COMMIT returns.
+    pub fn spawn(client: Arc<Client>, flush: Option<FlushWatch>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let shared = Arc::new(Shared {
             failed: AtomicBool::new(false),
@@ -115,12 +136,34 @@ impl Writer {
             missing_rows: AtomicU64::new(0),
         });
         let (committed_tx, committed) = watch::channel(Lsn::ZERO);
-        tokio::spawn(run(client, rx, shared.clone(), committed_tx));
+        let (durable_tx, durable) = watch::channel(Lsn::ZERO);
+        let (failed_tx, failed) = watch::channel(false);
+        let published = Published {
+            committed: committed_tx,
+            durable: durable_tx,
+            failed: failed_tx,
+        };
+        let task = Task {
+            client,
+            shared: shared.clone(),
+            published,
+            in_tx: false,
+            flush,
+        };
+        tokio::spawn(run(task, rx));
         Self {
             tx,
             shared,
             committed,
+            durable,
+            failed,
         }
+    }
+
+    /// Changes to true when queued work failed: the failure is then returned by the next
+    /// [`Self::drain`], even when nothing else is queued meanwhile.
+    pub fn failed(&self) -> watch::Receiver<bool> {
+        self.failed.clone()
     }
 
     /// Queues a job; fails at once when earlier work failed.
@@ -151,6 +194,11 @@ impl Writer {
         self.committed.clone()
     }
 
+    /// The end LSN of the last destination transaction committed and flushed.
+    pub fn durable(&self) -> watch::Receiver<Lsn> {
+        self.durable.clone()
+    }
+
     /// Updates and deletes that found no row on the destination, since start.
     pub fn missing_rows(&self) -> u64 {
         self.shared.missing_rows.load(Ordering::Relaxed)
@@ -168,72 +216,139 @@ fn state_table() -> TableName {
     TableName::new("pgmorph", "state")
 }
 
-async fn run(
+/// The writer task: the connection, what it publishes, and whether a transaction is open.
+struct Task {
     client: Arc<Client>,
-    mut rx: mpsc::Receiver<Work>,
     shared: Arc<Shared>,
-    committed: watch::Sender<Lsn>,
-) {
-    let mut in_tx = false;
-    while let Some(work) = rx.recv().await {
+    published: Published,
+    in_tx: bool,
+    /// With `synchronous_commit = off`: commits waiting for the destination's WAL flush.
+    flush: Option<FlushWatch>,
+}
+
+async fn run(mut task: Task, mut rx: mpsc::Receiver<Work>) {
+    loop {
+        let waiting = task.flush.as_ref().is_some_and(FlushWatch::waiting);
+        let work = tokio::select! {
+            work = rx.recv() => match work {
+                Some(work) => work,
+                None => return,
+            },
+            _ = tokio::time::sleep(FLUSH_POLL), if waiting => {
+                task.poll_flush().await;
+                continue;
+            }
+        };
         match work {
             Work::Barrier(reply) => {
-                let result = match shared.error.lock().map(|mut e| e.take()) {
-                    Ok(Some(e)) => Err(e),
-                    _ if shared.failed.load(Ordering::Acquire) => Err(ApplyError::Unusable {
-                        table: state_table().to_string(),
-                        message: "an earlier destination statement failed".into(),
-                    }),
-                    _ => Ok(()),
-                };
-                let _ = reply.send(result);
+                let _ = reply.send(task.take_failure());
             }
-            Work::Rollback => {
-                if in_tx {
-                    in_tx = false;
-                    if let Err(e) = client.batch_execute("ROLLBACK").await {
-                        tracing::warn!(error = %e, "rollback on the destination failed");
-                    }
-                }
-                if let Ok(mut e) = shared.error.lock() {
-                    *e = None;
-                }
-                shared.failed.store(false, Ordering::Release);
-            }
-            Work::Job(_) if shared.failed.load(Ordering::Acquire) => {}
-            Work::Job(job) => {
-                let commit = job.commits();
-                in_tx |= job.begins();
-                match execute(&client, job, &shared).await {
-                    Ok(()) => {
-                        if let Some(lsn) = commit {
-                            in_tx = false;
-                            committed.send_replace(lsn);
-                        }
-                    }
-                    Err(e) => {
-                        if in_tx {
-                            in_tx = false;
-                            let _ = client.batch_execute("ROLLBACK").await;
-                        }
-                        if let Ok(mut slot) = shared.error.lock() {
-                            *slot = Some(e);
-                        }
-                        shared.failed.store(true, Ordering::Release);
-                    }
-                }
-            }
+            Work::Rollback => task.rollback().await,
+            Work::Job(_) if task.shared.failed.load(Ordering::Acquire) => {}
+            Work::Job(job) => task.run_job(job).await,
         }
     }
 }
 
-async fn execute(client: &Client, job: Job, shared: &Shared) -> Result<(), ApplyError> {
+impl Task {
+    /// The failure to report to a barrier, if any.
+    fn take_failure(&self) -> Result<(), ApplyError> {
+        match self.shared.error.lock().map(|mut e| e.take()) {
+            Ok(Some(e)) => Err(e),
+            _ if self.shared.failed.load(Ordering::Acquire) => Err(ApplyError::Unusable {
+                table: state_table().to_string(),
+                message: "an earlier destination statement failed".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Abandons the open transaction and forgets an earlier failure.
+    async fn rollback(&mut self) {
+        if self.in_tx {
+            self.in_tx = false;
+            if let Err(e) = self.client.batch_execute("ROLLBACK").await {
+                tracing::warn!(error = %e, "rollback on the destination failed");
+            }
+        }
+        if let Ok(mut e) = self.shared.error.lock() {
+            *e = None;
+        }
+        self.shared.failed.store(false, Ordering::Release);
+        self.published.failed.send_replace(false);
+    }
+
+    async fn run_job(&mut self, job: Job) {
+        let commit = job.commits();
+        self.in_tx |= job.begins();
+        let positions = self.flush.as_ref().map(|f| f.positions.clone());
+        match execute(&self.client, job, &self.shared, positions.as_ref()).await {
+            Ok(after) => {
+                if let Some(lsn) = commit {
+                    self.in_tx = false;
+                    self.published.committed.send_replace(lsn);
+                    self.committed_durably(lsn, after.as_ref());
+                }
+            }
+            Err(e) => self.fail(e).await,
+        }
+    }
+
+    /// Publishes what is durable after the commit of source position `lsn`: all of it when
+    /// COMMIT waits for the flush, else what the positions read after it say.
+    fn committed_durably(&mut self, lsn: Lsn, positions: Option<&tokio_postgres::Row>) {
+        let durable = match (&mut self.flush, positions) {
+            (Some(flush), Some(row)) => flush.committed(lsn, row),
+            _ => Some(lsn),
+        };
+        if let Some(lsn) = durable {
+            self.published.durable.send_replace(lsn);
+        }
+    }
+
+    /// Reads the destination's flushed position and publishes what it makes durable.
+    async fn poll_flush(&mut self) {
+        let Some(flush) = &mut self.flush else { return };
+        match flush.poll(&self.client).await {
+            Ok(Some(lsn)) => {
+                self.published.durable.send_replace(lsn);
+            }
+            Ok(None) => {}
+            Err(e) => self.fail(failed(&state_table())(e)).await,
+        }
+    }
+
+    /// Rolls the open transaction back and keeps the error for the next barrier.
+    async fn fail(&mut self, e: ApplyError) {
+        if self.in_tx {
+            self.in_tx = false;
+            let _ = self.client.batch_execute("ROLLBACK").await;
+        }
+        if let Ok(mut slot) = self.shared.error.lock() {
+            *slot = Some(e);
+        }
+        self.shared.failed.store(true, Ordering::Release);
+        self.published.failed.send_replace(true);
+    }
+}
+
+/// Runs one job; for a committing pipeline with `positions`, returns the row that statement
+/// read right after COMMIT.
+async fn execute(
+    client: &Client,
+    job: Job,
+    shared: &Shared,
+    positions: Option<&Statement>,
+) -> Result<Option<tokio_postgres::Row>, ApplyError> {
     match job {
         Job::Pipeline {
             begin,
             batch,
             commit,
-        } => pipeline(client, begin, &batch, commit.is_some(), shared).await,
+        } => {
+            let positions = positions.filter(|_| commit.is_some());
+            pipeline(client, begin, &batch, commit.is_some(), positions, shared).await
+        }
         Job::Copy {
             begin,
             sql,
@@ -253,24 +368,26 @@ async fn execute(client: &Client, job: Job, shared: &Shared) -> Result<(), Apply
             futures_util::pin_mut!(sink);
             sink.send(data).await.map_err(failed(&table))?;
             sink.finish().await.map_err(failed(&table))?;
-            Ok(())
+            Ok(None)
         }
         Job::Sql { begin, sql, table } => {
             let sql = if begin { format!("BEGIN; {sql}") } else { sql };
-            client.batch_execute(&sql).await.map_err(failed(&table))
+            client.batch_execute(&sql).await.map_err(failed(&table))?;
+            Ok(None)
         }
     }
 }
 
-/// Sends the statements in one burst, BEGIN first if asked and COMMIT last with `commit`, and
-/// waits for all answers.
+/// Sends the statements in one burst, BEGIN first if asked, COMMIT last with `commit` and then
+/// the `positions` query if given, and waits for all answers.
 async fn pipeline(
     client: &Client,
     begin: bool,
     batch: &[Queued],
     commit: bool,
+    positions: Option<&Statement>,
     shared: &Shared,
-) -> Result<(), ApplyError> {
+) -> Result<Option<tokio_postgres::Row>, ApplyError> {
     let state = state_table();
     let begin_fut = async {
         if begin {
@@ -292,8 +409,19 @@ async fn pipeline(
             Ok(())
         }
     };
-    let ((), results, ()) =
-        futures_util::future::try_join3(begin_fut, statements_fut, commit_fut).await?;
+    let positions_fut = async {
+        match positions {
+            Some(stmt) => client
+                .query_one(stmt, &[])
+                .await
+                .map(Some)
+                .map_err(failed(&state)),
+            None => Ok(None),
+        }
+    };
+    let ((), results, (), after) =
+        futures_util::future::try_join4(begin_fut, statements_fut, commit_fut, positions_fut)
+            .await?;
     for (n, q) in results.iter().zip(batch.iter()) {
         if let Some(expected) = q.expected {
             if *n < expected {
@@ -309,5 +437,35 @@ async fn pipeline(
             }
         }
     }
-    Ok(())
+    Ok(after)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_says_whether_it_opens_and_what_it_commits() {
+        let pipeline = |begin, commit| Job::Pipeline {
+            begin,
+            batch: Vec::new(),
+            commit,
+        };
+        assert!(pipeline(true, None).begins());
+        assert_eq!(pipeline(false, Some(Lsn(9))).commits(), Some(Lsn(9)));
+        let copy = Job::Copy {
+            begin: false,
+            sql: String::new(),
+            data: Bytes::new(),
+            table: state_table(),
+        };
+        assert!(!copy.begins());
+        assert_eq!(copy.commits(), None, "only a pipeline commits");
+        let sql = Job::Sql {
+            begin: true,
+            sql: String::new(),
+            table: state_table(),
+        };
+        assert!(sql.begins() && sql.commits().is_none());
+    }
 }

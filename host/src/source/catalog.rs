@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use tokio_postgres::Client;
 
-use crate::model::{quote_ident, quote_literal, Column, ReplicaIdentity, TableName, TableSchema};
+use crate::model::{quote_ident, Column, ReplicaIdentity, TableName, TableSchema, UserType};
 
 /// The catalog could not be read, or a table cannot be replicated.
 #[derive(Debug, thiserror::Error)]
@@ -27,38 +27,6 @@ pub enum CatalogError {
     /// The role cannot read a table.
     #[error("the source role may not read table {0}: GRANT SELECT ON {1} TO the replication role")]
     NoSelect(TableName, String),
-}
-
-/// A user-defined type that must exist on the destination before the tables that use it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UserType {
-    /// `CREATE TYPE name AS ENUM (labels)`.
-    Enum {
-        /// Type name (created in the destination schema).
-        name: String,
-        /// Labels in sort order.
-        labels: Vec<String>,
-    },
-    /// `CREATE DOMAIN name AS base [NOT NULL] [CHECK ...]`.
-    Domain {
-        /// Type name (created in the destination schema).
-        name: String,
-        /// The base type's SQL.
-        base_sql: String,
-        /// Whether the domain is NOT NULL.
-        not_null: bool,
-        /// The CHECK constraints, as `pg_get_constraintdef` prints them.
-        checks: Vec<String>,
-    },
-}
-
-impl UserType {
-    /// The type name.
-    pub fn name(&self) -> &str {
-        match self {
-            UserType::Enum { name, .. } | UserType::Domain { name, .. } => name,
-        }
-    }
 }
 
 /// The tables chosen for replication with their schemas, and the user types they need.
@@ -315,33 +283,6 @@ pub async fn resolve_type(
         _ => {
             tracing::warn!(type_name = %formatted, "type is not built in; it is replicated as text");
             Ok("text".into())
-        }
-    }
-}
-
-/// The SQL that creates a user type in `dest_schema`.
-pub fn create_user_type_sql(dest_schema: &str, t: &UserType) -> String {
-    let name = format!("{}.{}", quote_ident(dest_schema), quote_ident(t.name()));
-    match t {
-        UserType::Enum { labels, .. } => {
-            let labels: Vec<String> = labels.iter().map(|l| quote_literal(l)).collect();
-            format!("CREATE TYPE {name} AS ENUM ({})", labels.join(", "))
-        }
-        UserType::Domain {
-            base_sql,
-            not_null,
-            checks,
-            ..
-        } => {
-            let mut sql = format!("CREATE DOMAIN {name} AS {base_sql}");
-            if *not_null {
-                sql.push_str(" NOT NULL");
-            }
-            for c in checks {
-                sql.push(' ');
-                sql.push_str(c);
-            }
-            sql
         }
     }
 }

@@ -2,8 +2,8 @@
 
 use tokio_postgres::{Client, CopyOutStream};
 
-use super::ranges::PageRange;
 use crate::config::ConnectionSettings;
+use crate::model::PageRange;
 use crate::model::{quote_ident, quote_literal, TableMapping};
 
 /// A snapshot reader could not be opened or a COPY failed.
@@ -30,15 +30,7 @@ pub async fn open_reader(
     settings: &ConnectionSettings,
     snapshot: &str,
 ) -> Result<Client, CopyOutError> {
-    let (client, conn) = settings
-        .sql_config("pgmorph snapshot")
-        .connect(tokio_postgres::NoTls)
-        .await?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "snapshot reader connection closed");
-        }
-    });
+    let client = settings.connect("pgmorph snapshot").await?;
     client
         .batch_execute(&format!(
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",

@@ -1,8 +1,8 @@
 //! Decoder for the messages of PostgreSQL's `pgoutput` logical decoding plugin (protocol 1).
 //!
-//! The replication transport reports Begin, Commit and logical Message itself; this module
-//! decodes the rest of each XLogData payload: Relation, Type, Insert, Update, Delete, Truncate
-//! and Origin. See "Logical Replication Message Formats" in the PostgreSQL documentation.
+//! Decodes each XLogData payload: Begin, Commit, logical decoding Message, Relation, Type,
+//! Insert, Update, Delete, Truncate and Origin. See "Logical Replication Message Formats" in
+//! the PostgreSQL documentation.
 
 use bytes::{Buf, Bytes};
 
@@ -123,8 +123,37 @@ pub enum Message {
         /// The origin name.
         name: String,
     },
-    /// Begin, Commit or Message, which the transport normally reports itself.
-    Boundary(char),
+    /// A transaction begins ('B').
+    Begin {
+        /// The LSN of its commit record.
+        final_lsn: u64,
+        /// Commit time, microseconds since 2000-01-01.
+        commit_time: i64,
+        /// Transaction id.
+        xid: u32,
+    },
+    /// The transaction commits ('C').
+    Commit {
+        /// Flags (currently unused, 0).
+        flags: u8,
+        /// The commit record's LSN.
+        lsn: u64,
+        /// The end of the commit record.
+        end_lsn: u64,
+        /// Commit time, microseconds since 2000-01-01.
+        commit_time: i64,
+    },
+    /// A `pg_logical_emit_message` message ('M').
+    LogicalMessage {
+        /// Emitted inside a transaction (flag bit 1).
+        transactional: bool,
+        /// The message's LSN.
+        lsn: u64,
+        /// Its prefix.
+        prefix: String,
+        /// Its content.
+        content: Bytes,
+    },
 }
 
 /// Decodes one pgoutput message.
@@ -144,7 +173,7 @@ pub fn decode(mut buf: Bytes) -> Result<Message, DecodeError> {
             let name = r.cstr()?;
             let identity = ReplicaIdentity::from_code(r.u8()?);
             let n = r.u16()?;
-            let mut columns = Vec::with_capacity(n as usize);
+            let mut columns = Vec::with_capacity(r.capacity_for(n as usize, 7));
             for _ in 0..n {
                 let flags = r.u8()?;
                 columns.push(RelationColumn {
@@ -220,7 +249,7 @@ pub fn decode(mut buf: Bytes) -> Result<Message, DecodeError> {
         b'T' => {
             let n = r.u32()?;
             let options = r.u8()?;
-            let mut rels = Vec::with_capacity(n as usize);
+            let mut rels = Vec::with_capacity(r.capacity_for(n as usize, 4));
             for _ in 0..n {
                 rels.push(r.u32()?);
             }
@@ -234,7 +263,30 @@ pub fn decode(mut buf: Bytes) -> Result<Message, DecodeError> {
             lsn: r.u64()?,
             name: r.cstr()?,
         }),
-        b'B' | b'C' | b'M' => Ok(Message::Boundary(tag as char)),
+        b'B' => Ok(Message::Begin {
+            final_lsn: r.u64()?,
+            commit_time: r.u64()? as i64,
+            xid: r.u32()?,
+        }),
+        b'C' => Ok(Message::Commit {
+            flags: r.u8()?,
+            lsn: r.u64()?,
+            end_lsn: r.u64()?,
+            commit_time: r.u64()? as i64,
+        }),
+        b'M' => {
+            let flags = r.u8()?;
+            let lsn = r.u64()?;
+            let prefix = r.cstr()?;
+            let len = r.u32()? as usize;
+            r.need(len)?;
+            Ok(Message::LogicalMessage {
+                transactional: flags & 1 == 1,
+                lsn,
+                prefix,
+                content: r.buf.split_to(len),
+            })
+        }
         other => Err(DecodeError::UnknownTag {
             what: "message",
             tag: other as char,
@@ -299,9 +351,15 @@ impl Reader {
         String::from_utf8(s.to_vec()).map_err(|_| DecodeError::NotUtf8 { tag: self.tag })
     }
 
+    /// Room for `claimed` items of at least `min_bytes` each: never more than the bytes left
+    /// can hold, so a corrupt count cannot make the decoder allocate out of proportion.
+    fn capacity_for(&self, claimed: usize, min_bytes: usize) -> usize {
+        claimed.min(self.buf.len() / min_bytes)
+    }
+
     fn tuple(&mut self) -> Result<Row, DecodeError> {
         let n = self.u16()?;
-        let mut row = Vec::with_capacity(n as usize);
+        let mut row = Vec::with_capacity(self.capacity_for(n as usize, 1));
         for _ in 0..n {
             let cell = match self.u8()? {
                 b'n' => Cell::Null,
@@ -463,5 +521,106 @@ mod tests {
             assert!(decode(full.slice(..n)).is_err());
         }
         assert!(decode(full).is_ok());
+    }
+
+    #[test]
+    fn decodes_begin_byte_exact() {
+        let payload: &[u8] = &[
+            b'B', // tag
+            0x00, 0x00, 0x00, 0x16, 0xB3, 0x74, 0xD8, 0x48, // final_lsn 16/B374D848
+            0x00, 0x02, 0xD8, 0x1E, 0x2A, 0x3B, 0x4C, 0x5D, // commit time
+            0x00, 0x00, 0x02, 0xE7, // xid 743
+        ];
+        assert_eq!(
+            decode(Bytes::copy_from_slice(payload)).unwrap(),
+            Message::Begin {
+                final_lsn: 0x16_B374_D848,
+                commit_time: 0x0002_D81E_2A3B_4C5D,
+                xid: 743,
+            }
+        );
+        // A negative commit time (before 2000) keeps its sign.
+        let mut b = payload.to_vec();
+        b[9..17].copy_from_slice(&(-5i64).to_be_bytes());
+        assert!(matches!(
+            decode(Bytes::from(b)).unwrap(),
+            Message::Begin {
+                commit_time: -5,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn decodes_commit_byte_exact() {
+        let payload: &[u8] = &[
+            b'C', // tag
+            0x00, // flags
+            0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x10, // lsn 1/10
+            0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x40, // end_lsn 1/40
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xE8, // commit time 1000
+        ];
+        assert_eq!(
+            decode(Bytes::copy_from_slice(payload)).unwrap(),
+            Message::Commit {
+                flags: 0,
+                lsn: 0x1_0000_0010,
+                end_lsn: 0x1_0000_0040,
+                commit_time: 1000,
+            }
+        );
+    }
+
+    #[test]
+    fn decodes_logical_messages_byte_exact() {
+        let payload: &[u8] = &[
+            b'M', // tag
+            0x01, // flags: transactional
+            0x00, 0x00, 0x00, 0x00, 0x0A, 0x0B, 0x0C, 0x0D, // lsn 0/A0B0C0D
+            b'p', b'g', b'm', b'o', b'r', b'p', b'h', 0x00, // prefix "pgmorph"
+            0x00, 0x00, 0x00, 0x03, // content length
+            b'a', 0x00, 0xFF, // content (binary)
+        ];
+        assert_eq!(
+            decode(Bytes::copy_from_slice(payload)).unwrap(),
+            Message::LogicalMessage {
+                transactional: true,
+                lsn: 0x0A0B_0C0D,
+                prefix: "pgmorph".into(),
+                content: Bytes::from_static(&[b'a', 0x00, 0xFF]),
+            }
+        );
+        let mut empty = payload[..18].to_vec();
+        empty[1] = 0;
+        empty.extend_from_slice(&[0, 0, 0, 0]);
+        assert!(matches!(
+            decode(Bytes::from(empty)).unwrap(),
+            Message::LogicalMessage { transactional: false, ref content, .. } if content.is_empty()
+        ));
+        // Every prefix fails cleanly; content longer than the payload is truncation.
+        for n in 0..payload.len() {
+            assert!(
+                decode(Bytes::copy_from_slice(&payload[..n])).is_err(),
+                "{n}"
+            );
+        }
+        let mut long = payload.to_vec();
+        long[21] = 9;
+        assert_eq!(
+            decode(Bytes::from(long)),
+            Err(DecodeError::Truncated { tag: 'M' })
+        );
+    }
+
+    #[test]
+    fn truncated_begin_and_commit_are_errors() {
+        assert_eq!(
+            decode(Bytes::from_static(b"B\0\0\0\0")),
+            Err(DecodeError::Truncated { tag: 'B' })
+        );
+        assert_eq!(
+            decode(Bytes::from_static(b"C\0\0")),
+            Err(DecodeError::Truncated { tag: 'C' })
+        );
     }
 }

@@ -73,19 +73,62 @@ pub struct SlotInfo {
     pub confirmed_flush: Option<Lsn>,
     /// Whether another session currently streams from it.
     pub active: bool,
+    /// The source process streaming from it, if one does.
+    pub active_pid: Option<i32>,
+    /// Whether the source invalidated it (`wal_status = 'lost'`: it kept more WAL than
+    /// `max_slot_wal_keep_size` allowed, and the changes since are gone).
+    pub lost: bool,
 }
 
 /// Looks up a logical slot by name.
 pub async fn slot_info(client: &Client, slot: &str) -> Result<Option<SlotInfo>, SetupError> {
     let row = client
         .query_opt(
-            "SELECT confirmed_flush_lsn::text, active FROM pg_replication_slots WHERE slot_name = $1",
+            "SELECT confirmed_flush_lsn::text, active, active_pid, wal_status = 'lost' \
+             FROM pg_replication_slots WHERE slot_name = $1",
             &[&slot],
         )
         .await?;
     Ok(row.map(|r| SlotInfo {
         confirmed_flush: r.get::<_, Option<String>>(0).and_then(|s| s.parse().ok()),
         active: r.get(1),
+        active_pid: r.get(2),
+        lost: r.get::<_, Option<bool>>(3).unwrap_or(false),
+    }))
+}
+
+/// What a slot keeps on the source and how close it is to being invalidated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// WAL kept for the slot, in bytes.
+    pub retained: u64,
+    /// WAL that can still be written before the slot is invalidated (`safe_wal_size`), when
+    /// `max_slot_wal_keep_size` is set.
+    pub safe: Option<i64>,
+    /// `wal_status`: `reserved`, `extended`, `unreserved` (will be lost at the next
+    /// checkpoint unless it catches up) or `lost`.
+    pub status: Option<&'static str>,
+}
+
+/// The slot's retention on the source, if the slot exists.
+pub async fn retention(client: &Client, slot: &str) -> Result<Option<Retention>, SetupError> {
+    let row = client
+        .query_opt(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8, safe_wal_size, \
+                    wal_status FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await?;
+    Ok(row.map(|r| Retention {
+        retained: r.get::<_, Option<i64>>(0).unwrap_or(0).max(0) as u64,
+        safe: r.get(1),
+        status: match r.get::<_, Option<&str>>(2) {
+            Some("reserved") => Some("reserved"),
+            Some("extended") => Some("extended"),
+            Some("unreserved") => Some("unreserved"),
+            Some("lost") => Some("lost"),
+            _ => None,
+        },
     }))
 }
 

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use pgwire_replication::{PgWireError, ReplicationClient, ReplicationEvent};
+use pgmorph_replication::{
+    Connection, Error as WireError, ReplicationEvent, SlotOptions, SnapshotAction, StandbyPositions,
+};
 
 use super::pgoutput::{self, DecodeError, Message};
 use crate::config::ConnectionSettings;
@@ -12,7 +14,7 @@ use crate::model::Lsn;
 /// The replication connection failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
-    /// The server refused the credentials.
+    /// The server refused the credentials (SQLSTATE 28P01 or 28000).
     #[error("authentication to the source failed for {who}: {message}")]
     Auth {
         /// `user@host:port/db`.
@@ -27,6 +29,8 @@ pub enum StreamError {
         who: String,
         /// The error.
         message: String,
+        /// The server refused because another connection holds the slot (SQLSTATE 55006).
+        slot_in_use: bool,
     },
     /// The server answered something unexpected.
     #[error("unexpected answer from the source: {0}")]
@@ -40,14 +44,21 @@ pub enum StreamError {
 pub const SLOT_BUSY_WAIT: Duration = Duration::from_secs(5);
 
 impl StreamError {
-    /// Whether the server refused because another connection still holds the slot.
+    /// Whether the server refused because another connection still holds the slot
+    /// (SQLSTATE 55006 object_in_use).
     pub fn slot_busy(&self) -> bool {
-        matches!(self, StreamError::Transport { message, .. } if message.contains("is active for PID"))
+        matches!(
+            self,
+            StreamError::Transport {
+                slot_in_use: true,
+                ..
+            }
+        )
     }
 
-    fn from_wire(settings: &ConnectionSettings, e: PgWireError) -> Self {
+    fn from_wire(settings: &ConnectionSettings, e: WireError) -> Self {
         let who = settings.describe();
-        if e.is_auth() || e.to_string().contains("28P01") || e.to_string().contains("password") {
+        if e.is_auth_failure() {
             StreamError::Auth {
                 who,
                 message: e.to_string(),
@@ -55,6 +66,7 @@ impl StreamError {
         } else {
             StreamError::Transport {
                 who,
+                slot_in_use: e.slot_in_use(),
                 message: e.to_string(),
             }
         }
@@ -110,8 +122,26 @@ pub struct CreatedSlot {
 
 /// A replication connection on one slot and publication.
 pub struct ReplicationStream {
-    client: ReplicationClient,
+    state: State,
     settings: ConnectionSettings,
+    /// The positions reported to the server once streaming: write is the highest `wal_end`
+    /// received, flush and apply the last acknowledged LSN.
+    positions: Option<StandbyPositions>,
+}
+
+enum State {
+    /// Connected, the slot created; START_REPLICATION from `start` comes with
+    /// [`ReplicationStream::start`].
+    Idle {
+        conn: Box<Connection>,
+        slot: String,
+        publication: String,
+        start: Lsn,
+    },
+    /// Streaming.
+    Streaming(pgmorph_replication::ReplicationStream),
+    /// Between the two, or after a failed start.
+    Gone,
 }
 
 impl ReplicationStream {
@@ -124,38 +154,34 @@ impl ReplicationStream {
         publication: &str,
         temporary: bool,
     ) -> Result<CreatedSlot, StreamError> {
-        let cfg = settings.replication_config(slot, publication);
-        let mut client = ReplicationClient::connect_gated(cfg)
+        let mut conn = settings
+            .connect_replication(slot)
             .await
             .map_err(|e| StreamError::from_wire(settings, e))?;
-        let rows = client
-            .simple_query(&format!(
-                "CREATE_REPLICATION_SLOT {slot} {} LOGICAL pgoutput (SNAPSHOT 'export')",
-                if temporary { "TEMPORARY" } else { "" }
-            ))
+        let created = conn
+            .create_replication_slot(&SlotOptions {
+                name: slot.to_string(),
+                temporary,
+                snapshot: SnapshotAction::Export,
+            })
             .await
             .map_err(|e| StreamError::from_wire(settings, e))?;
-        let row = rows.first().ok_or_else(|| {
-            StreamError::Protocol("CREATE_REPLICATION_SLOT returned no row".into())
+        let snapshot_name = created.snapshot_name.ok_or_else(|| {
+            StreamError::Protocol("CREATE_REPLICATION_SLOT exported no snapshot".into())
         })?;
-        let field = |i: usize| -> Result<String, StreamError> {
-            row.get(i)
-                .and_then(|v| v.as_ref())
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .ok_or_else(|| {
-                    StreamError::Protocol(format!("CREATE_REPLICATION_SLOT field {i} missing"))
-                })
-        };
-        let consistent_point: Lsn = field(1)?
-            .parse()
-            .map_err(|e| StreamError::Protocol(format!("{e}")))?;
-        let snapshot_name = field(2)?;
+        let consistent_point = Lsn::from(created.consistent_point);
         Ok(CreatedSlot {
             consistent_point,
             snapshot_name,
             stream: ReplicationStream {
-                client,
+                state: State::Idle {
+                    conn: Box::new(conn),
+                    slot: slot.to_string(),
+                    publication: publication.to_string(),
+                    start: consistent_point,
+                },
                 settings: settings.clone(),
+                positions: None,
             },
         })
     }
@@ -191,87 +217,165 @@ impl ReplicationStream {
         publication: &str,
         start: Lsn,
     ) -> Result<Self, StreamError> {
-        let cfg = settings
-            .replication_config(slot, publication)
-            .with_start_lsn(start.into());
-        let mut client = ReplicationClient::connect(cfg)
+        let conn = settings
+            .connect_replication(slot)
             .await
             .map_err(|e| StreamError::from_wire(settings, e))?;
-        client
-            .wait_started()
-            .await
-            .map_err(|e| StreamError::from_wire(settings, e))?;
-        Ok(Self {
-            client,
+        let mut stream = ReplicationStream {
+            state: State::Idle {
+                conn: Box::new(conn),
+                slot: slot.to_string(),
+                publication: publication.to_string(),
+                start,
+            },
             settings: settings.clone(),
-        })
+            positions: None,
+        };
+        stream.start().await?;
+        Ok(stream)
     }
 
-    /// Starts streaming on a connection opened by [`Self::create_slot_with_snapshot`].
+    /// Starts streaming on a connection opened by [`Self::create_slot_with_snapshot`]
+    /// (a no-op once streaming).
     pub async fn start(&mut self) -> Result<(), StreamError> {
-        self.client
-            .start()
+        let State::Idle {
+            conn,
+            slot,
+            publication,
+            start,
+        } = std::mem::replace(&mut self.state, State::Gone)
+        else {
+            return match self.state {
+                State::Streaming(_) => Ok(()),
+                _ => Err(StreamError::Protocol(
+                    "the replication connection is gone".into(),
+                )),
+            };
+        };
+        let options = self.settings.start_options(&slot, &publication, start);
+        let stream = conn
+            .start_replication(options)
             .await
             .map_err(|e| StreamError::from_wire(&self.settings, e))?;
-        self.client
-            .wait_started()
-            .await
-            .map_err(|e| StreamError::from_wire(&self.settings, e))
+        self.positions = Some(stream.positions());
+        self.state = State::Streaming(stream);
+        Ok(())
     }
 
     /// The next event; `None` when the stream ended.
     pub async fn next(&mut self) -> Result<Option<StreamEvent>, StreamError> {
-        loop {
-            let ev = self
-                .client
-                .recv()
-                .await
-                .map_err(|e| StreamError::from_wire(&self.settings, e))?;
-            let Some(ev) = ev else { return Ok(None) };
-            let out = match ev {
-                ReplicationEvent::Begin {
-                    final_lsn,
-                    xid,
-                    commit_time_micros,
-                } => StreamEvent::Begin {
-                    final_lsn: final_lsn.into(),
-                    xid,
-                    commit_time: commit_time_micros,
-                },
-                ReplicationEvent::Commit {
-                    lsn,
-                    end_lsn,
-                    commit_time_micros,
-                } => StreamEvent::Commit {
-                    lsn: lsn.into(),
-                    end_lsn: end_lsn.into(),
-                    commit_time: commit_time_micros,
-                },
-                ReplicationEvent::XLogData { data, .. } => match pgoutput::decode(data)? {
-                    Message::Boundary(_) => continue,
+        let State::Streaming(stream) = &mut self.state else {
+            return Err(StreamError::Protocol(
+                "the replication stream has not been started".into(),
+            ));
+        };
+        let ev = stream
+            .next()
+            .await
+            .map_err(|e| StreamError::from_wire(&self.settings, e))?;
+        let Some(ev) = ev else { return Ok(None) };
+        let received = |wal_end| {
+            if let Some(p) = &self.positions {
+                p.set_write(wal_end);
+            }
+        };
+        let out = match ev {
+            ReplicationEvent::XLogData(x) => {
+                received(x.wal_end);
+                match pgoutput::decode(x.data)? {
+                    Message::Begin {
+                        final_lsn,
+                        commit_time,
+                        xid,
+                    } => StreamEvent::Begin {
+                        final_lsn: Lsn(final_lsn),
+                        xid,
+                        commit_time,
+                    },
+                    Message::Commit {
+                        lsn,
+                        end_lsn,
+                        commit_time,
+                        ..
+                    } => StreamEvent::Commit {
+                        lsn: Lsn(lsn),
+                        end_lsn: Lsn(end_lsn),
+                        commit_time,
+                    },
+                    Message::LogicalMessage {
+                        prefix, content, ..
+                    } => StreamEvent::Logical { prefix, content },
                     m => StreamEvent::Message(m),
-                },
-                ReplicationEvent::KeepAlive { wal_end, .. } => StreamEvent::KeepAlive {
-                    wal_end: wal_end.into(),
-                },
-                ReplicationEvent::Message {
-                    prefix, content, ..
-                } => StreamEvent::Logical { prefix, content },
-                ReplicationEvent::StoppedAt { .. } => return Ok(None),
-            };
-            return Ok(Some(out));
-        }
+                }
+            }
+            ReplicationEvent::Keepalive(k) => {
+                received(k.wal_end);
+                StreamEvent::KeepAlive {
+                    wal_end: k.wal_end.into(),
+                }
+            }
+        };
+        Ok(Some(out))
     }
 
-    /// Reports that everything up to `lsn` is durably applied on the destination.
+    /// Reports that everything up to `lsn` is durably applied on the destination: flush and
+    /// apply become `lsn`, write at least `lsn`.
     pub fn acknowledge(&self, lsn: Lsn) {
-        self.client.update_applied_lsn(lsn.into());
+        if let Some(p) = &self.positions {
+            let lsn = lsn.into();
+            p.set_write(lsn);
+            p.set_flush(lsn);
+            p.set_apply(lsn);
+        }
     }
 
     /// Ends the stream cleanly, sending a final status update.
-    pub async fn shutdown(mut self) {
-        if let Err(e) = self.client.shutdown().await {
+    pub async fn shutdown(self) {
+        let result = match self.state {
+            State::Streaming(stream) => stream.shutdown().await,
+            State::Idle { conn, .. } => conn.close().await,
+            State::Gone => Ok(()),
+        };
+        if let Err(e) = result {
             tracing::debug!(error = %e, "replication connection shutdown");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgmorph_replication::ServerError;
+
+    fn server_error(code: &str, message: &str) -> WireError {
+        WireError::Server(ServerError::from_fields([
+            (b'S', "ERROR"),
+            (b'C', code),
+            (b'M', message),
+        ]))
+    }
+
+    #[test]
+    fn errors_are_classified_by_sqlstate_only() {
+        let settings = ConnectionSettings::from_url_with_env(
+            "source",
+            "postgres://u:pw@127.0.0.1/db",
+            None,
+            &|_| None,
+        )
+        .unwrap();
+        let busy = server_error("55006", "replication slot \"s\" is active for PID 42");
+        assert!(StreamError::from_wire(&settings, busy).slot_busy());
+        // The same words with another code are not a busy slot.
+        let other = server_error("XX000", "replication slot \"s\" is active for PID 42");
+        assert!(!StreamError::from_wire(&settings, other).slot_busy());
+        for code in ["28P01", "28000"] {
+            let e = StreamError::from_wire(&settings, server_error(code, "no"));
+            assert!(matches!(e, StreamError::Auth { .. }), "{code}: {e:?}");
+        }
+        // A message about passwords is not an authentication failure by itself.
+        let e = StreamError::from_wire(&settings, server_error("42704", "password slot"));
+        assert!(matches!(e, StreamError::Transport { .. }), "{e:?}");
+        assert!(!e.to_string().contains(":pw@"));
     }
 }

@@ -2,12 +2,17 @@
 //! `pgmorph status` shows, per-table phases, counters, and the dead-letter table.
 
 pub mod control;
+pub mod local;
+mod mappings;
+pub mod owner;
 mod schema;
 mod store;
 
 /// SQL run by the sink inside each applied transaction.
 pub(crate) mod store_sql {
-    pub(crate) use super::store::{PROGRESS, RANGE_COPIED, STATS, TABLE_COPIED};
+    pub(crate) use super::store::{
+        FORGET_RANGES, PROGRESS, RANGE_COPIED, ROWS_COPIED, STATS, TABLE_COPIED,
+    };
 }
 
 pub use schema::STATE_SCHEMA;

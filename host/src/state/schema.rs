@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS pgmorph.tables (
 );
 ALTER TABLE pgmorph.tables ADD COLUMN IF NOT EXISTS sync_lsn pg_lsn;
 ALTER TABLE pgmorph.state ADD COLUMN IF NOT EXISTS request text;
+ALTER TABLE pgmorph.state ADD COLUMN IF NOT EXISTS err_kind text;
 CREATE TABLE IF NOT EXISTS pgmorph.attributes (
     connector     text NOT NULL,
     source_table  text NOT NULL,

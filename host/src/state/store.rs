@@ -6,7 +6,7 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::model::Lsn;
-use crate::source::ranges::PageRange;
+use crate::model::PageRange;
 
 /// Reading or writing state failed.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +108,17 @@ pub(crate) const RANGE_COPIED: &str = "INSERT INTO pgmorph.copied_ranges \
      DO UPDATE SET end_page = EXCLUDED.end_page, snapshot = EXCLUDED.snapshot, \
                    layout = EXCLUDED.layout, dest_file = EXCLUDED.dest_file";
 
+/// The SQL adding a committed range's rows to a table's progress: $1 connector, $2 source
+/// table, $3 rows (text).
+pub(crate) const ROWS_COPIED: &str =
+    "UPDATE pgmorph.tables SET rows_copied = rows_copied + $3::text::bigint \
+     WHERE connector = $1 AND source_table = $2 AND phase = 'copying'";
+
+/// The SQL forgetting the copied ranges of a table whose copy completed: $1 connector, $2
+/// source table.
+pub(crate) const FORGET_RANGES: &str =
+    "DELETE FROM pgmorph.copied_ranges WHERE connector = $1 AND source_table = $2";
+
 /// A page range of a split table recorded as copied by an unfinished copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopiedRange {
@@ -159,6 +170,12 @@ pub struct Status {
     pub tables: Vec<TableStatus>,
     /// Plugins: name, hash, load time, reloads, failed reloads, last error.
     pub plugins: Vec<serde_json::Value>,
+    /// What to do about the last error (`fix config`, `retry later`, ...), if one stopped it.
+    pub err_kind: Option<String>,
+    /// Whether a process runs the connector (holds its lock); see [`Status::with_owner`].
+    pub running: bool,
+    /// The destination session holding the connector's lock, in words.
+    pub owner: Option<String>,
 }
 
 /// One row of `pgmorph.tables`.
@@ -176,8 +193,8 @@ pub struct TableStatus {
 
 /// Access to the state tables over a dedicated destination connection.
 pub struct StateStore {
-    client: Client,
-    name: String,
+    pub(super) client: Client,
+    pub(super) name: String,
 }
 
 impl StateStore {
@@ -250,8 +267,21 @@ impl StateStore {
         self.client
             .execute(
                 "UPDATE pgmorph.state SET stage = coalesce($2, stage), state = $3, \
-                 err = coalesce($4, err), pid = $5, updated_at = now() WHERE name = $1",
+                 err = coalesce($4, err), err_kind = CASE WHEN $4 IS NULL THEN err_kind END, \
+                 pid = $5, updated_at = now() WHERE name = $1",
                 &[&self.name, &stage, &state, &err, &pid],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Records what the operator should do about the error just recorded (see
+    /// [`crate::error_kind::ErrorKind`]); cleared when the connector starts again.
+    pub async fn set_error_kind(&self, kind: &str) -> Result<(), StateError> {
+        self.client
+            .execute(
+                "UPDATE pgmorph.state SET err_kind = $2 WHERE name = $1",
+                &[&self.name, &kind],
             )
             .await?;
         Ok(())
@@ -283,6 +313,23 @@ impl StateStore {
         ] {
             self.client.execute(sql, &[&self.name]).await?;
         }
+        Ok(())
+    }
+
+    /// Sets the position streaming resumes from (every table is about to be copied again).
+    pub async fn move_position(&self, lsn: Lsn) -> Result<(), StateError> {
+        let offset = Progress {
+            lsn,
+            ..Progress::default()
+        }
+        .to_json()
+        .to_string();
+        self.client
+            .execute(
+                "UPDATE pgmorph.state SET last_offset = $2::text::jsonb WHERE name = $1",
+                &[&self.name, &offset],
+            )
+            .await?;
         Ok(())
     }
 
@@ -452,74 +499,6 @@ impl StateStore {
             .map(|r| r.get(0)))
     }
 
-    /// Records the column-by-column mapping of every table (the attribute view).
-    pub async fn record_mappings(
-        &self,
-        mappings: &[std::sync::Arc<crate::model::TableMapping>],
-    ) -> Result<(), StateError> {
-        self.client
-            .execute(
-                "DELETE FROM pgmorph.attributes WHERE connector = $1",
-                &[&self.name],
-            )
-            .await?;
-        for m in mappings {
-            self.record_mapping(m).await?;
-        }
-        Ok(())
-    }
-
-    /// Records (or replaces) one table's column mapping.
-    pub async fn record_mapping(&self, m: &crate::model::TableMapping) -> Result<(), StateError> {
-        let source = m.source.name.to_string();
-        self.client
-            .execute(
-                "DELETE FROM pgmorph.attributes WHERE connector = $1 AND source_table = $2",
-                &[&self.name, &source],
-            )
-            .await?;
-        let dest = (!m.skip).then(|| m.destination.to_string());
-        let mut attnum = 0i32;
-        for (i, c) in m.source.columns.iter().enumerate() {
-            attnum += 1;
-            let mapped = if m.skip {
-                None
-            } else {
-                m.columns.iter().find(|d| d.source_index == Some(i))
-            };
-            let changed_by = mapped
-                .map(|d| d.changed_by.join(", "))
-                .filter(|s| !s.is_empty());
-            self.client
-                .execute(
-                    "INSERT INTO pgmorph.attributes VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    &[
-                        &self.name,
-                        &source,
-                        &dest,
-                        &attnum,
-                        &Some(c.name.clone()),
-                        &mapped.map(|d| d.name.clone()),
-                        &Some(c.type_sql.clone()),
-                        &mapped.map(|d| d.type_sql.clone()),
-                        &changed_by,
-                    ],
-                )
-                .await?;
-        }
-        for d in m.columns.iter().filter(|d| d.source_index.is_none()) {
-            attnum += 1;
-            let changed_by = Some(d.changed_by.join(", ")).filter(|s| !s.is_empty());
-            self.client
-                .execute(
-                    "INSERT INTO pgmorph.attributes VALUES ($1, $2, $3, $4, NULL, $5, NULL, $6, $7)",
-                    &[&self.name, &source, &dest, &attnum, &d.name, &d.type_sql, &changed_by],
-                )
-                .await?;
-        }
-        Ok(())
-    }
-
     /// Records the plugins now serving traffic (`plugins`: name -> content hash). With
     /// `reload`, plugins whose hash changed count a reload; plugins no longer present are
     /// marked inactive.
@@ -589,7 +568,7 @@ impl StateStore {
         }
         let Some(row) = client
             .query_opt(
-                "SELECT name, connector_type, pid, stage, state, err, last_offset::text FROM pgmorph.state WHERE name = $1",
+                "SELECT name, connector_type, pid, stage, state, err, last_offset::text, err_kind FROM pgmorph.state WHERE name = $1",
                 &[&name],
             )
             .await?
@@ -629,6 +608,9 @@ impl StateStore {
             .collect();
         Ok(Some(Status {
             plugins,
+            running: false,
+            owner: None,
+            err_kind: row.get(7),
             name: row.get(0),
             connector_type: row.get(1),
             pid: row.get(2),
@@ -658,5 +640,45 @@ impl StateStore {
             client.execute(sql, &[&name]).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_is_written_as_synchdb_writes_its_offset() {
+        let p = Progress {
+            lsn: "16/B374D848".parse().unwrap(),
+            xid: 742,
+            commit_time: 1_000_000,
+        };
+        let json = p.to_json();
+        assert_eq!(json["lsn"], "16/B374D848");
+        assert_eq!(json["lsn_num"], 0x16_B374_D848u64);
+        assert_eq!(json["txId"], 742);
+        // Microseconds since 2000-01-01 become Unix microseconds.
+        assert_eq!(json["ts_usec"], 946_684_801_000_000i64);
+    }
+
+    #[test]
+    fn counters_are_empty_only_when_nothing_was_counted() {
+        assert!(TxCounts::default().is_empty());
+        let c = TxCounts {
+            dead_lettered: 1,
+            ..TxCounts::default()
+        };
+        assert!(!c.is_empty());
+    }
+
+    #[test]
+    fn only_copied_or_streaming_tables_count_as_copied() {
+        let phase = |p: &str| TableSync {
+            phase: p.into(),
+            sync_lsn: None,
+        };
+        assert!(phase("copied").is_copied() && phase("streaming").is_copied());
+        assert!(!phase("pending").is_copied() && !phase("copying").is_copied());
     }
 }

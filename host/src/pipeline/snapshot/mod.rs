@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::OnceCell;
 
@@ -18,14 +18,15 @@ mod row_path;
 use range_copy::RangeCtx;
 use row_path::RowPath;
 
-use super::transform::SharedTransform;
 use crate::config::ConnectionSettings;
 use crate::model::TableMapping;
-use crate::sink::indexes as sink_indexes;
+use crate::model::{PageRange, RangePolicy, SourceIndex};
+use crate::sink::load::{Into, Loader};
 use crate::source::copy_out::{self, RowFilter};
-use crate::source::indexes::{self as source_indexes, SourceIndex};
-use crate::source::ranges::{self, PageRange, RangePolicy};
+use crate::source::indexes as source_indexes;
+use crate::source::ranges;
 use crate::state::{CopiedRange, StateStore};
+use crate::transform::SharedTransform;
 
 /// Bytes gathered before one CopyData message is sent to the destination.
 const SEND_CHUNK: usize = 256 << 10;
@@ -97,26 +98,6 @@ pub struct SnapshotJob {
 
 /// By source table: the page ranges an interrupted copy already wrote.
 pub type Resume = HashMap<String, Vec<CopiedRange>>;
-
-/// The destination table and columns a copy writes (recorded with each copied range).
-pub fn layout(mapping: &TableMapping) -> String {
-    let columns: Vec<String> = mapping
-        .columns
-        .iter()
-        .map(|c| {
-            let from = c
-                .source_index
-                .map(|i| mapping.source.columns[i].name.as_str());
-            format!(
-                "{} {} <- {}",
-                c.name,
-                c.type_sql,
-                from.unwrap_or("(computed)")
-            )
-        })
-        .collect();
-    format!("{} ({})", mapping.destination, columns.join(", "))
-}
 
 /// Whether a table's interrupted copy can resume by page range: rows reach the destination
 /// unchanged by plugins (so a key read on the source is the key on the destination) and are
@@ -328,17 +309,12 @@ async fn work(
 ) -> Result<u64, SnapshotError> {
     let reader = copy_out::open_reader(&job.source, &job.snapshot_name).await?;
     let snapshot = copy_out::reader_snapshot(&reader).await?;
-    let dest = job
-        .destination
-        .connect("pgmorph snapshot")
+    let dest = Loader::connect(&job.destination, job.state.name(), job.async_commit)
         .await
         .map_err(|source| SnapshotError::Destination {
             table: "(connect)".into(),
             source,
         })?;
-    if job.async_commit {
-        let _ = dest.batch_execute("SET synchronous_commit = off").await;
-    }
     let mut rows = 0;
     while !failed.load(Ordering::Relaxed) {
         let next = queue.lock().expect("queue lock").pop_front();
@@ -373,7 +349,7 @@ fn dst_err(table: &str) -> impl Fn(tokio_postgres::Error) -> SnapshotError + '_ 
 async fn copy_table(
     job: &SnapshotJob,
     reader: &tokio_postgres::Client,
-    dest: &tokio_postgres::Client,
+    dest: &Loader,
     table: &TableCopy,
 ) -> Result<u64, SnapshotError> {
     let mapping = &table.mapping;
@@ -382,17 +358,24 @@ async fn copy_table(
         .set_table_phase(&table.name, "copying", Some(0))
         .await?;
     tracing::info!(table = %table.name, destination = %mapping.destination, "snapshot copy started");
-    dest.batch_execute(&format!("BEGIN; TRUNCATE {}", mapping.destination.quoted()))
-        .await
-        .map_err(dst_err(&table.name))?;
-    let target = mapping.destination.quoted();
+    let err = dst_err(&table.name);
+    dest.begin().await.map_err(&err)?;
+    dest.truncate(mapping).await.map_err(&err)?;
     let whole = RowFilter::range(&PageRange::WHOLE);
-    let streamed = stream_rows(job, reader, dest, mapping, &target, whole).await?;
-    write_dead_letters(job, dest, &table.name, &streamed.dead_letters).await?;
-    finish(job, dest, table, streamed.rows).await?;
-    dest.batch_execute("COMMIT")
+    let streamed = stream_rows(job, reader, dest, mapping, Into::Table, whole).await?;
+    dest.dead_letters(&table.name, &streamed.dead_letters)
         .await
-        .map_err(dst_err(&table.name))?;
+        .map_err(&err)?;
+    dest.finish_table(
+        &table.name,
+        mapping,
+        &table.indexes,
+        streamed.rows,
+        job.sync_lsn,
+    )
+    .await
+    .map_err(&err)?;
+    dest.commit().await.map_err(&err)?;
     log_finished(
         table,
         started,
@@ -401,43 +384,6 @@ async fn copy_table(
         streamed.dead_letters.len() as u64,
     );
     Ok(streamed.rows)
-}
-
-/// Inside the table's last transaction: creates its secondary indexes (when pgmorph created the
-/// table) and records it as copied with its sync position.
-async fn finish(
-    job: &SnapshotJob,
-    dest: &tokio_postgres::Client,
-    table: &TableCopy,
-    rows: u64,
-) -> Result<(), SnapshotError> {
-    let err = dst_err(&table.name);
-    let mapping = &table.mapping;
-    if !table.indexes.is_empty()
-        && sink_indexes::owns_table(dest, &mapping.destination.quoted())
-            .await
-            .map_err(&err)?
-    {
-        sink_indexes::create(dest, mapping, &table.indexes)
-            .await
-            .map_err(&err)?;
-    }
-    let rows_text = rows.to_string();
-    let sync_text = job.sync_lsn.to_string();
-    dest.execute(
-        crate::state::store_sql::TABLE_COPIED,
-        &[&job.state_name(), &table.name, &rows_text, &sync_text],
-    )
-    .await
-    .map_err(&err)?;
-    // Ranges are kept only while a copy is unfinished: an interrupted one resumes from them.
-    dest.execute(
-        "DELETE FROM pgmorph.copied_ranges WHERE connector = $1 AND source_table = $2",
-        &[&job.state_name(), &table.name],
-    )
-    .await
-    .map_err(&err)?;
-    Ok(())
 }
 
 fn log_finished(table: &TableCopy, started: Instant, rows: u64, skipped: u64, dead: u64) {
@@ -454,29 +400,11 @@ fn log_finished(table: &TableCopy, started: Instant, rows: u64, skipped: u64, de
     );
 }
 
-async fn write_dead_letters(
-    job: &SnapshotJob,
-    dest: &tokio_postgres::Client,
-    table: &str,
-    dead_letters: &[super::transform::DeadLetter],
-) -> Result<(), SnapshotError> {
-    for d in dead_letters {
-        dest.execute(
-            "INSERT INTO pgmorph.dead_letters (connector, source_table, op, lsn, plugin, error, row_data) \
-             SELECT s.name, $2, 'snapshot', '0/0', $3, $4, $5::text::jsonb FROM pgmorph.state s WHERE s.name = $1",
-            &[&job.state_name(), &table, &d.plugin, &d.error, &d.row.to_string()],
-        )
-        .await
-        .map_err(dst_err(table))?;
-    }
-    Ok(())
-}
-
 /// What one COPY stream wrote.
 struct Streamed {
     rows: u64,
     skipped: u64,
-    dead_letters: Vec<super::transform::DeadLetter>,
+    dead_letters: Vec<crate::transform::DeadLetter>,
 }
 
 /// Streams a table (or one range of it) from the snapshot reader into the destination with
@@ -485,9 +413,9 @@ struct Streamed {
 async fn stream_rows(
     job: &SnapshotJob,
     reader: &tokio_postgres::Client,
-    dest: &tokio_postgres::Client,
+    dest: &Loader,
     mapping: &Arc<TableMapping>,
-    into: &str,
+    into: Into,
     filter: RowFilter<'_>,
 ) -> Result<Streamed, SnapshotError> {
     let table = mapping.source.name.to_string();
@@ -496,19 +424,9 @@ async fn stream_rows(
         source,
     };
     let dst_err = dst_err(&table);
-    let cols: Vec<String> = mapping
-        .columns
-        .iter()
-        .map(|c| crate::model::quote_ident(&c.name))
-        .collect();
     let binary = copy_out::binary_safe(mapping);
     let sink = dest
-        .copy_in::<_, Bytes>(&format!(
-            "COPY {} ({}) FROM STDIN{}",
-            into,
-            cols.join(", "),
-            if binary { " (FORMAT binary)" } else { "" }
-        ))
+        .copy_in(mapping, into, binary)
         .await
         .map_err(&dst_err)?;
     futures_util::pin_mut!(sink);
@@ -583,8 +501,39 @@ async fn stream_rows(
     })
 }
 
-impl SnapshotJob {
-    fn state_name(&self) -> String {
-        self.state.name().to_string()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Column, ReplicaIdentity, TableName, TableSchema};
+
+    fn table(has_primary_key: bool) -> TableMapping {
+        let column = |name: &str, is_key| Column {
+            name: name.into(),
+            type_oid: 23,
+            type_modifier: -1,
+            type_sql: "integer".into(),
+            not_null: is_key,
+            is_key,
+        };
+        let schema = TableSchema {
+            oid: 1,
+            name: TableName::new("public", "t"),
+            columns: vec![column("id", has_primary_key), column("v", false)],
+            identity: ReplicaIdentity::Default,
+            has_primary_key,
+        };
+        TableMapping::identity(Arc::new(schema), "dst")
+    }
+
+    #[test]
+    fn a_copy_resumes_by_range_only_when_rows_merge_by_a_source_key() {
+        assert!(resumable(&table(true)));
+        assert!(!resumable(&table(false)), "no key to merge by");
+        let mut plugin = table(true);
+        plugin.transforms_rows = true;
+        assert!(!resumable(&plugin), "plugins change the rows");
+        let mut computed = table(true);
+        computed.columns[0].source_index = None;
+        assert!(!resumable(&computed), "a key the source does not feed");
     }
 }

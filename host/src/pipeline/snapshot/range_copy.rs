@@ -3,23 +3,22 @@
 
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
 
 use super::{
-    dst_err, finish, log_finished, stream_rows, write_dead_letters, SnapshotError, SnapshotJob,
-    Streamed, TableCopy, SEND_CHUNK,
+    dst_err, log_finished, stream_rows, SnapshotError, SnapshotJob, Streamed, TableCopy, SEND_CHUNK,
 };
-use crate::model::TableMapping;
+use crate::model::PageRange;
+use crate::sink::load::{Into, Loader, RangeRecord};
 use crate::source::copy_out::{self, RowFilter};
-use crate::source::ranges::PageRange;
 use std::sync::atomic::Ordering;
 
 /// One worker's connections and the table a range unit belongs to.
 pub(super) struct RangeCtx<'a> {
     pub(super) job: &'a SnapshotJob,
     pub(super) reader: &'a tokio_postgres::Client,
-    pub(super) dest: &'a tokio_postgres::Client,
+    pub(super) dest: &'a Loader,
     pub(super) table: &'a TableCopy,
     /// The snapshot the reader runs under (`pg_current_snapshot()` text).
     pub(super) snapshot: &'a str,
@@ -50,7 +49,7 @@ impl RangeCtx<'_> {
                 );
                 if !table.resume {
                     self.dest
-                        .batch_execute(&format!("TRUNCATE {}", mapping.destination.quoted()))
+                        .truncate(mapping)
                         .await
                         .map_err(dst_err(&table.name))?;
                 }
@@ -64,14 +63,13 @@ impl RangeCtx<'_> {
     /// records it as copied in the same transaction.
     pub(super) async fn copy_range(&self, range: &PageRange) -> Result<u64, SnapshotError> {
         let started = self.start().await?;
-        self.dest.batch_execute("BEGIN").await.map_err(self.err())?;
-        let target = self.table.mapping.destination.quoted();
+        self.dest.begin().await.map_err(self.err())?;
         let streamed = stream_rows(
             self.job,
             self.reader,
             self.dest,
             &self.table.mapping,
-            &target,
+            Into::Table,
             RowFilter::range(range),
         )
         .await?;
@@ -90,13 +88,7 @@ impl RangeCtx<'_> {
     ) -> Result<u64, SnapshotError> {
         let started = self.start().await?;
         let mapping = &self.table.mapping;
-        self.dest
-            .batch_execute(&format!(
-                "BEGIN; CREATE TEMP TABLE pgmorph_stage (LIKE {}) ON COMMIT DROP",
-                mapping.destination.quoted()
-            ))
-            .await
-            .map_err(self.err())?;
+        self.dest.begin_merge(mapping).await.map_err(self.err())?;
         let mut copied = Streamed {
             rows: 0,
             skipped: 0,
@@ -108,13 +100,12 @@ impl RangeCtx<'_> {
                 changed_since: None,
                 unchanged_since: Some(since),
             };
-            let target = mapping.destination.quoted();
             copied = stream_rows(
                 self.job,
                 self.reader,
                 self.dest,
                 mapping,
-                &target,
+                Into::Table,
                 unchanged,
             )
             .await?;
@@ -129,14 +120,11 @@ impl RangeCtx<'_> {
             self.reader,
             self.dest,
             mapping,
-            "pgmorph_stage",
+            Into::Stage,
             changed,
         )
         .await?;
-        self.dest
-            .batch_execute(&merge_sql(mapping, "pgmorph_stage"))
-            .await
-            .map_err(self.err())?;
+        self.dest.merge_stage(mapping).await.map_err(self.err())?;
         tracing::debug!(table = %self.table.name, %range, copied = copied.rows, merged = merged.rows, "page range merged");
         copied.rows += merged.rows;
         self.commit_unit(range, copied, started).await
@@ -148,29 +136,10 @@ impl RangeCtx<'_> {
         let started = self.start().await?;
         let mapping = &self.table.mapping;
         let err = self.err();
-        let keys: Vec<String> = mapping
-            .columns
-            .iter()
-            .filter(|c| c.is_key)
-            .map(|c| crate::model::quote_ident(&c.name))
-            .collect();
-        let dest_table = mapping.destination.quoted();
-        self.dest
-            .batch_execute(&format!(
-                "BEGIN; CREATE TEMP TABLE pgmorph_keys ON COMMIT DROP AS \
-                 SELECT {} FROM {dest_table} WITH NO DATA",
-                keys.join(", ")
-            ))
-            .await
-            .map_err(&err)?;
         let binary = copy_out::binary_safe(mapping);
         let sink = self
             .dest
-            .copy_in::<_, Bytes>(&format!(
-                "COPY pgmorph_keys ({}) FROM STDIN{}",
-                keys.join(", "),
-                if binary { " (FORMAT binary)" } else { "" }
-            ))
+            .begin_key_sync(mapping, binary)
             .await
             .map_err(&err)?;
         futures_util::pin_mut!(sink);
@@ -196,24 +165,8 @@ impl RangeCtx<'_> {
             sink.send(out.split().freeze()).await.map_err(&err)?;
         }
         sink.finish().await.map_err(&err)?;
-        let matching: Vec<String> = keys.iter().map(|k| format!("k.{k} = d.{k}")).collect();
-        self.dest
-            .batch_execute("ANALYZE pgmorph_keys")
-            .await
-            .map_err(&err)?;
-        let removed = self
-            .dest
-            .execute(
-                &format!(
-                    "DELETE FROM {dest_table} d WHERE NOT EXISTS \
-                     (SELECT 1 FROM pgmorph_keys k WHERE {})",
-                    matching.join(" AND ")
-                ),
-                &[],
-            )
-            .await
-            .map_err(&err)?;
-        self.dest.batch_execute("COMMIT").await.map_err(&err)?;
+        let removed = self.dest.delete_missing_keys(mapping).await.map_err(&err)?;
+        self.dest.commit().await.map_err(&err)?;
         tracing::info!(table = %self.table.name, removed, "rows deleted on the source since the interrupted copy removed");
         self.unit_done(0, 0, 0, started).await?;
         Ok(0)
@@ -226,35 +179,22 @@ impl RangeCtx<'_> {
         streamed: Streamed,
         started: Instant,
     ) -> Result<u64, SnapshotError> {
-        let (job, dest, table) = (self.job, self.dest, self.table);
+        let (dest, table) = (self.dest, self.table);
         let err = self.err();
-        write_dead_letters(job, dest, &table.name, &streamed.dead_letters).await?;
+        dest.dead_letters(&table.name, &streamed.dead_letters)
+            .await
+            .map_err(&err)?;
         // Progress for `pgmorph status`, committed with the range's rows.
-        let rows_text = streamed.rows.to_string();
-        dest.execute(
-            "UPDATE pgmorph.tables SET rows_copied = rows_copied + $3::text::bigint \
-             WHERE connector = $1 AND source_table = $2 AND phase = 'copying'",
-            &[&job.state_name(), &table.name, &rows_text],
-        )
-        .await
-        .map_err(&err)?;
-        let first = range.start.unwrap_or(0) as i64;
-        let end = range.end.map(|e| e as i64);
-        dest.execute(
-            crate::state::store_sql::RANGE_COPIED,
-            &[
-                &job.state_name(),
-                &table.name,
-                &first,
-                &end,
-                &self.snapshot,
-                &super::layout(&table.mapping),
-                &table.mapping.destination.quoted(),
-            ],
-        )
-        .await
-        .map_err(&err)?;
-        dest.batch_execute("COMMIT").await.map_err(&err)?;
+        let record = RangeRecord {
+            table: &table.name,
+            range,
+            snapshot: self.snapshot,
+            rows: streamed.rows,
+        };
+        dest.record_range(&table.mapping, &record)
+            .await
+            .map_err(&err)?;
+        dest.commit().await.map_err(&err)?;
         tracing::debug!(table = %table.name, %range, rows = streamed.rows, "page range copied");
         let dead = streamed.dead_letters.len() as u64;
         self.unit_done(streamed.rows, streamed.skipped, dead, started)
@@ -278,37 +218,19 @@ impl RangeCtx<'_> {
         let dead = table.dead_lettered.fetch_add(dead, Ordering::SeqCst) + dead;
         // Every other unit has committed when the count reaches zero.
         if table.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
-            dest.batch_execute("BEGIN").await.map_err(&err)?;
-            finish(job, dest, table, rows).await?;
-            dest.batch_execute("COMMIT").await.map_err(&err)?;
+            dest.begin().await.map_err(&err)?;
+            dest.finish_table(
+                &table.name,
+                &table.mapping,
+                &table.indexes,
+                rows,
+                job.sync_lsn,
+            )
+            .await
+            .map_err(&err)?;
+            dest.commit().await.map_err(&err)?;
             log_finished(table, started, rows, skipped, dead);
         }
         Ok(())
     }
-}
-
-/// `INSERT ... SELECT` from `stage` into the mapping's destination, updating the row with
-/// the same key where there is one.
-fn merge_sql(mapping: &TableMapping, stage: &str) -> String {
-    let q = |c: &crate::model::MappedColumn| crate::model::quote_ident(&c.name);
-    let cols: Vec<String> = mapping.columns.iter().map(q).collect();
-    let keys: Vec<String> = mapping.columns.iter().filter(|c| c.is_key).map(q).collect();
-    let sets: Vec<String> = mapping
-        .columns
-        .iter()
-        .filter(|c| !c.is_key)
-        .map(|c| format!("{0} = EXCLUDED.{0}", q(c)))
-        .collect();
-    let action = if sets.is_empty() {
-        "NOTHING".to_string()
-    } else {
-        format!("UPDATE SET {}", sets.join(", "))
-    };
-    format!(
-        "INSERT INTO {} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM {stage} \
-         ON CONFLICT ({}) DO {action}",
-        mapping.destination.quoted(),
-        keys.join(", "),
-        cols = cols.join(", ")
-    )
 }

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use super::super::transform::{
-    start_row_step, DeadLetter, RowStepTask, SharedTransform, TableBatch, MAX_BATCH_BYTES,
-};
 use super::{SnapshotError, ROW_BATCH};
 use crate::copy_text::{self, LineSplitter};
 use crate::model::{Cell, Op, RowChange, TableMapping};
+use crate::transform::{
+    start_row_step, DeadLetter, RowStepTask, SharedTransform, TableBatch, MAX_BATCH_BYTES,
+};
 
 /// Rows of a table whose rows the transform changes: parsed, transformed, re-encoded. One
 /// batch's row step runs while the next batch is read.

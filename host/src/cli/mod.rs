@@ -1,0 +1,7 @@
+//! Parts of the `pgmorph` command line that only the binary uses: the demo, plugin commands,
+//! offsets, and building the transform from a config.
+
+pub mod demo;
+pub mod offsets;
+pub mod plugin_cli;
+pub mod transform_setup;

@@ -1,0 +1,31 @@
+//! How applying to the destination fails.
+
+use crate::model::TableName;
+
+/// Applying to the destination failed; nothing of the open transaction is committed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// A statement failed.
+    #[error("applying to destination table {table} failed: {source}")]
+    Statement {
+        /// The destination table (or `pgmorph.state`).
+        table: String,
+        /// The error.
+        source: tokio_postgres::Error,
+    },
+    /// A change could not be expressed as SQL.
+    #[error("cannot apply a change to {table}: {message}")]
+    Unusable {
+        /// The destination table.
+        table: String,
+        /// Why.
+        message: String,
+    },
+}
+
+pub(super) fn failed(table: &TableName) -> impl FnOnce(tokio_postgres::Error) -> ApplyError + '_ {
+    move |source| ApplyError::Statement {
+        table: table.to_string(),
+        source,
+    }
+}

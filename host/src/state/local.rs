@@ -1,0 +1,83 @@
+//! The last error of a connector kept on the local machine too: a process that stops because
+//! it lost its destination cannot write why into the destination, and `status` must still be
+//! able to say it. The file is `$PGMORPH_STATE_DIR/<name>.json` (default
+//! `$XDG_STATE_HOME/pgmorph`, else `~/.local/state/pgmorph`); writing it is best effort.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// What a process recorded locally when it stopped with an error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalRecord {
+    /// The connector.
+    pub name: String,
+    /// The error, on one line (never a password: errors name servers as `user@host:port/db`).
+    pub err: String,
+    /// What to do about it.
+    pub err_kind: String,
+    /// The process that stopped.
+    pub pid: u32,
+    /// When, as Unix seconds.
+    pub at: u64,
+}
+
+/// The folder of the local records.
+pub fn dir() -> Option<PathBuf> {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("PGMORPH_STATE_DIR")
+        .or_else(|| env("XDG_STATE_HOME").map(|d| d.join("pgmorph")))
+        .or_else(|| env("HOME").map(|h| h.join(".local/state/pgmorph")))
+}
+
+fn file(name: &str) -> Option<PathBuf> {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Some(dir()?.join(format!("{safe}.json")))
+}
+
+/// Records that connector `name` stopped with `err`; a failure to write is logged only.
+pub fn record(name: &str, err: &str, err_kind: &str) {
+    let Some(path) = file(name) else { return };
+    let rec = LocalRecord {
+        name: name.to_string(),
+        err: err.to_string(),
+        err_kind: err_kind.to_string(),
+        pid: std::process::id(),
+        at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    };
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&path, serde_json::to_vec_pretty(&rec).unwrap_or_default()));
+    if let Err(e) = written {
+        tracing::debug!(path = %path.display(), error = %e, "cannot keep the error locally");
+    }
+}
+
+/// Forgets connector `name`'s local record (a start that got going).
+pub fn clear(name: &str) {
+    if let Some(path) = file(name) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Connector `name`'s local record, if one was kept.
+pub fn read(name: &str) -> Option<LocalRecord> {
+    let text = std::fs::read(file(name)?).ok()?;
+    serde_json::from_slice(&text).ok()
+}
