@@ -350,13 +350,22 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
         Err(e) => {
             // The destination cannot say; the last error kept on this machine can.
             if let Some(r) = local::read(&config.name) {
+                let reconnecting = r.state == "reconnecting" && r.process_alive();
                 println!("name            {}", r.name);
-                println!(
-                    "state           stopped (destination unreachable; recorded on this machine)"
-                );
+                if reconnecting {
+                    println!(
+                        "state           reconnecting (destination unreachable; attempt {}, recorded on this machine)",
+                        r.retries
+                    );
+                } else {
+                    println!(
+                        "state           stopped (destination unreachable; recorded on this machine)"
+                    );
+                }
                 println!("err             {}", r.err);
                 println!("err_kind        {}", r.err_kind);
-                println!("pid             {} (ended)", r.pid);
+                let ended = if reconnecting { "" } else { " (ended)" };
+                println!("pid             {}{ended}", r.pid);
             }
             return Err(anyhow::Error::new(e).context(format!(
                 "cannot connect to the destination {}",
@@ -374,6 +383,13 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
     let mut s = s.with_owner(owner::holder(&client, &config.name).await?);
     if s.state == "crashed" {
         if let Some(r) = local::read(&config.name) {
+            if r.state == "reconnecting" && r.process_alive() {
+                // The process lost its destination session (and with it the lock) and is
+                // connecting again.
+                s.state = r.state;
+                s.pid = r.pid as i32;
+                s.retries.current = r.retries as i32;
+            }
             s.err = format!("{} (recorded on this machine)", r.err);
             s.err_kind = Some(r.err_kind);
         }
@@ -393,6 +409,15 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
     println!("err             {}", s.err);
     if let Some(kind) = &s.err_kind {
         println!("err_kind        {kind}");
+    }
+    if s.retries.total > 0 || s.retries.current > 0 {
+        println!(
+            "retries         {} in a row, {} in all; last at {}: {}",
+            s.retries.current,
+            s.retries.total,
+            s.retries.last_at.as_deref().unwrap_or("-"),
+            s.retries.last_error.as_deref().unwrap_or("-")
+        );
     }
     println!(
         "owner           {}",

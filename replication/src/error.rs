@@ -94,6 +94,21 @@ impl Error {
         self.server_error().map(ServerError::code)
     }
 
+    /// The connection settings or files must change before a connection can work: the
+    /// endpoint, the TLS configuration or verification, a missing password, an authentication
+    /// method this crate does not implement. Retrying does not help.
+    pub fn needs_settings_change(&self) -> bool {
+        matches!(
+            self,
+            Error::Endpoint(_)
+                | Error::Tls(_)
+                | Error::TlsRefused { .. }
+                | Error::TlsHandshake { .. }
+                | Error::PasswordMissing { .. }
+                | Error::UnsupportedAuth(_)
+        )
+    }
+
     /// Authentication failed (SQLSTATE 28P01 or 28000).
     pub fn is_auth_failure(&self) -> bool {
         self.server_error()

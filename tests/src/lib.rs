@@ -275,6 +275,26 @@ impl BinProcess {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Waits up to `within` for the process to exit by itself; returns its exit status.
+    pub async fn wait_exit(
+        &mut self,
+        within: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if start.elapsed() > within {
+                bail!(
+                    "still running after {within:?}: {}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Kills the process without warning (SIGKILL) and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -404,4 +424,64 @@ pub async fn duplicated(client: &Client, table: &str) -> anyhow::Result<i64> {
         )
         .await?
         .get(0))
+}
+
+/// Keeps writing small transactions (an event and a counter update) through source restarts,
+/// reconnecting and going on after the highest sequence the source has; returns how many
+/// transactions went through.
+pub fn start_writer(
+    url: String,
+) -> (
+    watch::Sender<bool>,
+    tokio::task::JoinHandle<anyhow::Result<u64>>,
+) {
+    let (stop, stopped) = watch::channel(false);
+    let handle = tokio::spawn(async move {
+        let mut done = 0u64;
+        while !*stopped.borrow() {
+            let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await
+            else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            tokio::spawn(conn);
+            let next: i32 = match client
+                .query_one("SELECT coalesce(max(seq), 0) + 1 FROM events", &[])
+                .await
+            {
+                Ok(row) => row.get(0),
+                Err(_) => continue,
+            };
+            for seq in next.. {
+                if *stopped.borrow() {
+                    break;
+                }
+                let sql = format!(
+                    "BEGIN; INSERT INTO events VALUES (1, {seq}, repeat('p', {seq} % 50)); \
+                     UPDATE counters SET n = n + 1 WHERE id = {seq} % 10 + 1; COMMIT;"
+                );
+                if client.batch_execute(&sql).await.is_err() {
+                    break;
+                }
+                done += 1;
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+        }
+        Ok(done)
+    });
+    (stop, handle)
+}
+
+/// Terminates the server's backends matching `filter` (a `pg_stat_activity` condition).
+pub fn terminate(cluster: &pgmorph::cluster::LocalCluster, filter: &str) -> anyhow::Result<()> {
+    cluster
+        .psql(
+            "postgres",
+            &format!(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE {filter} AND pid <> pg_backend_pid()"
+            ),
+        )
+        .context("terminating backends")?;
+    Ok(())
 }

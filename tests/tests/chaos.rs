@@ -11,9 +11,9 @@ mod plugin_support;
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use pgmorph_e2e::{duplicated, spawn_bin, wait_same, BinProcess, Pair, DEADLINE};
-use tokio::sync::watch;
+use pgmorph_e2e::{
+    duplicated, spawn_bin, start_writer, terminate, wait_same, BinProcess, Pair, DEADLINE,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE counters (id int PRIMARY KEY, n bigint NOT NULL);
@@ -142,66 +142,6 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// Keeps writing small transactions (an event and a counter update) through source restarts,
-/// reconnecting and going on after the highest sequence the source has; returns how many
-/// transactions went through.
-fn start_writer(
-    url: String,
-) -> (
-    watch::Sender<bool>,
-    tokio::task::JoinHandle<anyhow::Result<u64>>,
-) {
-    let (stop, stopped) = watch::channel(false);
-    let handle = tokio::spawn(async move {
-        let mut done = 0u64;
-        while !*stopped.borrow() {
-            let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await
-            else {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            };
-            tokio::spawn(conn);
-            let next: i32 = match client
-                .query_one("SELECT coalesce(max(seq), 0) + 1 FROM events", &[])
-                .await
-            {
-                Ok(row) => row.get(0),
-                Err(_) => continue,
-            };
-            for seq in next.. {
-                if *stopped.borrow() {
-                    break;
-                }
-                let sql = format!(
-                    "BEGIN; INSERT INTO events VALUES (1, {seq}, repeat('p', {seq} % 50)); \
-                     UPDATE counters SET n = n + 1 WHERE id = {seq} % 10 + 1; COMMIT;"
-                );
-                if client.batch_execute(&sql).await.is_err() {
-                    break;
-                }
-                done += 1;
-                tokio::time::sleep(Duration::from_millis(3)).await;
-            }
-        }
-        Ok(done)
-    });
-    (stop, handle)
-}
-
-/// Terminates the server's backends matching `filter` (a `pg_stat_activity` condition).
-fn terminate(cluster: &pgmorph::cluster::LocalCluster, filter: &str) -> anyhow::Result<()> {
-    cluster
-        .psql(
-            "postgres",
-            &format!(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-                 WHERE {filter} AND pid <> pg_backend_pid()"
-            ),
-        )
-        .context("terminating backends")?;
-    Ok(())
 }
 
 /// Polls `sql` (one boolean) on the destination, reconnecting as needed, until it is true.

@@ -7,7 +7,9 @@ mod plugin_support;
 use std::process::Command;
 use std::time::Duration;
 
-use pgmorph_e2e::{duplicated, pgmorph_bin, run_bin, spawn_bin, wait_same, wait_until, Load, Pair};
+use pgmorph_e2e::{
+    duplicated, pgmorph_bin, run_bin, spawn_bin, wait_same, wait_until, Load, Pair, DEADLINE,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE events (writer int, seq int, payload text);
@@ -108,6 +110,10 @@ async fn status_says_why_a_process_that_lost_its_destination_stopped() -> anyhow
     let (src, dst) = pair.clients().await?;
     src.batch_execute(SCHEMA).await?;
     let (args, _) = plugin_support::binary_run(&pair, "lostdest", "schema = \"public\"", &[])?;
+    // A few quick attempts to connect again, then the process gives up.
+    let mut text = std::fs::read_to_string(&args[2])?;
+    text.push_str("[reconnect]\ninitial_delay_ms = 200\nmax_delay_s = 1\nmax_attempts = 10\n");
+    std::fs::write(&args[2], text)?;
     let state_dir = pair.dir.path().join("state");
     let bin = |args: &[&str]| {
         Command::new(pgmorph_bin())
@@ -126,10 +132,24 @@ async fn status_says_why_a_process_that_lost_its_destination_stopped() -> anyhow
     wait_until(&dst, streaming, None).await?;
     drop(dst);
     pair.dest.stop()?;
+    let config = args[2].as_str();
+    // While it tries again, status (from this machine) says so.
+    let start = std::time::Instant::now();
+    let mut text = String::new();
+    while child.try_wait()?.is_none() && start.elapsed() < DEADLINE {
+        text = String::from_utf8_lossy(&bin(&["status", "--config", config])?.stdout).into_owned();
+        if text.contains("reconnecting") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        text.contains("reconnecting (destination unreachable; attempt"),
+        "{text}"
+    );
     let status = tokio::task::spawn_blocking(move || child.wait()).await??;
     assert_eq!(status.code(), Some(75), "a lost destination: retry later");
 
-    let config = args[2].as_str();
     let out = bin(&["status", "--config", config])?;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());

@@ -118,11 +118,19 @@ fn config(pair: &Pair, name: &str, source: &str, dest: &str) -> anyhow::Result<S
 }
 
 /// `pgmorph run` fails; returns its last stderr line.
+/// Runs `pgmorph run`, which must fail; returns its last line, having checked that the exit
+/// code says to fix the config (78), as every failure here needs.
 fn run_fails(path: &str) -> String {
-    let (ok, _, err) = run_bin(&["run", "--config", path]);
-    assert!(!ok, "pgmorph run should fail: {err}");
+    let out = std::process::Command::new(pgmorph_e2e::pgmorph_bin())
+        .args(["run", "--config", path])
+        .env("PGMORPH_LOG", "warn")
+        .output()
+        .expect("run pgmorph");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "pgmorph run should fail: {err}");
     assert!(!err.contains(PASSWORD), "{err}");
     eprintln!("{err}");
+    assert_eq!(out.status.code(), Some(78), "fix config: {err}");
     err.lines().last().unwrap_or_default().to_string()
 }
 
@@ -221,7 +229,8 @@ async fn wrong_ca_and_require_without_tls_fail_clearly() -> anyhow::Result<()> {
         &url(&pair.dest, "sslmode=require"),
     )?);
     assert!(
-        err.contains("destination") && err.contains("server does not support TLS"),
+        err.contains("destination")
+            && err.contains("does not support TLS but sslmode=require requires it"),
         "{err}"
     );
 

@@ -246,6 +246,21 @@ impl ConnectionSettings {
         }
     }
 
+    /// Why a connection cannot be opened, as pgmorph's own transport sees it (its errors say
+    /// what the SQL driver's do not, e.g. a server refusing the TLS that sslmode requires);
+    /// `None` when a connection opens now.
+    pub async fn diagnose(&self, application_name: &str) -> Option<pgmorph_replication::Error> {
+        let options = ConnectOptions::default();
+        let tls = self.tls.as_deref().filter(|_| self.may_use_tls());
+        pgmorph_replication::Connection::connect_with_tls(
+            &self.endpoint_for(application_name),
+            &options,
+            tls,
+        )
+        .await
+        .err()
+    }
+
     /// Startup options of a replication connection: `replication=database`, and the small
     /// receive buffer of read batching on TCP.
     pub fn replication_options(&self) -> ConnectOptions {

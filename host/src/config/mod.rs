@@ -10,6 +10,7 @@
 //! ```
 
 mod connection;
+mod reconnect;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use connection::{ConnectionError, ConnectionSettings, ReadBatching};
+pub use reconnect::ReconnectConfig;
 
 use crate::model::TableName;
 
@@ -69,6 +71,9 @@ pub struct Config {
     /// `[snapshot]`: initial copy settings.
     #[serde(default)]
     pub snapshot: SnapshotConfig,
+    /// `[reconnect]`: retries after a lost connection.
+    #[serde(default)]
+    pub reconnect: ReconnectConfig,
 }
 
 /// `[source]`.
@@ -276,7 +281,7 @@ impl Config {
         if self.snapshot.range_max_mb == 0 {
             return Err("snapshot.range_max_mb must be at least 1".into());
         }
-        Ok(())
+        self.reconnect.validate()
     }
 
     /// The name of the replication slot and of the publication.

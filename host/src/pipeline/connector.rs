@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Mutex};
 
 use super::cdc::CdcError;
+use super::reconnect::Retries;
 use super::snapshot::SnapshotError;
 use super::start::Start;
 use crate::config::{Config, ConnectionError, ConnectionSettings};
@@ -18,7 +19,7 @@ use crate::source::{catalog, setup};
 use crate::state::local;
 use crate::state::owner::{OwnerError, Ownership, Wait};
 use crate::state::{StateError, StateStore};
-use crate::transform::{Transform, TransformError};
+use crate::transform::{SharedTransform, Transform, TransformError};
 
 /// How a start treats existing data (SynchDB's snapshot modes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -172,8 +173,11 @@ impl RunError {
 
 fn stream_kind(e: &StreamError) -> ErrorKind {
     match e {
-        StreamError::Auth { .. } => ErrorKind::FixConfig,
-        StreamError::Transport { .. } => ErrorKind::RetryLater,
+        StreamError::Auth { .. } | StreamError::Settings { .. } => ErrorKind::FixConfig,
+        StreamError::Transport {
+            code: Some(code), ..
+        } => ErrorKind::of_sqlstate(code),
+        StreamError::Transport { code: None, .. } => ErrorKind::RetryLater,
         StreamError::Protocol(_) | StreamError::Decode(_) => ErrorKind::Bug,
     }
 }
@@ -210,30 +214,26 @@ pub(crate) async fn connect(
     settings: &ConnectionSettings,
     app: &str,
 ) -> Result<tokio_postgres::Client, RunError> {
-    settings.connect(app).await.map_err(|e| {
-        let certificate = settings.certificate_problem(&e);
-        RunError::Connect {
-            side: settings.side,
-            who: settings.describe(),
-            // A refused certificate needs a config change (sslrootcert, sslmode or the host).
-            kind: match certificate {
-                Some(_) => ErrorKind::FixConfig,
-                None => ErrorKind::of_postgres(&e),
-            },
-            message: match (e.as_db_error(), certificate) {
-                (_, Some(explained)) => explained,
-                (Some(db), None) => db.message().to_string(),
-                (None, None) => {
-                    let mut m = e.to_string();
-                    let mut src = std::error::Error::source(&e);
-                    while let Some(s) = src {
-                        m = format!("{m}: {s}");
-                        src = s.source();
-                    }
-                    m
-                }
-            },
-        }
+    let e = match settings.connect(app).await {
+        Ok(client) => return Ok(client),
+        Err(e) => e,
+    };
+    let (kind, message) = match (e.as_db_error(), settings.certificate_problem(&e)) {
+        // A refused certificate needs a config change (sslrootcert, sslmode or the host).
+        (_, Some(explained)) => (ErrorKind::FixConfig, explained),
+        (Some(db), None) => (ErrorKind::of_postgres(&e), db.message().to_string()),
+        (None, None) => match settings.diagnose(app).await {
+            // The driver's error has no code; pgmorph's own transport tells the settings
+            // problems (TLS refused, no password) from a server that cannot be reached.
+            Some(w) if w.needs_settings_change() => (ErrorKind::FixConfig, w.to_string()),
+            _ => (ErrorKind::of_postgres(&e), crate::error_chain::one_line(&e)),
+        },
+    };
+    Err(RunError::Connect {
+        side: settings.side,
+        who: settings.describe(),
+        kind,
+        message,
     })
 }
 
@@ -260,65 +260,232 @@ pub async fn run(config: &Config, options: RunOptions) -> Result<(), RunError> {
 }
 
 async fn run_owned(config: &Config, options: RunOptions) -> Result<(), RunError> {
-    let mut config = config.clone();
-    let mut options = options;
-    let ownership = {
-        // Both connection strings, password files and certificate files are checked before
-        // anything connects.
-        config.source_connection()?;
-        let dest_settings = config.destination_connection()?;
-        let client = connect(&dest_settings, "pgmorph owner").await?;
-        Ownership::claim(client, &config.name, options.wait, options.shutdown.clone()).await?
-    };
+    // Both connection strings, password files and certificate files are checked before
+    // anything connects.
+    config.source_connection()?;
+    config.destination_connection()?;
+    let RunOptions {
+        mode,
+        shutdown,
+        transform,
+        reload,
+        wait,
+    } = options;
+    let mut ownership = Some(claim(config, wait, shutdown.clone()).await?);
     local::clear(&config.name);
+    let mut attempt = Attempt {
+        config: config.clone(),
+        mode,
+        shutdown,
+        transform: Arc::new(Mutex::new(transform)),
+        reload,
+    };
+    let mut retries = Retries::new(&config.reconnect);
+    let mut unrecorded: Option<Unrecorded> = None;
     loop {
-        let source_settings = config.source_connection()?;
-        let dest_settings = config.destination_connection()?;
-        let dest_state = connect(&dest_settings, "pgmorph state").await?;
-        let state = Arc::new(StateStore::open(dest_state, &config.name).await?);
-        let shutdown = options.shutdown.clone();
-        let reload = options.reload.clone();
-        let wait = options.wait;
-        let result = tokio::select! {
-            result = run_with_state(&config, options, &source_settings, &dest_settings, &state) => result,
-            lost = ownership.lost() => Err(lost.into()),
-        };
-        match result {
+        let (result, state) = attempt.run(&mut ownership, &mut unrecorded).await;
+        if state.as_ref().is_some_and(|s| s.went_live()) {
+            retries.went_live();
+        }
+        if state.as_ref().is_some_and(|s| s.streamed()) {
+            // What a start had to do once (mode `always` copying, `no_data` marking) is done.
+            attempt.mode = Mode::Initial;
+        }
+        let e = match result {
             Ok(Ended::Restart(prepared)) => {
-                let reload::Prepared {
-                    transform,
-                    fingerprint,
-                    config: next,
-                    ..
-                } = *prepared;
-                config = next;
-                options = RunOptions {
-                    mode: Mode::Initial,
-                    shutdown,
-                    transform,
-                    reload: reload.map(|r| ReloadOptions {
-                        loaded: Some(fingerprint),
-                        ..r
-                    }),
-                    wait,
-                };
+                attempt.restart_with(*prepared);
+                continue;
             }
             Ok(Ended::Final(final_state)) => {
-                let stage = (final_state == "paused").then_some("schema sync");
-                let _ = state.set(stage, final_state, None).await;
+                if let Some(state) = state {
+                    let stage = (final_state == "paused").then_some("schema sync");
+                    let _ = state.set(stage, final_state, None).await;
+                }
                 return Ok(());
             }
-            Err(e) => {
-                let text = crate::error_chain::one_line(&e);
-                tracing::error!(error = %text, "connector stopped with an error");
-                // Without the lock, another process may own the state row by now.
-                if !matches!(e, RunError::Owner(OwnerError::Lost(_))) {
-                    let _ = state.set(None, "error", Some(&text)).await;
-                    let _ = state.set_error_kind(e.kind().as_str()).await;
-                }
-                return Err(e);
+            Err(e) => e,
+        };
+        let Some(pause) = retries.after(&e) else {
+            return Err(stop_with(e, state.as_deref(), ownership.is_some()).await);
+        };
+        let text = crate::error_chain::one_line(&e);
+        tracing::warn!(attempt = retries.failures(), ?pause, error = %text, "connection lost; connecting again");
+        local::record_retry(&config.name, &text, e.kind().as_str(), retries.failures());
+        let pending = Unrecorded::add(unrecorded.take(), retries.failures(), text);
+        unrecorded = match (&state, &ownership) {
+            (Some(state), Some(_)) => pending.record(state).await,
+            _ => Some(pending),
+        };
+        drop(state);
+        let mut shutdown = attempt.shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.changed() => {
+                tracing::info!("stopped while waiting to connect again");
+                return Ok(());
             }
         }
+    }
+}
+
+/// Reconnection attempts not yet in the state row (the destination may be what is gone).
+struct Unrecorded {
+    /// The latest attempt's number in the current run of failures.
+    attempt: u32,
+    /// Attempts not yet counted in the row.
+    count: u32,
+    /// The latest error.
+    error: String,
+}
+
+impl Unrecorded {
+    fn add(earlier: Option<Self>, attempt: u32, error: String) -> Self {
+        Self {
+            attempt,
+            count: earlier.map_or(0, |e| e.count) + 1,
+            error,
+        }
+    }
+
+    /// Writes the attempts into the state row; gives them back if the destination did not
+    /// take them within a few seconds.
+    async fn record(self, state: &StateStore) -> Option<Self> {
+        const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+        let write = state.record_retry(self.attempt, self.count, &self.error);
+        match tokio::time::timeout(TIMEOUT, write).await {
+            Ok(Ok(())) => None,
+            _ => Some(self),
+        }
+    }
+}
+
+/// Takes the connector's ownership on a destination connection of its own.
+async fn claim(
+    config: &Config,
+    wait: Wait,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Ownership, RunError> {
+    let client = connect(&config.destination_connection()?, "pgmorph owner").await?;
+    Ok(Ownership::claim(client, &config.name, wait, shutdown).await?)
+}
+
+/// Records `e` in the state row (when this process still owns the connector) and the log.
+async fn stop_with(e: RunError, state: Option<&StateStore>, owned: bool) -> RunError {
+    let text = crate::error_chain::one_line(&e);
+    tracing::error!(error = %text, "connector stopped with an error");
+    // Without the lock, another process may own the state row by now.
+    let lost = matches!(e, RunError::Owner(OwnerError::Lost(_)));
+    if let (Some(state), true, false) = (state, owned, lost) {
+        let _ = state.set(None, "error", Some(&text)).await;
+        let _ = state.set_error_kind(e.kind().as_str()).await;
+    }
+    e
+}
+
+/// What each start of a running connector needs; a reload or a reconnection starts again
+/// with it.
+struct Attempt {
+    config: Config,
+    mode: Mode,
+    shutdown: watch::Receiver<bool>,
+    /// Kept across starts: a reconnection goes on with the plugins as last reloaded.
+    transform: SharedTransform,
+    reload: Option<ReloadOptions>,
+}
+
+impl Attempt {
+    /// One start: ownership checked (taken again if its session was lost), the state store
+    /// opened, the connector run. Returns the outcome and the state store, if it opened.
+    async fn run(
+        &self,
+        ownership: &mut Option<Ownership>,
+        unrecorded: &mut Option<Unrecorded>,
+    ) -> (Result<Ended, RunError>, Option<Arc<StateStore>>) {
+        let owner = match self.own(ownership).await {
+            Ok(owner) => owner,
+            Err(e) => return (Err(e), None),
+        };
+        let state = match self.open_state().await {
+            Ok(state) => state,
+            Err(e) => return (Err(e), None),
+        };
+        if let Some(pending) = unrecorded.take() {
+            *unrecorded = pending.record(&state).await;
+        }
+        let result = tokio::select! {
+            result = self.start(&state) => result,
+            lost = owner.lost() => Err(lost.into()),
+        };
+        if matches!(result, Err(RunError::Owner(OwnerError::Lost(_)))) {
+            *ownership = None;
+        }
+        (result, Some(state))
+    }
+
+    /// The ownership, taken again when its session is gone (refused when another process
+    /// took the connector over meanwhile).
+    async fn own<'o>(
+        &self,
+        ownership: &'o mut Option<Ownership>,
+    ) -> Result<&'o Ownership, RunError> {
+        let alive = match ownership.as_ref() {
+            Some(o) => o.is_alive().await,
+            None => false,
+        };
+        if !alive {
+            *ownership = None;
+            let claimed = claim(&self.config, Wait::Briefly, self.shutdown.clone()).await?;
+            tracing::info!(
+                connector = self.config.name,
+                "connector ownership taken again"
+            );
+            *ownership = Some(claimed);
+        }
+        Ok(ownership.as_ref().expect("just claimed"))
+    }
+
+    async fn open_state(&self) -> Result<Arc<StateStore>, RunError> {
+        let dest_settings = self.config.destination_connection()?;
+        let client = connect(&dest_settings, "pgmorph state").await?;
+        Ok(Arc::new(StateStore::open(client, &self.config.name).await?))
+    }
+
+    async fn start(&self, state: &Arc<StateStore>) -> Result<Ended, RunError> {
+        let config = &self.config;
+        let source_settings = config.source_connection()?;
+        let dest_settings = config.destination_connection()?;
+        let start = Start {
+            config,
+            mode: self.mode,
+            source_settings: &source_settings,
+            dest_settings: &dest_settings,
+            state,
+            slot: config.slot_name(),
+        };
+        start
+            .run(
+                self.transform.clone(),
+                self.shutdown.clone(),
+                self.reload.clone(),
+            )
+            .await
+    }
+
+    /// The reloaded config selects other tables: the next start uses it and its plugins.
+    fn restart_with(&mut self, prepared: reload::Prepared) {
+        let reload::Prepared {
+            transform,
+            fingerprint,
+            config,
+            ..
+        } = prepared;
+        self.config = config;
+        self.mode = Mode::Initial;
+        self.transform = Arc::new(Mutex::new(transform));
+        self.reload = self.reload.take().map(|r| ReloadOptions {
+            loaded: Some(fingerprint),
+            ..r
+        });
     }
 }
 
@@ -328,23 +495,4 @@ pub(super) enum Ended {
     Final(&'static str),
     /// The reloaded config selects other tables: start again with it.
     Restart(Box<crate::plugin::reload::Prepared>),
-}
-
-/// Runs the connector; returns how it ended.
-async fn run_with_state(
-    config: &Config,
-    options: RunOptions,
-    source_settings: &ConnectionSettings,
-    dest_settings: &ConnectionSettings,
-    state: &Arc<StateStore>,
-) -> Result<Ended, RunError> {
-    let start = Start {
-        config,
-        mode: options.mode,
-        source_settings,
-        dest_settings,
-        state,
-        slot: config.slot_name(),
-    };
-    start.run(options).await
 }

@@ -8,6 +8,7 @@ pub mod cdc;
 pub mod connector;
 mod copier;
 pub mod preview;
+mod reconnect;
 pub mod relations;
 pub mod snapshot;
 mod start;

@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::Mutex;
+use tokio::sync::watch;
 
-use super::connector::{connect, Ended, Mode, RunError, RunOptions};
+use super::connector::{connect, Ended, Mode, ReloadOptions, RunError};
 use super::copier::Copier;
 use super::streaming::Streaming;
 use crate::config::{Config, ConnectionSettings};
@@ -16,7 +16,7 @@ use crate::source::stream::{CreatedSlot, ReplicationStream, StreamError};
 use crate::source::{catalog, setup};
 use crate::state::owner;
 use crate::state::{ConnectorState, StateStore, TableSync};
-use crate::transform::{SharedTransform, Transform};
+use crate::transform::SharedTransform;
 
 /// A replication stream being opened while the rest of the start-up runs.
 pub(super) struct EarlyStream {
@@ -137,12 +137,18 @@ pub(super) struct Start<'a> {
 }
 
 impl Start<'_> {
-    pub(super) async fn run(&self, options: RunOptions) -> Result<Ended, RunError> {
+    /// Runs the start with `transform` until `shutdown`, reloading as `reload` says.
+    pub(super) async fn run(
+        &self,
+        transform: SharedTransform,
+        shutdown: watch::Receiver<bool>,
+        reload: Option<ReloadOptions>,
+    ) -> Result<Ended, RunError> {
         let (mode, state) = (self.mode, self.state);
         state.set(None, "initializing", Some("no error")).await?;
         let source = connect(self.source_settings, "pgmorph").await?;
         setup::check_server(&source).await?;
-        let plan = self.map_tables(&source, options.transform).await?;
+        let plan = self.map_tables(&source, transform).await?;
         let previous_maps = state.previous_mappings(&plan.mappings).await?;
         let published: Vec<_> = plan.active.iter().map(|m| m.source.name.clone()).collect();
         setup::ensure_publication(&source, &self.slot, &published).await?;
@@ -196,16 +202,14 @@ impl Start<'_> {
             source: &source,
             copier: &copier,
         };
-        streaming
-            .run(stream, durable, dest, options.shutdown, options.reload)
-            .await
+        streaming.run(stream, durable, dest, shutdown, reload).await
     }
 
     /// Reads the selected tables from the source catalog and maps each through the transform.
     pub(super) async fn map_tables(
         &self,
         source: &tokio_postgres::Client,
-        transform: Box<dyn Transform>,
+        transform: SharedTransform,
     ) -> Result<Planned, RunError> {
         let config = self.config;
         let dest_schema = config
@@ -221,7 +225,6 @@ impl Start<'_> {
             .unwrap_or_else(|| "public".into());
         let oids = catalog::select_tables(source, &schema, listed.as_deref()).await?;
         let selection = catalog::describe(source, &oids, &dest_schema).await?;
-        let transform: SharedTransform = Arc::new(Mutex::new(transform));
         let mut mappings = Vec::new();
         {
             let mut t = transform.lock().await;

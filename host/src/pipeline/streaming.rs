@@ -38,11 +38,11 @@ impl Streaming<'_> {
         reload: Option<ReloadOptions>,
     ) -> Result<Ended, RunError> {
         let (config, state, plan) = (self.start.config, self.start.state, self.plan);
-        let watchdog = tokio::spawn(watch_retained_wal(
+        let _watchdog = AbortOnDrop(tokio::spawn(watch_retained_wal(
             self.start.source_settings.clone(),
             self.start.slot.clone(),
             config.source.max_retained_wal_mb,
-        ));
+        )));
         let mut relations = Relations::new(&plan.dest_schema);
         for m in &plan.mappings {
             relations.insert(m.clone());
@@ -83,7 +83,6 @@ impl Streaming<'_> {
         };
         let outcome = self.stream_until_stopped(&mut cdc).await;
         drop(cdc);
-        watchdog.abort();
         let _ = shutdown.borrow_and_update();
         stream.shutdown().await;
         if let Some(prepared) = outcome? {
@@ -172,6 +171,15 @@ impl Streaming<'_> {
             .await?;
         let current: Vec<Arc<TableMapping>> = cdc.relations.all().cloned().collect();
         sync_points(state, &current).await
+    }
+}
+
+/// Ends a task when dropped, also when a start fails half way.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -22,6 +22,14 @@ pub enum StreamError {
         /// The server's message.
         message: String,
     },
+    /// The connection settings must change (TLS, the endpoint, a missing password).
+    #[error("replication connection to {who}: {message}")]
+    Settings {
+        /// `user@host:port/db`.
+        who: String,
+        /// The error.
+        message: String,
+    },
     /// Any other transport or server error.
     #[error("replication connection to {who}: {message}")]
     Transport {
@@ -31,6 +39,8 @@ pub enum StreamError {
         message: String,
         /// The server refused because another connection holds the slot (SQLSTATE 55006).
         slot_in_use: bool,
+        /// The server's SQLSTATE; `None` for a connection that failed or closed.
+        code: Option<String>,
     },
     /// The server answered something unexpected.
     #[error("unexpected answer from the source: {0}")]
@@ -63,10 +73,16 @@ impl StreamError {
                 who,
                 message: e.to_string(),
             }
+        } else if e.needs_settings_change() {
+            StreamError::Settings {
+                who,
+                message: e.to_string(),
+            }
         } else {
             StreamError::Transport {
                 who,
                 slot_in_use: e.slot_in_use(),
+                code: e.code().map(str::to_owned),
                 message: e.to_string(),
             }
         }
@@ -375,7 +391,17 @@ mod tests {
         }
         // A message about passwords is not an authentication failure by itself.
         let e = StreamError::from_wire(&settings, server_error("42704", "password slot"));
-        assert!(matches!(e, StreamError::Transport { .. }), "{e:?}");
+        assert!(
+            matches!(&e, StreamError::Transport { code: Some(c), .. } if c == "42704"),
+            "{e:?}"
+        );
+        let closed = StreamError::from_wire(&settings, WireError::Closed);
+        assert!(matches!(closed, StreamError::Transport { code: None, .. }));
+        let missing = WireError::PasswordMissing {
+            endpoint: "u@h".into(),
+        };
+        let e = StreamError::from_wire(&settings, missing);
+        assert!(matches!(e, StreamError::Settings { .. }), "{e:?}");
         assert!(!e.to_string().contains(":pw@"));
     }
 }

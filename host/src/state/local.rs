@@ -20,6 +20,28 @@ pub struct LocalRecord {
     pub pid: u32,
     /// When, as Unix seconds.
     pub at: u64,
+    /// `stopped`, or `reconnecting` while the process tries again.
+    #[serde(default = "stopped")]
+    pub state: String,
+    /// Failed reconnection attempts in a row, while reconnecting.
+    #[serde(default)]
+    pub retries: u32,
+}
+
+fn stopped() -> String {
+    "stopped".into()
+}
+
+impl LocalRecord {
+    /// Whether the process that wrote the record still runs (on Linux, where that can be
+    /// told; elsewhere a reconnecting record is believed).
+    pub fn process_alive(&self) -> bool {
+        if cfg!(target_os = "linux") {
+            std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+        } else {
+            self.state == "reconnecting"
+        }
+    }
 }
 
 /// The folder of the local records.
@@ -50,8 +72,21 @@ fn file(name: &str) -> Option<PathBuf> {
 
 /// Records that connector `name` stopped with `err`; a failure to write is logged only.
 pub fn record(name: &str, err: &str, err_kind: &str) {
-    let Some(path) = file(name) else { return };
-    let rec = LocalRecord {
+    write(now(name, err, err_kind));
+}
+
+/// Records that connector `name` lost a connection with `err` (of kind `err_kind`) and tries
+/// again (attempt `attempt` in a row).
+pub fn record_retry(name: &str, err: &str, err_kind: &str, attempt: u32) {
+    write(LocalRecord {
+        state: "reconnecting".into(),
+        retries: attempt,
+        ..now(name, err, err_kind)
+    });
+}
+
+fn now(name: &str, err: &str, err_kind: &str) -> LocalRecord {
+    LocalRecord {
         name: name.to_string(),
         err: err.to_string(),
         err_kind: err_kind.to_string(),
@@ -59,7 +94,13 @@ pub fn record(name: &str, err: &str, err_kind: &str) {
         at: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
-    };
+        state: stopped(),
+        retries: 0,
+    }
+}
+
+fn write(rec: LocalRecord) {
+    let Some(path) = file(&rec.name) else { return };
     let written = path
         .parent()
         .map_or(Ok(()), std::fs::create_dir_all)

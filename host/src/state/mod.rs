@@ -5,6 +5,7 @@ pub mod control;
 pub mod local;
 mod mappings;
 pub mod owner;
+mod retries;
 mod schema;
 mod store;
 
@@ -15,6 +16,7 @@ pub(crate) mod store_sql {
     };
 }
 
+pub use retries::Retries;
 pub use schema::STATE_SCHEMA;
 pub use store::{
     ConnectorState, CopiedRange, Progress, StateError, StateStore, Status, TableStatus, TableSync,

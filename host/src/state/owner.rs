@@ -139,14 +139,18 @@ impl Ownership {
         }
     }
 
+    /// Whether the session holding the lock still answers.
+    pub async fn is_alive(&self) -> bool {
+        tokio::time::timeout(CHECK_EVERY * 5, self.client.simple_query(""))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     /// Returns when the session holding the lock is gone (checked every few seconds).
     pub async fn lost(&self) -> OwnerError {
         loop {
             tokio::time::sleep(CHECK_EVERY).await;
-            let alive = tokio::time::timeout(CHECK_EVERY * 5, self.client.simple_query(""))
-                .await
-                .is_ok_and(|r| r.is_ok());
-            if !alive {
+            if !self.is_alive().await {
                 return OwnerError::Lost(self.name.clone());
             }
         }
@@ -189,7 +193,13 @@ async fn describe_holder(client: &Client, name: &str) -> Result<String, OwnerErr
 }
 
 /// States a connector records only while a process runs it.
-const RUNNING_STATES: [&str; 4] = ["initializing", "copying", "polling", "paused"];
+const RUNNING_STATES: [&str; 5] = [
+    "initializing",
+    "copying",
+    "polling",
+    "paused",
+    "reconnecting",
+];
 
 impl Status {
     /// The status as it is, not only as last written: with no process holding the connector's
@@ -230,6 +240,7 @@ mod tests {
             running: false,
             owner: None,
             err_kind: None,
+            retries: Default::default(),
         }
     }
 

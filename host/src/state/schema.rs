@@ -30,6 +30,10 @@ CREATE TABLE IF NOT EXISTS pgmorph.tables (
 ALTER TABLE pgmorph.tables ADD COLUMN IF NOT EXISTS sync_lsn pg_lsn;
 ALTER TABLE pgmorph.state ADD COLUMN IF NOT EXISTS request text;
 ALTER TABLE pgmorph.state ADD COLUMN IF NOT EXISTS err_kind text;
+ALTER TABLE pgmorph.state ADD COLUMN IF NOT EXISTS retries integer NOT NULL DEFAULT 0;
+ALTER TABLE pgmorph.state ADD COLUMN IF NOT EXISTS retries_total integer NOT NULL DEFAULT 0;
+ALTER TABLE pgmorph.state ADD COLUMN IF NOT EXISTS last_retry_error text;
+ALTER TABLE pgmorph.state ADD COLUMN IF NOT EXISTS last_retry_at timestamptz;
 CREATE TABLE IF NOT EXISTS pgmorph.attributes (
     connector     text NOT NULL,
     source_table  text NOT NULL,

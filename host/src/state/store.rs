@@ -1,6 +1,7 @@
 //! Reading and writing the connector's state rows.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use serde::Serialize;
 use tokio_postgres::Client;
@@ -176,6 +177,8 @@ pub struct Status {
     pub running: bool,
     /// The destination session holding the connector's lock, in words.
     pub owner: Option<String>,
+    /// Reconnection attempts after lost connections.
+    pub retries: super::Retries,
 }
 
 /// One row of `pgmorph.tables`.
@@ -195,7 +198,14 @@ pub struct TableStatus {
 pub struct StateStore {
     pub(super) client: Client,
     pub(super) name: String,
+    /// How far this store has seen the connector get: [`COPYING`] or [`STREAMING`].
+    pub(super) reached: AtomicU8,
 }
+
+/// The connector started copying tables.
+const COPYING: u8 = 1;
+/// The connector started streaming changes.
+const STREAMING: u8 = 2;
 
 impl StateStore {
     /// Creates the state tables if needed and the connector's rows if missing.
@@ -221,7 +231,18 @@ impl StateStore {
         Ok(Self {
             client,
             name: name.to_string(),
+            reached: AtomicU8::new(0),
         })
+    }
+
+    /// Whether the connector was recorded copying or streaming through this store.
+    pub fn went_live(&self) -> bool {
+        self.reached.load(Ordering::Relaxed) >= COPYING
+    }
+
+    /// Whether the connector was recorded streaming through this store.
+    pub fn streamed(&self) -> bool {
+        self.reached.load(Ordering::Relaxed) >= STREAMING
     }
 
     /// The connector name.
@@ -264,14 +285,23 @@ impl StateStore {
         } else {
             std::process::id() as i32
         };
+        // Copying or streaming again ends a run of reconnection attempts.
         self.client
             .execute(
                 "UPDATE pgmorph.state SET stage = coalesce($2, stage), state = $3, \
                  err = coalesce($4, err), err_kind = CASE WHEN $4 IS NULL THEN err_kind END, \
-                 pid = $5, updated_at = now() WHERE name = $1",
+                 pid = $5, updated_at = now(), \
+                 retries = CASE WHEN $3 IN ('copying', 'polling') THEN 0 ELSE retries END \
+                 WHERE name = $1",
                 &[&self.name, &stage, &state, &err, &pid],
             )
             .await?;
+        let reached = match state {
+            "copying" => COPYING,
+            "polling" => STREAMING,
+            _ => 0,
+        };
+        self.reached.fetch_max(reached, Ordering::Relaxed);
         Ok(())
     }
 
@@ -568,7 +598,11 @@ impl StateStore {
         }
         let Some(row) = client
             .query_opt(
-                "SELECT name, connector_type, pid, stage, state, err, last_offset::text, err_kind FROM pgmorph.state WHERE name = $1",
+                &format!(
+                    "SELECT name, connector_type, pid, stage, state, err, last_offset::text, \
+                     err_kind, {} FROM pgmorph.state WHERE name = $1",
+                    super::retries::COLUMNS
+                ),
                 &[&name],
             )
             .await?
@@ -611,6 +645,7 @@ impl StateStore {
             running: false,
             owner: None,
             err_kind: row.get(7),
+            retries: super::Retries::from_row(&row, 8),
             name: row.get(0),
             connector_type: row.get(1),
             pid: row.get(2),

@@ -283,10 +283,19 @@ impl Reader {
                     self.since_pause += 1;
                     return parse_copy_data(body.into_bytes()).map(Some);
                 }
-                Some(Backend::Message(Message::CopyDone)) => return Ok(None),
+                // The server ends the stream (CopyDone), or already ended it and says so.
+                Some(Backend::Message(
+                    Message::CopyDone | Message::CommandComplete(_) | Message::ReadyForQuery(_),
+                )) => return Ok(None),
                 Some(Backend::Message(Message::ErrorResponse(body))) => {
                     return Err(server_error(&body)?.into())
                 }
+                // Asynchronous messages may come at any time (e.g. a shutdown warning).
+                Some(Backend::Message(
+                    Message::NoticeResponse(_)
+                    | Message::ParameterStatus(_)
+                    | Message::NotificationResponse(_),
+                )) => {}
                 Some(_) => {
                     return Err(Error::Protocol(
                         "unexpected message in the replication stream".into(),
