@@ -98,6 +98,22 @@ pub struct SourceConfig {
     /// host, reached over loopback).
     #[serde(default)]
     pub read_batching: ReadBatching,
+    /// `partitions = "root" | "leaf"`: a partitioned table replicates as one destination
+    /// table named after its root (`root`, the default), or each leaf partition as a table of
+    /// its own (`leaf`).
+    #[serde(default)]
+    pub partitions: Partitions,
+}
+
+/// How partitioned source tables replicate (`source.partitions`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Partitions {
+    /// One destination table per partitioned table; changes are published under the root.
+    #[default]
+    Root,
+    /// One destination table per leaf partition.
+    Leaf,
 }
 
 fn default_retained() -> u64 {
