@@ -9,6 +9,7 @@ pub mod connector;
 mod copier;
 pub mod preview;
 pub mod relations;
+pub mod sequences;
 pub mod snapshot;
 mod start;
 mod streaming;

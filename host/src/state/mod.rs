@@ -6,6 +6,7 @@ pub mod local;
 mod mappings;
 pub mod owner;
 mod schema;
+pub mod sequences;
 mod store;
 
 /// SQL run by the sink inside each applied transaction.
