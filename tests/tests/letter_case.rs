@@ -59,7 +59,11 @@ async fn lowercase_and_uppercase_name_the_destination_as_synchdb_does() -> anyho
     );
     let (schema, columns) = layout(&dst, "CUSTOMERS").await?;
     assert_eq!(columns, "ID,FULLNAME,CITY");
-    assert_eq!(schema, schema.to_uppercase(), "the schema is upper case too");
+    assert_eq!(
+        schema,
+        schema.to_uppercase(),
+        "the schema is upper case too"
+    );
     let upper = format!("\"{schema}\".\"CUSTOMERS\"");
     let tables = [
         ("public.\"Customers\"", "postgres.customers"),
@@ -70,7 +74,9 @@ async fn lowercase_and_uppercase_name_the_destination_as_synchdb_does() -> anyho
     wait_same(&src, &dst, &tables, None).await?;
     wait_until(
         &dst,
-        &format!("SELECT count(*) = 8 FROM {upper} WHERE \"FULLNAME\" = 'Renamed' AND \"ID\" > 500"),
+        &format!(
+            "SELECT count(*) = 8 FROM {upper} WHERE \"FULLNAME\" = 'Renamed' AND \"ID\" > 500"
+        ),
         None,
     )
     .await?;

@@ -62,12 +62,16 @@ async fn a_partitioned_table_replicates_as_one_table_under_the_plugins_name_for_
     )?;
     let mut child = spawn_bin(&args, &log);
     let show_log = |e: anyhow::Error| e.context(std::fs::read_to_string(&log).unwrap_or_default());
-    wait_streaming(&dst, "parts", None).await.map_err(show_log)?;
+    wait_streaming(&dst, "parts", None)
+        .await
+        .map_err(show_log)?;
     let tables = [
         ("public.measurements", "archive.readings"),
         ("public.plain", "postgres.plain"),
     ];
-    wait_same(&src, &dst, &tables, None).await.map_err(show_log)?;
+    wait_same(&src, &dst, &tables, None)
+        .await
+        .map_err(show_log)?;
     // One plain destination table, named by the plugin after the root; no partition of its own.
     let kinds = count(
         &dst,
@@ -85,7 +89,9 @@ async fn a_partitioned_table_replicates_as_one_table_under_the_plugins_name_for_
     assert_eq!(indexed, 1, "the root's secondary index is rebuilt");
 
     src.batch_execute(MOVES).await?;
-    wait_same(&src, &dst, &tables, None).await.map_err(show_log)?;
+    wait_same(&src, &dst, &tables, None)
+        .await
+        .map_err(show_log)?;
 
     // A partition created while streaming is covered by the root's publication at once.
     src.batch_execute(
@@ -93,7 +99,9 @@ async fn a_partitioned_table_replicates_as_one_table_under_the_plugins_name_for_
          INSERT INTO measurements SELECT g, 'af', g, 'new' FROM generate_series(20001, 20500) g;",
     )
     .await?;
-    wait_same(&src, &dst, &tables, None).await.map_err(show_log)?;
+    wait_same(&src, &dst, &tables, None)
+        .await
+        .map_err(show_log)?;
 
     // A table attached with rows: logical decoding emits no change for the rows it held, only
     // for those written through it afterwards.
@@ -120,10 +128,18 @@ async fn a_partitioned_table_replicates_as_one_table_under_the_plugins_name_for_
     assert_eq!(before, 0, "rows held before ATTACH are not in the stream");
     // The documented remedy: copy the partitioned table again while the others stream.
     let path = args[2].clone();
-    cli(&["resync", "--config", &path, "--table", "public.measurements"]);
+    cli(&[
+        "resync",
+        "--config",
+        &path,
+        "--table",
+        "public.measurements",
+    ]);
     src.batch_execute("INSERT INTO measurements VALUES (40000, 'eu', 1, 'during resync')")
         .await?;
-    wait_same(&src, &dst, &tables, None).await.map_err(show_log)?;
+    wait_same(&src, &dst, &tables, None)
+        .await
+        .map_err(show_log)?;
     let all = digest(&src, "public.measurements").await?;
     assert_eq!(all.0, 12000 - 240 + 500 + 150 + 1, "{all:?}");
     child.stop_cleanly()?;
@@ -153,7 +169,9 @@ async fn with_partitions_leaf_each_leaf_is_a_table_of_its_own() -> anyhow::Resul
         ("public.m_asia", "postgres.m_asia"),
         ("public.plain", "postgres.plain"),
     ];
-    wait_same(&src, &dst, &tables, None).await.map_err(show_log)?;
+    wait_same(&src, &dst, &tables, None)
+        .await
+        .map_err(show_log)?;
     let roots = count(
         &dst,
         "SELECT count(*) FROM pg_tables WHERE schemaname = 'postgres' \
@@ -163,7 +181,9 @@ async fn with_partitions_leaf_each_leaf_is_a_table_of_its_own() -> anyhow::Resul
     assert_eq!(roots, 0, "partitioned tables have no destination table");
     // A row moving between partitions leaves one leaf and arrives in the other.
     src.batch_execute(MOVES).await?;
-    wait_same(&src, &dst, &tables, None).await.map_err(show_log)?;
+    wait_same(&src, &dst, &tables, None)
+        .await
+        .map_err(show_log)?;
     let moved = count(
         &dst,
         "SELECT count(*) FROM postgres.m_asia WHERE id <= 3000 AND id % 3 = 0",

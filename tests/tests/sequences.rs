@@ -57,8 +57,12 @@ async fn a_cut_over_with_synced_sequences_has_no_colliding_inserts() -> anyhow::
     let pair = Pair::start()?;
     let (src, dst) = pair.clients().await?;
     src.batch_execute(SCHEMA).await?;
-    let (args, log) =
-        plugin_support::binary_run(&pair, "cut", "schema = \"public\"", &[("20-rename", "rename", RENAME)])?;
+    let (args, log) = plugin_support::binary_run(
+        &pair,
+        "cut",
+        "schema = \"public\"",
+        &[("20-rename", "rename", RENAME)],
+    )?;
     let path = args[2].clone();
     let mut child = spawn_bin(&args, &log);
     let show_log = |e: anyhow::Error| e.context(std::fs::read_to_string(&log).unwrap_or_default());
@@ -80,7 +84,10 @@ async fn a_cut_over_with_synced_sequences_has_no_colliding_inserts() -> anyhow::
         .await?;
     assert_eq!(
         (owned.get::<_, String>(0), owned.get::<_, String>(1)),
-        ("sales.orders_v2_order_id_seq".into(), "postgres.events_id_seq".into())
+        (
+            "sales.orders_v2_order_id_seq".into(),
+            "postgres.events_id_seq".into()
+        )
     );
 
     // Writers on the source while the connector streams: the destination's sequences fall behind.
@@ -92,7 +99,10 @@ async fn a_cut_over_with_synced_sequences_has_no_colliding_inserts() -> anyhow::
     assert_eq!(behind, 100, "only a sync moves the destination's sequences");
 
     // Cut-over: writers stopped; wait for zero lag; pause; sync the sequences.
-    let written: String = src.query_one("SELECT pg_current_wal_lsn()::text", &[]).await?.get(0);
+    let written: String = src
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await?
+        .get(0);
     wait_until(
         &src,
         &format!(
@@ -103,11 +113,17 @@ async fn a_cut_over_with_synced_sequences_has_no_colliding_inserts() -> anyhow::
     )
     .await
     .map_err(show_log)?;
-    wait_same(&src, &dst, &TABLES, None).await.map_err(show_log)?;
-    cli(&["pause", "--config", &path]);
-    wait_until(&dst, "SELECT state = 'paused' FROM pgmorph.state WHERE name = 'cut'", None)
+    wait_same(&src, &dst, &TABLES, None)
         .await
         .map_err(show_log)?;
+    cli(&["pause", "--config", &path]);
+    wait_until(
+        &dst,
+        "SELECT state = 'paused' FROM pgmorph.state WHERE name = 'cut'",
+        None,
+    )
+    .await
+    .map_err(show_log)?;
     let out = cli(&["sync-sequences", "--config", &path]);
     assert!(out.contains("4 sequences synced"), "{out}");
 
@@ -120,16 +136,27 @@ async fn a_cut_over_with_synced_sequences_has_no_colliding_inserts() -> anyhow::
         )
         .await?;
     }
-    for (table, key) in [("sales.orders_v2", "order_id"), ("postgres.events", "id"), ("postgres.tickets", "id")] {
+    for (table, key) in [
+        ("sales.orders_v2", "order_id"),
+        ("postgres.events", "id"),
+        ("postgres.tickets", "id"),
+    ] {
         let sql = format!(
             "SELECT count(*) FILTER (WHERE note = 'after' AND {key} > \
                     (SELECT max({key}) FROM {table} WHERE note <> 'after')) FROM {table}"
         );
-        assert_eq!(one(&dst, &sql).await?, 50, "{table}: new keys follow the source's");
+        assert_eq!(
+            one(&dst, &sql).await?,
+            50,
+            "{table}: new keys follow the source's"
+        );
     }
     let source_next = one(&src, "SELECT nextval('invoice_numbers')").await?;
     let dest_next = one(&dst, "SELECT nextval('postgres.invoice_numbers')").await?;
-    assert_eq!(dest_next, source_next, "a sequence no table owns keeps its name and value");
+    assert_eq!(
+        dest_next, source_next,
+        "a sequence no table owns keeps its name and value"
+    );
     let status = cli(&["status", "--config", &path]);
     assert!(status.contains("sequences       4 synced at"), "{status}");
     child.stop_cleanly()?;

@@ -151,7 +151,10 @@ mod tests {
         .into_iter()
         .collect();
         let renamed = plan(seq("orders_id_seq", Some(("orders", "id"))), &mapped, "dst");
-        assert_eq!(renamed.dest, TableName::new("sales", "orders_v2_order_id_seq"));
+        assert_eq!(
+            renamed.dest,
+            TableName::new("sales", "orders_v2_order_id_seq")
+        );
         assert_eq!(
             renamed.column,
             Some((TableName::new("sales", "orders_v2"), "order_id".into()))

@@ -223,7 +223,8 @@ impl Start<'_> {
             .schema
             .clone()
             .unwrap_or_else(|| "public".into());
-        let oids = catalog::select_tables(source, &schema, listed.as_deref(), config.source.partitions)
+        let oids =
+            catalog::select_tables(source, &schema, listed.as_deref(), config.source.partitions)
                 .await?;
         let selection = catalog::describe(source, &oids, &dest_schema).await?;
         let transform: SharedTransform = Arc::new(Mutex::new(transform));

@@ -71,7 +71,10 @@ pub async fn select_tables(
                 Partitions::Leaf => "c.relkind = 'r'",
             };
             let rows = client
-                .query(&format!("{BASE} AND {scope} AND n.nspname = $1"), &[&schema])
+                .query(
+                    &format!("{BASE} AND {scope} AND n.nspname = $1"),
+                    &[&schema],
+                )
                 .await?;
             if rows.is_empty() {
                 return Err(CatalogError::NothingSelected(schema.to_string()));

@@ -60,9 +60,14 @@ pub async fn ensure_publication(
         .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&name])
         .await?
         .is_some();
-    let (name, option) = (quote_ident(name), format!("publish_via_partition_root = {via_root}"));
+    let (name, option) = (
+        quote_ident(name),
+        format!("publish_via_partition_root = {via_root}"),
+    );
     let sql = if exists {
-        format!("ALTER PUBLICATION {name} SET TABLE {list}; ALTER PUBLICATION {name} SET ({option})")
+        format!(
+            "ALTER PUBLICATION {name} SET TABLE {list}; ALTER PUBLICATION {name} SET ({option})"
+        )
     } else {
         format!("CREATE PUBLICATION {name} FOR TABLE {list} WITH ({option})")
     };

@@ -99,26 +99,42 @@ mod tests {
     }
 
     fn names(strategy: &str) -> (String, String, Vec<String>) {
-        let mut host = TestHost::<LetterCase>::new(serde_json::json!({ "strategy": strategy }))
-            .unwrap();
+        let mut host =
+            TestHost::<LetterCase>::new(serde_json::json!({ "strategy": strategy })).unwrap();
         let m = host.map_table(&table()).unwrap();
         assert!(m.rows.is_none(), "mapping only");
-        (m.schema, m.name, m.columns.into_iter().map(|c| c.name).collect())
+        (
+            m.schema,
+            m.name,
+            m.columns.into_iter().map(|c| c.name).collect(),
+        )
     }
 
     #[test]
     fn each_strategy_cases_schema_table_and_column_names() {
         assert_eq!(
             names("lowercase"),
-            ("sales".into(), "orderlines".into(), vec!["id".into(), "customername".into(), "note".into()])
+            (
+                "sales".into(),
+                "orderlines".into(),
+                vec!["id".into(), "customername".into(), "note".into()]
+            )
         );
         assert_eq!(
             names("uppercase"),
-            ("SALES".into(), "ORDERLINES".into(), vec!["ID".into(), "CUSTOMERNAME".into(), "NOTE".into()])
+            (
+                "SALES".into(),
+                "ORDERLINES".into(),
+                vec!["ID".into(), "CUSTOMERNAME".into(), "NOTE".into()]
+            )
         );
         assert_eq!(
             names("asis"),
-            ("Sales".into(), "OrderLines".into(), vec!["Id".into(), "customerName".into(), "note".into()])
+            (
+                "Sales".into(),
+                "OrderLines".into(),
+                vec!["Id".into(), "customerName".into(), "note".into()]
+            )
         );
     }
 

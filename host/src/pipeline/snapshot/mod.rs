@@ -237,10 +237,9 @@ async fn plan(job: &SnapshotJob) -> Result<VecDeque<Item>, SnapshotError> {
         let planned: Vec<Unit> = match (leaves, job.resume.get(&name)) {
             (Some(leaves), _) => {
                 let root = &mapping.source.name;
-                let (pages, units) =
-                    partitioned::plan(&client, root, leaves, splits, &job.ranges)
-                        .await
-                        .map_err(src_err)?;
+                let (pages, units) = partitioned::plan(&client, root, leaves, splits, &job.ranges)
+                    .await
+                    .map_err(src_err)?;
                 size.pages = pages;
                 units
             }
