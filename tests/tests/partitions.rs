@@ -191,5 +191,28 @@ async fn with_partitions_leaf_each_leaf_is_a_table_of_its_own() -> anyhow::Resul
     .await?;
     assert!(moved > 900, "rows moved from eu to asia: {moved}");
     child.stop_cleanly()?;
+
+    // A partition created while stopped is a new table at the next start: copied, then streamed.
+    src.batch_execute(
+        "CREATE TABLE m_af PARTITION OF measurements FOR VALUES IN ('af');
+         INSERT INTO measurements SELECT g, 'af', g, 'new' FROM generate_series(20001, 20500) g;",
+    )
+    .await?;
+    let mut child = spawn_bin(&args, &log);
+    wait_streaming(&dst, "leaves", None)
+        .await
+        .map_err(show_log)?;
+    src.batch_execute("INSERT INTO measurements VALUES (20501, 'af', 1, 'streamed')")
+        .await?;
+    let mut tables = tables.to_vec();
+    tables.push(("public.m_af", "postgres.m_af"));
+    wait_same(&src, &dst, &tables, None)
+        .await
+        .map_err(show_log)?;
+    assert_eq!(
+        count(&dst, "SELECT count(*) FROM postgres.m_af").await?,
+        501
+    );
+    child.stop_cleanly()?;
     Ok(())
 }

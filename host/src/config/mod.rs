@@ -382,6 +382,19 @@ config = { columns = ["email"] }
     }
 
     #[test]
+    fn partitions_are_root_unless_set_to_leaf() {
+        let config = Config::parse(GOOD, Path::new("c.toml")).unwrap();
+        assert_eq!(config.source.partitions, Partitions::Root);
+        let leaf = GOOD.replace("tables =", "partitions = \"leaf\"\ntables =");
+        let config = Config::parse(&leaf, Path::new("c.toml")).unwrap();
+        assert_eq!(config.source.partitions, Partitions::Leaf);
+        let err = Config::parse(&leaf.replace("\"leaf\"", "\"leaves\""), Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown variant `leaves`"), "{err}");
+    }
+
+    #[test]
     fn rejects_bad_names_and_tables() {
         let err = Config::parse(&GOOD.replace("pgconn", "Pg-Conn"), Path::new("c.toml"))
             .unwrap_err()
