@@ -216,3 +216,53 @@ async fn with_partitions_leaf_each_leaf_is_a_table_of_its_own() -> anyhow::Resul
     child.stop_cleanly()?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_copy_killed_after_some_leaves_starts_again_and_copies_every_row_once(
+) -> anyhow::Result<()> {
+    let pair = Pair::start()?;
+    let (src, dst) = pair.clients().await?;
+    src.batch_execute(
+        "CREATE TABLE big (id int PRIMARY KEY, body text) PARTITION BY RANGE (id);
+         CREATE TABLE big_1 PARTITION OF big FOR VALUES FROM (0) TO (50000);
+         CREATE TABLE big_2 PARTITION OF big FOR VALUES FROM (50000) TO (100000);
+         CREATE TABLE big_3 PARTITION OF big FOR VALUES FROM (100000) TO (150000);
+         CREATE TABLE big_4 PARTITION OF big FOR VALUES FROM (150000) TO (200000);
+         INSERT INTO big SELECT g, repeat('b', 200) FROM generate_series(0, 199999) g;",
+    )
+    .await?;
+    let (args, log) = plugin_support::binary_run(
+        &pair,
+        "bigparts",
+        "schema = \"public\"\n[snapshot]\nparallel = 1\n",
+        &[],
+    )?;
+    let mut child = spawn_bin(&args, &log);
+    let show_log = |e: anyhow::Error| e.context(std::fs::read_to_string(&log).unwrap_or_default());
+    // Killed once a leaf's rows are committed and before the table is recorded as copied.
+    wait_until(
+        &dst,
+        "SELECT EXISTS (SELECT 1 FROM pgmorph.tables WHERE connector = 'bigparts' \
+         AND phase = 'copying' AND rows_copied > 0)",
+        None,
+    )
+    .await
+    .map_err(show_log)?;
+    child.kill();
+    let partial = count(&dst, "SELECT count(*) FROM postgres.big").await?;
+    assert!(
+        partial > 0 && partial < 200_000,
+        "killed mid-copy: {partial} rows"
+    );
+    src.batch_execute("UPDATE big SET body = 'moved' WHERE id % 1000 = 0")
+        .await?;
+    let mut child = spawn_bin(&args, &log);
+    wait_streaming(&dst, "bigparts", None)
+        .await
+        .map_err(show_log)?;
+    wait_same(&src, &dst, &[("public.big", "postgres.big")], None)
+        .await
+        .map_err(show_log)?;
+    child.stop_cleanly()?;
+    Ok(())
+}
