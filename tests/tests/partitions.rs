@@ -266,3 +266,51 @@ async fn a_partitioned_copy_killed_after_some_leaves_starts_again_and_copies_eve
     child.stop_cleanly()?;
     Ok(())
 }
+
+/// Prints the snapshot time of one partitioned table (four leaves) against the same rows in a
+/// plain table, two workers each: `cargo nextest run -p pgmorph-e2e --test partitions
+/// --run-ignored only --no-capture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement"]
+async fn snapshot_time_of_a_partitioned_table_against_a_plain_one() -> anyhow::Result<()> {
+    let pair = Pair::start()?;
+    let (src, dst) = pair.clients().await?;
+    src.batch_execute(
+        "CREATE TABLE parted (id int PRIMARY KEY, body text) PARTITION BY HASH (id);
+         CREATE TABLE parted_0 PARTITION OF parted FOR VALUES WITH (MODULUS 4, REMAINDER 0);
+         CREATE TABLE parted_1 PARTITION OF parted FOR VALUES WITH (MODULUS 4, REMAINDER 1);
+         CREATE TABLE parted_2 PARTITION OF parted FOR VALUES WITH (MODULUS 4, REMAINDER 2);
+         CREATE TABLE parted_3 PARTITION OF parted FOR VALUES WITH (MODULUS 4, REMAINDER 3);
+         INSERT INTO parted SELECT g, repeat('p', 100) FROM generate_series(1, 600000) g;
+         CREATE TABLE plain (id int PRIMARY KEY, body text);
+         INSERT INTO plain SELECT * FROM parted;",
+    )
+    .await?;
+    src.batch_execute("VACUUM ANALYZE").await?;
+    for round in 0..2 {
+        for table in ["parted", "plain"] {
+            let name = format!("m{round}{table}");
+            let (args, log) = plugin_support::binary_run(
+                &pair,
+                &name,
+                &format!(
+                    "tables = [\"public.{table}\"]\n[snapshot]\nparallel = 2\nrange_min_mb = 16\n"
+                ),
+                &[],
+            )?;
+            let started = std::time::Instant::now();
+            let mut child = spawn_bin(&args, &log);
+            wait_streaming(&dst, &name, None).await?;
+            println!(
+                "{table}: snapshot of 600,000 rows in {:.2} s",
+                started.elapsed().as_secs_f64()
+            );
+            child.stop_cleanly()?;
+            let copied = count(&dst, &format!("SELECT count(*) FROM postgres.{table}")).await?;
+            assert_eq!(copied, 600_000);
+            dst.batch_execute(&format!("DROP TABLE postgres.{table}"))
+                .await?;
+        }
+    }
+    Ok(())
+}
