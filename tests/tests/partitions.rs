@@ -151,6 +151,18 @@ async fn with_partitions_leaf_each_leaf_is_a_table_of_its_own() -> anyhow::Resul
     let pair = Pair::start()?;
     let (src, dst) = pair.clients().await?;
     src.batch_execute(SCHEMA).await?;
+    // In root mode, a partition listed with its partitioned table would never get a change.
+    let (both, _) = pair.config(
+        "both",
+        "",
+        "tables = [\"public.measurements\", \"public.m_us_low\"]",
+    )?;
+    let (ok, _, err) = run_bin(&["run", "--config", both.to_str().unwrap()]);
+    assert!(!ok, "a partition listed with its root is refused");
+    assert!(
+        err.contains("public.m_us_low is a partition of public.measurements"),
+        "{err}"
+    );
     let (args, log) = plugin_support::binary_run(
         &pair,
         "leaves",

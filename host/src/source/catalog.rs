@@ -26,6 +26,12 @@ pub enum CatalogError {
          ALTER TABLE {1} REPLICA IDENTITY FULL on the source"
     )]
     NoIdentity(TableName, String),
+    /// A partition is selected together with its partitioned table.
+    #[error(
+        "table {0} is a partition of {1}, which is selected too: with source.partitions = \"root\" \
+         its rows replicate as rows of {1}; list only one of them, or set source.partitions = \"leaf\""
+    )]
+    PartitionOfSelected(TableName, TableName),
     /// The role cannot read a table.
     #[error("the source role may not read table {0}: GRANT SELECT ON {1} TO the replication role")]
     NoSelect(TableName, String),
@@ -87,12 +93,35 @@ pub async fn select_tables(
             }));
         }
     }
-    if partitions == Partitions::Leaf {
-        out = leaves_of(client, out).await?;
+    match partitions {
+        Partitions::Leaf => out = leaves_of(client, out).await?,
+        Partitions::Root => check_no_partition_of_selected(client, &out).await?,
     }
     out.sort_by(|a, b| a.1.cmp(&b.1));
     out.dedup_by(|a, b| a.0 == b.0);
     Ok(out)
+}
+
+/// Refuses a selection holding a partition and one of its ancestors: published through the
+/// root, the partition's own table would receive no change.
+async fn check_no_partition_of_selected(
+    client: &Client,
+    tables: &[(u32, TableName)],
+) -> Result<(), CatalogError> {
+    let oids: Vec<u32> = tables.iter().map(|(oid, _)| *oid).collect();
+    for (oid, name) in tables {
+        if let Some(root) = partitions::selected_ancestor(client, *oid, &oids).await? {
+            let root = tables
+                .iter()
+                .find(|(o, _)| *o == root)
+                .map(|(_, n)| n.clone());
+            return Err(CatalogError::PartitionOfSelected(
+                name.clone(),
+                root.expect("a selected oid"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Each partitioned table replaced by its leaf partitions.

@@ -44,3 +44,19 @@ pub async fn leaves(client: &Client, oid: u32) -> Result<Option<Vec<Leaf>>, toki
             .collect(),
     ))
 }
+
+/// The first of `selected` that is an ancestor of table `oid` (a partition), if any.
+pub async fn selected_ancestor(
+    client: &Client,
+    oid: u32,
+    selected: &[u32],
+) -> Result<Option<u32>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT a.relid::oid FROM pg_partition_ancestors($1::oid::regclass) a \
+             WHERE a.relid <> $1::oid::regclass AND a.relid::oid = ANY($2) LIMIT 1",
+            &[&oid, &selected],
+        )
+        .await?;
+    Ok(row.map(|r| r.get::<_, u32>(0)))
+}
