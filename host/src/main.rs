@@ -92,6 +92,12 @@ enum Command {
         #[arg(long)]
         table: String,
     },
+    /// Set the destination's sequences to the source's values (for a cut-over).
+    SyncSequences {
+        /// The connector's TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Show or change the connector's last applied position.
     Offset {
         #[command(subcommand)]
@@ -239,6 +245,11 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             control::mark_for_resync(&dest, &config.name, &table).await?;
             control::request(&dest, &config.name, Request::Resync).await?;
             println!("table {table} will be copied again (now if the connector runs, else at its next start)");
+            Ok(())
+        }
+        Command::SyncSequences { config } => {
+            let count = pipeline::sequences::sync_config(&Config::load(&config)?).await?;
+            println!("{count} sequences synced");
             Ok(())
         }
         Command::Offset { action } => offsets::run(action).await,
@@ -395,9 +406,11 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
         }
     }
     let lag = slot_lag(config).await;
+    let sequences = pgmorph::state::sequences::last_sequence_sync(&client, &config.name).await?;
     if json {
         let mut v = serde_json::to_value(&s)?;
         v["slot"] = lag.clone().unwrap_or(serde_json::Value::Null);
+        v["sequences"] = serde_json::to_value(&sequences)?;
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
@@ -454,6 +467,10 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
             println!("retained_wal    {}", l["retained_bytes"]);
         }
         None => println!("lag_bytes       (source not reachable)"),
+    }
+    match &sequences {
+        Some(q) => println!("sequences       {} synced at {}", q.sequences, q.synced_at),
+        None => println!("sequences       never synced"),
     }
     if !s.plugins.is_empty() {
         println!();

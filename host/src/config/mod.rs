@@ -103,6 +103,22 @@ pub struct SourceConfig {
     /// host, reached over loopback).
     #[serde(default)]
     pub read_batching: ReadBatching,
+    /// `partitions = "root" | "leaf"`: a partitioned table replicates as one destination
+    /// table named after its root (`root`, the default), or each leaf partition as a table of
+    /// its own (`leaf`).
+    #[serde(default)]
+    pub partitions: Partitions,
+}
+
+/// How partitioned source tables replicate (`source.partitions`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Partitions {
+    /// One destination table per partitioned table; changes are published under the root.
+    #[default]
+    Root,
+    /// One destination table per leaf partition.
+    Leaf,
 }
 
 fn default_retained() -> u64 {
@@ -368,6 +384,19 @@ config = { columns = ["email"] }
             .to_string();
         assert!(err.contains("unknown field `tabels`"), "{err}");
         assert!(err.contains("line 5"), "{err}");
+    }
+
+    #[test]
+    fn partitions_are_root_unless_set_to_leaf() {
+        let config = Config::parse(GOOD, Path::new("c.toml")).unwrap();
+        assert_eq!(config.source.partitions, Partitions::Root);
+        let leaf = GOOD.replace("tables =", "partitions = \"leaf\"\ntables =");
+        let config = Config::parse(&leaf, Path::new("c.toml")).unwrap();
+        assert_eq!(config.source.partitions, Partitions::Leaf);
+        let err = Config::parse(&leaf.replace("\"leaf\"", "\"leaves\""), Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown variant `leaves`"), "{err}");
     }
 
     #[test]

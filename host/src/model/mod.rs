@@ -6,6 +6,7 @@ mod index;
 mod lsn;
 mod mapping;
 mod ranges;
+mod sequence;
 mod table;
 mod user_type;
 
@@ -14,5 +15,6 @@ pub use index::{IndexColumn, IndexTarget, SourceIndex};
 pub use lsn::Lsn;
 pub use mapping::{MappedColumn, TableMapping};
 pub use ranges::{PageRange, RangePolicy};
+pub use sequence::SequenceTarget;
 pub use table::{quote_ident, quote_literal, Column, ReplicaIdentity, TableName, TableSchema};
 pub use user_type::UserType;

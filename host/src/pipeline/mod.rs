@@ -10,6 +10,7 @@ mod copier;
 pub mod preview;
 mod reconnect;
 pub mod relations;
+pub mod sequences;
 pub mod snapshot;
 mod start;
 mod streaming;

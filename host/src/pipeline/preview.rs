@@ -138,7 +138,13 @@ pub async fn preview(
         .clone()
         .unwrap_or_else(|| "public".into());
     let listed = config.listed_tables();
-    let oids = catalog::select_tables(&source, &schema, listed.as_deref()).await?;
+    let oids = catalog::select_tables(
+        &source,
+        &schema,
+        listed.as_deref(),
+        config.source.partitions,
+    )
+    .await?;
     let selection = catalog::describe(&source, &oids, &dest_schema).await?;
     let mut out = Vec::new();
     for t in selection.tables {

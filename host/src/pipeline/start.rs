@@ -151,7 +151,8 @@ impl Start<'_> {
         let plan = self.map_tables(&source, transform).await?;
         let previous_maps = state.previous_mappings(&plan.mappings).await?;
         let published: Vec<_> = plan.active.iter().map(|m| m.source.name.clone()).collect();
-        setup::ensure_publication(&source, &self.slot, &published).await?;
+        let via_root = self.config.source.partitions == crate::config::Partitions::Root;
+        setup::ensure_publication(&source, &self.slot, &published, via_root).await?;
         let previous = state.load().await?;
         let slot_info = self.check_slot(&source, &previous).await?;
         let mut early_stream = open_early(
@@ -183,6 +184,9 @@ impl Start<'_> {
         let copier = self.copier(&plan.transform);
         self.copy_tables(&dest, &plan.active, &copier, fresh.as_ref(), &previous)
             .await?;
+        if fresh.is_some() {
+            self.sync_sequences(&source, &plan.dest_schema).await;
+        }
         if mode == Mode::InitialOnly {
             state.set(Some("initial snapshot"), "done", None).await?;
             tracing::info!("initial_only: snapshot done, not streaming");
@@ -223,7 +227,9 @@ impl Start<'_> {
             .schema
             .clone()
             .unwrap_or_else(|| "public".into());
-        let oids = catalog::select_tables(source, &schema, listed.as_deref()).await?;
+        let oids =
+            catalog::select_tables(source, &schema, listed.as_deref(), config.source.partitions)
+                .await?;
         let selection = catalog::describe(source, &oids, &dest_schema).await?;
         let mut mappings = Vec::new();
         {
@@ -391,6 +397,14 @@ impl Start<'_> {
             CopyStep::Nothing => {}
         }
         Ok(())
+    }
+
+    /// At the end of the snapshot: the source's sequence values set on the destination (a
+    /// failure is logged; `pgmorph sync-sequences` runs it again).
+    async fn sync_sequences(&self, source: &tokio_postgres::Client, dest_schema: &str) {
+        if let Err(e) = super::sequences::sync(source, self.state, dest_schema).await {
+            tracing::warn!(error = %e, "sequences were not synced after the snapshot");
+        }
     }
 
     /// Opens the stream of an existing slot from the destination's position (using the one

@@ -226,6 +226,16 @@ impl Loader {
         Ok(())
     }
 
+    /// Adds the rows of one committed piece of a table's copy (a leaf partition's page range)
+    /// to its progress, without recording the range for resumption.
+    pub async fn record_rows(&self, table: &str, rows: u64) -> Result<(), tokio_postgres::Error> {
+        let rows = rows.to_string();
+        self.client
+            .execute(store_sql::ROWS_COPIED, &[&self.connector, &table, &rows])
+            .await?;
+        Ok(())
+    }
+
     /// In the table's last transaction: creates its secondary indexes (when pgmorph created
     /// the table) and records it as copied with its sync position.
     pub async fn finish_table(

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use tokio_postgres::Client;
 
+use super::partitions;
+use crate::config::Partitions;
 use crate::model::{quote_ident, Column, ReplicaIdentity, TableName, TableSchema, UserType};
 
 /// The catalog could not be read, or a table cannot be replicated.
@@ -24,6 +26,12 @@ pub enum CatalogError {
          ALTER TABLE {1} REPLICA IDENTITY FULL on the source"
     )]
     NoIdentity(TableName, String),
+    /// A partition is selected together with its partitioned table.
+    #[error(
+        "table {0} is a partition of {1}, which is selected too: with source.partitions = \"root\" \
+         its rows replicate as rows of {1}; list only one of them, or set source.partitions = \"leaf\""
+    )]
+    PartitionOfSelected(TableName, TableName),
     /// The role cannot read a table.
     #[error("the source role may not read table {0}: GRANT SELECT ON {1} TO the replication role")]
     NoSelect(TableName, String),
@@ -38,18 +46,20 @@ pub struct Selection {
     pub user_types: BTreeMap<String, UserType>,
 }
 
-/// Lists the tables to replicate: `tables` when given, else every table of `schema`.
+/// Lists the tables to replicate: `tables` when given, else every table of `schema`. With
+/// [`Partitions::Root`] a partitioned table is one table and its partitions are not listed on
+/// their own; with [`Partitions::Leaf`] its leaf partitions are listed instead.
 pub async fn select_tables(
     client: &Client,
     schema: &str,
     tables: Option<&[TableName]>,
+    partitions: Partitions,
 ) -> Result<Vec<(u32, TableName)>, CatalogError> {
     const BASE: &str = "SELECT c.oid, n.nspname::text, c.relname::text FROM pg_class c \
-         JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE c.relkind = 'r' AND NOT c.relispartition";
+         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p')";
+    let mut out = Vec::new();
     match tables {
         Some(list) => {
-            let mut out = Vec::new();
             for t in list {
                 let row = client
                     .query_opt(
@@ -60,28 +70,73 @@ pub async fn select_tables(
                     .ok_or_else(|| CatalogError::NoSuchTable(t.clone()))?;
                 out.push((row.get(0), t.clone()));
             }
-            out.sort_by(|a, b| a.1.cmp(&b.1));
-            out.dedup_by(|a, b| a.0 == b.0);
-            Ok(out)
         }
         None => {
+            let scope = match partitions {
+                Partitions::Root => "NOT c.relispartition",
+                Partitions::Leaf => "c.relkind = 'r'",
+            };
             let rows = client
-                .query(&format!("{BASE} AND n.nspname = $1 ORDER BY 3"), &[&schema])
+                .query(
+                    &format!("{BASE} AND {scope} AND n.nspname = $1"),
+                    &[&schema],
+                )
                 .await?;
             if rows.is_empty() {
                 return Err(CatalogError::NothingSelected(schema.to_string()));
             }
-            Ok(rows
-                .iter()
-                .map(|r| {
-                    (
-                        r.get(0),
-                        TableName::new(r.get::<_, String>(1), r.get::<_, String>(2)),
-                    )
-                })
-                .collect())
+            out.extend(rows.iter().map(|r| {
+                (
+                    r.get(0),
+                    TableName::new(r.get::<_, String>(1), r.get::<_, String>(2)),
+                )
+            }));
         }
     }
+    match partitions {
+        Partitions::Leaf => out = leaves_of(client, out).await?,
+        Partitions::Root => check_no_partition_of_selected(client, &out).await?,
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    out.dedup_by(|a, b| a.0 == b.0);
+    Ok(out)
+}
+
+/// Refuses a selection holding a partition and one of its ancestors: published through the
+/// root, the partition's own table would receive no change.
+async fn check_no_partition_of_selected(
+    client: &Client,
+    tables: &[(u32, TableName)],
+) -> Result<(), CatalogError> {
+    let oids: Vec<u32> = tables.iter().map(|(oid, _)| *oid).collect();
+    for (oid, name) in tables {
+        if let Some(root) = partitions::selected_ancestor(client, *oid, &oids).await? {
+            let root = tables
+                .iter()
+                .find(|(o, _)| *o == root)
+                .map(|(_, n)| n.clone());
+            return Err(CatalogError::PartitionOfSelected(
+                name.clone(),
+                root.expect("a selected oid"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Each partitioned table replaced by its leaf partitions.
+async fn leaves_of(
+    client: &Client,
+    tables: Vec<(u32, TableName)>,
+) -> Result<Vec<(u32, TableName)>, CatalogError> {
+    let mut out = Vec::with_capacity(tables.len());
+    for (oid, name) in tables {
+        match partitions::leaves(client, oid).await? {
+            None => out.push((oid, name)),
+            Some(leaves) => out.extend(leaves.into_iter().map(|l| (l.oid, l.name))),
+        }
+    }
+    Ok(out)
 }
 
 /// Reads the schema of every selected table and the user types they use, and checks that each

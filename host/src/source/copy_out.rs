@@ -4,7 +4,7 @@ use tokio_postgres::{Client, CopyOutStream};
 
 use crate::config::ConnectionSettings;
 use crate::model::PageRange;
-use crate::model::{quote_ident, quote_literal, TableMapping};
+use crate::model::{quote_ident, quote_literal, TableMapping, TableName};
 
 /// A snapshot reader could not be opened or a COPY failed.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +68,9 @@ pub struct RowFilter<'a> {
     pub changed_since: Option<&'a str>,
     /// Only rows this snapshot saw (the others of `range`).
     pub unchanged_since: Option<&'a str>,
+    /// The relation to read instead of the mapping's source table: one leaf partition of a
+    /// partitioned table (whose columns have the same names).
+    pub relation: Option<&'a TableName>,
 }
 
 impl<'a> RowFilter<'a> {
@@ -77,6 +80,15 @@ impl<'a> RowFilter<'a> {
             range,
             changed_since: None,
             unchanged_since: None,
+            relation: None,
+        }
+    }
+
+    /// Every row of `range` of the leaf partition `leaf`.
+    pub fn leaf(range: &'a PageRange, leaf: &'a TableName) -> Self {
+        Self {
+            relation: Some(leaf),
+            ..Self::range(range)
         }
     }
 }
@@ -129,7 +141,7 @@ fn copy_out_sql(
         .map(|i| quote_ident(&mapping.source.columns[i].name))
         .collect();
     let format = if binary { " (FORMAT binary)" } else { "" };
-    let table = mapping.source.name.quoted();
+    let table = filter.relation.unwrap_or(&mapping.source.name).quoted();
     let mut conditions = Vec::new();
     if !filter.range.is_whole() {
         conditions.push(filter.range.predicate());
@@ -140,14 +152,14 @@ fn copy_out_sql(
     if let Some(snapshot) = filter.unchanged_since {
         conditions.push(format!("NOT {}", changed_since(snapshot)?));
     }
-    Ok(if conditions.is_empty() {
-        format!("COPY {table} ({}) TO STDOUT{format}", cols.join(", "))
-    } else {
-        format!(
-            "COPY (SELECT {} FROM ONLY {table} WHERE {}) TO STDOUT{format}",
-            cols.join(", "),
+    let cols = cols.join(", ");
+    Ok(match (conditions.is_empty(), filter.relation.is_some()) {
+        (true, false) => format!("COPY {table} ({cols}) TO STDOUT{format}"),
+        (true, true) => format!("COPY (SELECT {cols} FROM ONLY {table}) TO STDOUT{format}"),
+        (false, _) => format!(
+            "COPY (SELECT {cols} FROM ONLY {table} WHERE {}) TO STDOUT{format}",
             conditions.join(" AND ")
-        )
+        ),
     })
 }
 
@@ -187,7 +199,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::model::{Column, ReplicaIdentity, TableName, TableSchema};
+    use crate::model::{Column, ReplicaIdentity, TableSchema};
 
     #[test]
     fn a_range_reads_only_its_pages_of_the_table_itself() {
@@ -221,6 +233,7 @@ mod tests {
             range: &last,
             changed_since: Some("4294967300:4294967305:4294967301,4294967303"),
             unchanged_since: None,
+            relation: None,
         };
         assert_eq!(
             copy_out_sql(&mapping, false, changed).unwrap(),
@@ -231,6 +244,7 @@ mod tests {
             range: &PageRange::WHOLE,
             changed_since: None,
             unchanged_since: Some("7:9:"),
+            relation: None,
         };
         assert_eq!(
             copy_out_sql(&mapping, false, unchanged).unwrap(),
@@ -247,6 +261,16 @@ mod tests {
             copy_out_sql(&mapping, true, RowFilter::range(&last)).unwrap(),
             "COPY (SELECT \"id\", \"n\" FROM ONLY \"public\".\"t\" WHERE ctid >= '(10,0)'::tid) \
              TO STDOUT (FORMAT binary)"
+        );
+        let leaf = TableName::new("public", "t_2024");
+        assert_eq!(
+            copy_out_sql(&mapping, false, RowFilter::leaf(&last, &leaf)).unwrap(),
+            "COPY (SELECT \"id\", \"n\" FROM ONLY \"public\".\"t_2024\" WHERE \
+             ctid >= '(10,0)'::tid) TO STDOUT"
+        );
+        assert_eq!(
+            copy_out_sql(&mapping, false, RowFilter::leaf(&PageRange::WHOLE, &leaf)).unwrap(),
+            "COPY (SELECT \"id\", \"n\" FROM ONLY \"public\".\"t_2024\") TO STDOUT"
         );
     }
 }

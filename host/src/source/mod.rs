@@ -4,7 +4,9 @@
 pub mod catalog;
 pub mod copy_out;
 pub mod indexes;
+pub mod partitions;
 pub mod pgoutput;
 pub mod ranges;
+pub mod sequences;
 pub mod setup;
 pub mod stream;

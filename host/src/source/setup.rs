@@ -45,11 +45,14 @@ pub async fn check_server(client: &Client) -> Result<(), SetupError> {
     Ok(())
 }
 
-/// Creates the publication for `tables`, or makes an existing one publish exactly them.
+/// Creates the publication for `tables`, or makes an existing one publish exactly them. With
+/// `via_root`, changes to partitions are published as changes of their partitioned table
+/// (`publish_via_partition_root`), partitions created or attached later included.
 pub async fn ensure_publication(
     client: &Client,
     name: &str,
     tables: &[TableName],
+    via_root: bool,
 ) -> Result<(), SetupError> {
     let list: Vec<String> = tables.iter().map(TableName::quoted).collect();
     let list = list.join(", ");
@@ -57,10 +60,16 @@ pub async fn ensure_publication(
         .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&name])
         .await?
         .is_some();
+    let (name, option) = (
+        quote_ident(name),
+        format!("publish_via_partition_root = {via_root}"),
+    );
     let sql = if exists {
-        format!("ALTER PUBLICATION {} SET TABLE {list}", quote_ident(name))
+        format!(
+            "ALTER PUBLICATION {name} SET TABLE {list}; ALTER PUBLICATION {name} SET ({option})"
+        )
     } else {
-        format!("CREATE PUBLICATION {} FOR TABLE {list}", quote_ident(name))
+        format!("CREATE PUBLICATION {name} FOR TABLE {list} WITH ({option})")
     };
     client.batch_execute(&sql).await?;
     Ok(())

@@ -7,6 +7,7 @@ mod mappings;
 pub mod owner;
 mod retries;
 mod schema;
+pub mod sequences;
 mod store;
 
 /// SQL run by the sink inside each applied transaction.

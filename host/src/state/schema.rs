@@ -102,6 +102,11 @@ CREATE TABLE IF NOT EXISTS pgmorph.owned_tables (
     relid      oid PRIMARY KEY,
     created_at timestamptz NOT NULL DEFAULT now()
 );
+CREATE TABLE IF NOT EXISTS pgmorph.sequence_syncs (
+    connector text PRIMARY KEY,
+    synced_at timestamptz NOT NULL,
+    sequences integer NOT NULL
+);
 CREATE OR REPLACE VIEW pgmorph.state_view AS
     SELECT name, connector_type, pid, stage, state, err, last_offset FROM pgmorph.state;
 "#;

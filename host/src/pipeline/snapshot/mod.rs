@@ -12,6 +12,7 @@ use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::OnceCell;
 
+mod partitioned;
 mod range_copy;
 mod row_path;
 
@@ -24,6 +25,7 @@ use crate::model::{PageRange, RangePolicy, SourceIndex};
 use crate::sink::load::{Into, Loader};
 use crate::source::copy_out::{self, RowFilter};
 use crate::source::indexes as source_indexes;
+use crate::source::partitions;
 use crate::source::ranges;
 use crate::state::{CopiedRange, StateStore};
 use crate::transform::SharedTransform;
@@ -130,6 +132,8 @@ enum Unit {
     /// The end of a resumed copy: destination rows whose key the source no longer has
     /// (deleted since the interrupted copy) removed.
     SyncKeys,
+    /// One page range of one leaf partition of a partitioned table.
+    Leaf(crate::model::TableName, PageRange),
 }
 
 /// One table's copy, shared by the workers copying its ranges.
@@ -224,11 +228,22 @@ async fn plan(job: &SnapshotJob) -> Result<VecDeque<Item>, SnapshotError> {
             table: name.clone(),
             source,
         };
-        let size = ranges::table_size(&client, mapping.source.oid)
+        let mut size = ranges::table_size(&client, mapping.source.oid)
             .await
             .map_err(src_err)?;
-        let planned: Vec<Unit> = match job.resume.get(&name) {
-            Some(done) => {
+        let leaves = partitions::leaves(&client, mapping.source.oid)
+            .await
+            .map_err(src_err)?;
+        let planned: Vec<Unit> = match (leaves, job.resume.get(&name)) {
+            (Some(leaves), _) => {
+                let root = &mapping.source.name;
+                let (pages, units) = partitioned::plan(&client, root, leaves, splits, &job.ranges)
+                    .await
+                    .map_err(src_err)?;
+                size.pages = pages;
+                units
+            }
+            (None, Some(done)) => {
                 let done_ranges: Vec<PageRange> = done.iter().map(|c| c.range).collect();
                 let oldest = copy_out::oldest_snapshot(done.iter().map(|c| c.snapshot.as_str()))
                     .unwrap_or_default()
@@ -250,7 +265,7 @@ async fn plan(job: &SnapshotJob) -> Result<VecDeque<Item>, SnapshotError> {
                 units.push(Unit::SyncKeys);
                 units
             }
-            None => {
+            (None, None) => {
                 let planned = if splits {
                     ranges::plan(size, &job.ranges)
                 } else {
@@ -282,7 +297,7 @@ async fn plan(job: &SnapshotJob) -> Result<VecDeque<Item>, SnapshotError> {
             mapping: mapping.clone(),
             name: name.clone(),
             ranges: planned.len(),
-            resume: job.resume.contains_key(&name),
+            resume: job.resume.contains_key(&name) && !matches!(planned[0], Unit::Leaf(..)),
             indexes,
             started: OnceCell::new(),
             remaining: AtomicUsize::new(planned.len()),
@@ -332,6 +347,7 @@ async fn work(
             Unit::Merge(range, since) => ctx.merge(&range, &since, true).await?,
             Unit::Refresh(range, since) => ctx.merge(&range, &since, false).await?,
             Unit::SyncKeys => ctx.sync_keys().await?,
+            Unit::Leaf(leaf, range) => ctx.copy_leaf(&leaf, &range).await?,
         };
     }
     Ok(rows)

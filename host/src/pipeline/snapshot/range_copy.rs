@@ -25,13 +25,13 @@ pub(super) struct RangeCtx<'a> {
 }
 
 impl RangeCtx<'_> {
-    fn err(&self) -> impl Fn(tokio_postgres::Error) -> SnapshotError + '_ {
+    pub(super) fn err(&self) -> impl Fn(tokio_postgres::Error) -> SnapshotError + '_ {
         dst_err(&self.table.name)
     }
 
     /// The first unit of a table to start records the copy as started and, unless it
     /// resumes, empties the table (committed, before any unit writes).
-    async fn start(&self) -> Result<Instant, SnapshotError> {
+    pub(super) async fn start(&self) -> Result<Instant, SnapshotError> {
         let (job, table) = (self.job, self.table);
         let mapping = &table.mapping;
         let started = *table
@@ -99,6 +99,7 @@ impl RangeCtx<'_> {
                 range,
                 changed_since: None,
                 unchanged_since: Some(since),
+                relation: None,
             };
             copied = stream_rows(
                 self.job,
@@ -114,6 +115,7 @@ impl RangeCtx<'_> {
             range,
             changed_since: Some(since),
             unchanged_since: None,
+            relation: None,
         };
         let merged = stream_rows(
             self.job,
@@ -204,7 +206,7 @@ impl RangeCtx<'_> {
 
     /// Counts a committed unit; the table's last one creates the indexes and records the
     /// table as copied.
-    async fn unit_done(
+    pub(super) async fn unit_done(
         &self,
         rows: u64,
         skipped: u64,
