@@ -16,7 +16,7 @@ use pgmorph::state::StateStore;
 
 mod cli;
 
-use cli::{demo, offsets, plugin_cli, transform_setup};
+use cli::{demo, offsets, plugin_cli, source_setup, transform_setup};
 
 /// Replicate one PostgreSQL database into another, reshaping it with WebAssembly plugins.
 #[derive(Parser)]
@@ -55,6 +55,22 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Prepare the source: check it, create the publication, and with `--ddl` install the
+    /// event triggers that stream schema changes (needs a superuser).
+    SetupSource {
+        /// The connector's TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Install the DDL event triggers.
+        #[arg(long)]
+        ddl: bool,
+    },
+    /// Remove the DDL event triggers from the source.
+    TeardownSource {
+        /// The connector's TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
     },
     /// Drop the connector's slot, publication and state rows (destination tables stay).
     Reset {
@@ -229,6 +245,10 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             .await
         }
         Command::Status { config, json } => status(&Config::load(&config)?, json).await,
+        Command::SetupSource { config, ddl } => {
+            source_setup::setup(&Config::load(&config)?, ddl).await
+        }
+        Command::TeardownSource { config } => source_setup::teardown(&Config::load(&config)?).await,
         Command::Reset { config, yes } => reset(&Config::load(&config)?, yes).await,
         Command::Stop { config } => request(&Config::load(&config)?, Request::Stop).await,
         Command::Pause { config } => request(&Config::load(&config)?, Request::Pause).await,

@@ -11,9 +11,9 @@ use super::copier::Copier;
 use super::streaming::Streaming;
 use crate::config::{Config, ConnectionSettings};
 use crate::model::{Lsn, TableMapping, TableName};
-use crate::sink::{ddl, Sink};
+use crate::sink::{align, ddl, Sink};
 use crate::source::stream::{CreatedSlot, ReplicationStream, StreamError};
-use crate::source::{catalog, setup};
+use crate::source::{catalog, ddl_trigger, setup};
 use crate::state::owner;
 use crate::state::{ConnectorState, StateStore, TableSync};
 use crate::transform::{SharedTransform, Transform};
@@ -143,7 +143,13 @@ impl Start<'_> {
         let source = connect(self.source_settings, "pgmorph").await?;
         setup::check_server(&source).await?;
         let plan = self.map_tables(&source, options.transform).await?;
-        let previous_maps = state.previous_mappings(&plan.mappings).await?;
+        let mut previous_maps = state.previous_mappings(&plan.mappings).await?;
+        let ddl_capture = ddl_trigger::installed(&source, &self.config.name).await;
+        if ddl_capture.map_err(setup::SetupError::from)? {
+            // Source DDL made while stopped reaches the destination through the stream.
+            let recorded = state.recorded_source_columns().await?;
+            previous_maps.retain(|table, m| align::source_unchanged(recorded.get(table), m));
+        }
         let published: Vec<_> = plan.active.iter().map(|m| m.source.name.clone()).collect();
         setup::ensure_publication(&source, &self.slot, &published).await?;
         let previous = state.load().await?;
