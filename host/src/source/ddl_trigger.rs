@@ -45,7 +45,7 @@ SELECT jsonb_build_object(
     'identity', c.relreplident::text,
     'columns', COALESCE((
         SELECT jsonb_agg(jsonb_build_object(
-            'attnum', a.attnum, 'name', a.attname::text, 'type_oid', a.atttypid,
+            'attnum', a.attnum, 'name', a.attname::text, 'type_oid', a.atttypid::int8,
             'typmod', a.atttypmod, 'type', format_type(a.atttypid, a.atttypmod),
             'not_null', a.attnotnull, 'default', pg_get_expr(d.adbin, d.adrelid))
             ORDER BY a.attnum)
@@ -111,7 +111,7 @@ BEGIN
         INSERT INTO pgmorph.ddl_state VALUES ({conn}, rel, after)
             ON CONFLICT (connector, relid) DO UPDATE SET state = EXCLUDED.state;
         PERFORM pg_logical_emit_message(true, 'pgmorph', jsonb_build_object(
-            'connector', {conn}, 'tag', tg_tag, 'statement', current_query(), 'oid', rel,
+            'connector', {conn}, 'tag', tg_tag, 'statement', current_query(), 'oid', rel::int8,
             'old', before, 'new', after)::text);
     END LOOP;
 END
@@ -129,7 +129,7 @@ BEGIN
             RETURNING state INTO before;
         CONTINUE WHEN before IS NULL;
         PERFORM pg_logical_emit_message(true, 'pgmorph', jsonb_build_object(
-            'connector', {conn}, 'tag', tg_tag, 'statement', current_query(), 'oid', rel,
+            'connector', {conn}, 'tag', tg_tag, 'statement', current_query(), 'oid', rel::int8,
             'old', before, 'new', NULL)::text);
     END LOOP;
 END
