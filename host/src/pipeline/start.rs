@@ -194,8 +194,15 @@ impl Start<'_> {
         };
         let copier = self.copier(&plan.transform);
         let lagging = Lagging(&lagging);
-        self.copy_tables(&dest, &plan.active, &copier, fresh.as_ref(), &previous, lagging)
-            .await?;
+        self.copy_tables(
+            &dest,
+            &plan.active,
+            &copier,
+            fresh.as_ref(),
+            &previous,
+            lagging,
+        )
+        .await?;
         if mode == Mode::InitialOnly {
             state.set(Some("initial snapshot"), "done", None).await?;
             tracing::info!("initial_only: snapshot done, not streaming");
