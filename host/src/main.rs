@@ -65,6 +65,10 @@ enum Command {
         /// Install the DDL event triggers.
         #[arg(long)]
         ddl: bool,
+        /// With `--ddl`: a table dropped on the source is dropped on the destination (default:
+        /// kept).
+        #[arg(long)]
+        drop_tables: bool,
     },
     /// Remove the DDL event triggers from the source.
     TeardownSource {
@@ -245,9 +249,11 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             .await
         }
         Command::Status { config, json } => status(&Config::load(&config)?, json).await,
-        Command::SetupSource { config, ddl } => {
-            source_setup::setup(&Config::load(&config)?, ddl).await
-        }
+        Command::SetupSource {
+            config,
+            ddl,
+            drop_tables,
+        } => source_setup::setup(&Config::load(&config)?, ddl, drop_tables).await,
         Command::TeardownSource { config } => source_setup::teardown(&Config::load(&config)?).await,
         Command::Reset { config, yes } => reset(&Config::load(&config)?, yes).await,
         Command::Stop { config } => request(&Config::load(&config)?, Request::Stop).await,
@@ -399,9 +405,13 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
         }
     }
     let lag = slot_lag(config).await;
+    let (ddl_applied, ddl_last) = pgmorph::state::ddl_history::summary(&client, &config.name)
+        .await
+        .unwrap_or_default();
     if json {
         let mut v = serde_json::to_value(&s)?;
         v["slot"] = lag.clone().unwrap_or(serde_json::Value::Null);
+        v["source_ddl"] = serde_json::json!({ "applied": ddl_applied, "last": ddl_last });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
@@ -442,6 +452,9 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
                 println!("{key:<15} {v}");
             }
         }
+    }
+    if let Some(last) = ddl_last {
+        println!("source_ddl      {ddl_applied} applied, last: {last}");
     }
     match &lag {
         Some(l) => {

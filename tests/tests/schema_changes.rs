@@ -116,7 +116,7 @@ impl Writer {
                     }
                     Err(_) => {
                         table = client
-                            .query_one("SELECT relname::text FROM pg_class WHERE oid = $1", &[&oid])
+                            .query_one("SELECT $1::oid::regclass::text", &[&oid])
                             .await?
                             .get(0);
                     }
@@ -205,6 +205,13 @@ const STEPS: &[Step] = &[
         dest: ("shop", "items_v3", "id, b2, c, memo"),
         columns: "id integer NO, b2 text YES, c bigint NO, memo text YES",
     },
+    Step {
+        ddl: "ALTER TABLE items2 SET SCHEMA archive",
+        marker: "INSERT INTO archive.items2 (id, b2) VALUES ($, 'archived')",
+        source: ("archive.items2", "id, b2, c, note"),
+        dest: ("archive", "items_v4", "id, b2, c, memo"),
+        columns: "id integer NO, b2 text YES, c bigint NO, memo text YES",
+    },
 ];
 
 /// Rows of a table up to `upto` and the markers, with the given columns, as a query.
@@ -251,7 +258,11 @@ async fn run_step(src: &Client, dst: &Client, k: usize, step: &Step) -> anyhow::
 }
 
 /// Stages the binary's config with the rename plugin and installs the DDL triggers.
-fn stage(pair: &Pair, name: &str) -> anyhow::Result<(Vec<String>, std::path::PathBuf)> {
+fn stage(
+    pair: &Pair,
+    name: &str,
+    flags: &[&str],
+) -> anyhow::Result<(Vec<String>, std::path::PathBuf)> {
     let (args, log) = plugin_support::binary_run(
         pair,
         name,
@@ -259,10 +270,11 @@ fn stage(pair: &Pair, name: &str) -> anyhow::Result<(Vec<String>, std::path::Pat
         &[(
             "10-rename",
             "rename",
-            r#"config = { tables = { "public.items" = "public.items_v2", "public.items2" = "shop.items_v3" }, columns = { "public.items.a" = "alpha", "*.note" = "memo" } }"#,
+            r#"config = { tables = { "public.items" = "public.items_v2", "public.items2" = "shop.items_v3", "archive.items2" = "archive.items_v4" }, columns = { "public.items.a" = "alpha", "*.note" = "memo" } }"#,
         )],
     )?;
-    let (ok, out, err) = run_bin(&["setup-source", "--config", &args[2], "--ddl"]);
+    let setup = [&["setup-source", "--config", &args[2], "--ddl"], flags].concat();
+    let (ok, out, err) = run_bin(&setup);
     assert!(ok, "setup-source failed: {out}{err}");
     assert!(out.contains("DDL triggers installed"), "{out}");
     Ok((args, log))
@@ -274,10 +286,11 @@ async fn source_ddl_follows_the_mapping_under_load() -> anyhow::Result<()> {
     let (src, dst) = pair.clients().await?;
     src.batch_execute(
         "CREATE TABLE items (id int PRIMARY KEY, a int, b text, c int DEFAULT 0);
-         INSERT INTO items SELECT g, g, 'b' || g, g FROM generate_series(1, 200) g;",
+         INSERT INTO items SELECT g, g, 'b' || g, g FROM generate_series(1, 200) g;
+         CREATE SCHEMA archive;",
     )
     .await?;
-    let (args, log) = stage(&pair, "ddl")?;
+    let (args, log) = stage(&pair, "ddl", &["--drop-tables"])?;
     let mut child = spawn_bin(&args, &log);
     let show_log = |e: anyhow::Error| e.context(std::fs::read_to_string(&log).unwrap_or_default());
     wait_streaming(&dst, "ddl", None).await.map_err(show_log)?;
@@ -298,18 +311,23 @@ async fn source_ddl_follows_the_mapping_under_load() -> anyhow::Result<()> {
     }
     let written = writer.stop().await?;
     assert!(written > 20, "the load wrote {written} rows");
+    let gone: bool = dst
+        .query_one(
+            "SELECT to_regclass('public.items_v2') IS NULL AND to_regclass('shop.items_v3') IS NULL",
+            &[],
+        )
+        .await?
+        .get(0);
     assert!(
-        dst.query_one("SELECT to_regclass('public.items_v2') IS NULL", &[])
-            .await?
-            .get::<_, bool>(0),
-        "the renamed source table moved to its new mapped name"
+        gone,
+        "the renamed and moved source table moved to its mapped names"
     );
     wait_same(
         &src,
         &dst,
         &[(
-            "(SELECT id, b2, c, note FROM items2)",
-            "(SELECT id, b2, c, memo FROM shop.items_v3)",
+            "(SELECT id, b2, c, note FROM archive.items2)",
+            "(SELECT id, b2, c, memo FROM archive.items_v4)",
         )],
         None,
     )
@@ -326,6 +344,17 @@ async fn source_ddl_follows_the_mapping_under_load() -> anyhow::Result<()> {
         .collect();
     let expected: Vec<&str> = STEPS.iter().map(|s| s.ddl).collect();
     assert_eq!(history, expected, "every DDL is recorded once, in order");
+
+    // Installed with --drop-tables: a dropped source table goes on the destination too.
+    src.batch_execute("DROP TABLE archive.items2").await?;
+    wait_history(&dst, "ddl", STEPS.len() as i64 + 1)
+        .await
+        .map_err(show_log)?;
+    let dropped: bool = dst
+        .query_one("SELECT to_regclass('archive.items_v4') IS NULL", &[])
+        .await?
+        .get(0);
+    assert!(dropped);
     child.stop_cleanly()?;
     Ok(())
 }
@@ -349,7 +378,7 @@ async fn source_ddl_survives_kill_9() -> anyhow::Result<()> {
          INSERT INTO items SELECT g, 'b' || g FROM generate_series(1, 100) g;",
     )
     .await?;
-    let (args, log) = stage(&pair, "ddlkill")?;
+    let (args, log) = stage(&pair, "ddlkill", &[])?;
     let show_log = |e: anyhow::Error| e.context(std::fs::read_to_string(&log).unwrap_or_default());
     let mut child = spawn_bin(&args, &log);
     wait_streaming(&dst, "ddlkill", None)
@@ -391,6 +420,18 @@ async fn source_ddl_survives_kill_9() -> anyhow::Result<()> {
     assert_eq!(
         columns(&dst, "public", "items_v2").await?,
         "id integer NO, b3 text YES, n integer YES"
+    );
+
+    // By default a dropped source table is recorded and its destination table kept.
+    src.batch_execute("DROP TABLE items").await?;
+    wait_history(&dst, "ddlkill", 4).await.map_err(show_log)?;
+    let (rows, _) = pgmorph_e2e::digest(&dst, "public.items_v2").await?;
+    assert_eq!(rows, 103, "the destination table stays with its rows");
+    let (ok, out, err) = run_bin(&["status", "--config", &args[2]]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("source_ddl      4 applied, last: DROP TABLE public.items at"),
+        "{out}"
     );
     child.stop_cleanly()?;
 

@@ -13,8 +13,11 @@ async fn connect(config: &Config, what: &str) -> anyhow::Result<tokio_postgres::
 }
 
 /// Checks the source, creates or updates the publication, and with `ddl` installs the DDL
-/// triggers.
-pub async fn setup(config: &Config, ddl: bool) -> anyhow::Result<()> {
+/// triggers (`drop_tables`: a table dropped on the source is dropped on the destination).
+pub async fn setup(config: &Config, ddl: bool, drop_tables: bool) -> anyhow::Result<()> {
+    if drop_tables && !ddl {
+        anyhow::bail!("--drop-tables goes with --ddl");
+    }
     let source = connect(config, "pgmorph setup-source").await?;
     setup::check_server(&source).await?;
     let schema = config
@@ -35,7 +38,7 @@ pub async fn setup(config: &Config, ddl: bool) -> anyhow::Result<()> {
         tables.len()
     );
     if ddl {
-        ddl_trigger::install(&source, &config.name, &publication).await?;
+        ddl_trigger::install(&source, &config.name, &publication, drop_tables).await?;
         println!(
             "DDL triggers installed: schema changes of the published tables reach connector {}",
             config.name

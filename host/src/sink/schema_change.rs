@@ -124,6 +124,11 @@ pub fn schema_change_sql(
     out
 }
 
+/// Drops the destination table of a table dropped on the source.
+pub fn drop_table_sql(table: &TableName) -> String {
+    format!("DROP TABLE IF EXISTS {}", table.quoted())
+}
+
 /// Moves and renames the table; returns its name afterwards.
 fn move_table(old: &TableName, new: &TableName, out: &mut Vec<String>) -> TableName {
     let mut table = old.clone();

@@ -24,6 +24,9 @@ pub struct DdlEvent {
     pub old: Option<TableState>,
     /// The state after the command; absent when the table was dropped.
     pub new: Option<TableState>,
+    /// For a dropped table: drop the destination table too (`setup-source --drop-tables`).
+    #[serde(default)]
+    pub drop_destination: bool,
 }
 
 /// A table's catalog state.

@@ -83,7 +83,7 @@ fn names(connector: &str) -> Names {
 }
 
 /// The trigger functions and triggers of one connector, publishing through `publication`.
-fn connector_sql(connector: &str, publication: &str) -> String {
+fn connector_sql(connector: &str, publication: &str, drop_tables: bool) -> String {
     let n = names(connector);
     let (conn, publ) = (quote_literal(connector), quote_literal(publication));
     format!(
@@ -130,7 +130,7 @@ BEGIN
         CONTINUE WHEN before IS NULL;
         PERFORM pg_logical_emit_message(true, 'pgmorph', jsonb_build_object(
             'connector', {conn}, 'tag', tg_tag, 'statement', current_query(), 'oid', rel::int8,
-            'old', before, 'new', NULL)::text);
+            'old', before, 'new', NULL, 'drop_destination', {drop_tables})::text);
     END LOOP;
 END
 $f$;
@@ -154,11 +154,13 @@ INSERT INTO pgmorph.ddl_state
 }
 
 /// Installs (or refreshes) the connector's DDL triggers and records the current state of every
-/// table in `publication`, in one transaction.
+/// table in `publication`, in one transaction. With `drop_tables`, a table dropped on the source
+/// is dropped on the destination too (otherwise it is kept).
 pub async fn install(
     client: &Client,
     connector: &str,
     publication: &str,
+    drop_tables: bool,
 ) -> Result<(), DdlTriggerError> {
     let row = client
         .query_one(
@@ -171,7 +173,7 @@ pub async fn install(
     }
     let sql = format!(
         "BEGIN;{SHARED}{}COMMIT;",
-        connector_sql(connector, publication)
+        connector_sql(connector, publication, drop_tables)
     );
     if let Err(e) = client.batch_execute(&sql).await {
         let _ = client.batch_execute("ROLLBACK").await;
@@ -231,10 +233,11 @@ mod tests {
 
     #[test]
     fn connector_names_are_quoted_in_the_trigger_sql() {
-        let sql = connector_sql("it's", "pgmorph_it's");
+        let sql = connector_sql("it's", "pgmorph_it's", true);
         assert!(sql.contains("connector = 'it''s'"), "{sql}");
         assert!(sql.contains("p.pubname = 'pgmorph_it''s'"), "{sql}");
         assert!(sql.contains("CREATE EVENT TRIGGER \"pgmorph_ddl_it's\" ON ddl_command_end"));
         assert!(sql.contains("CREATE EVENT TRIGGER \"pgmorph_drop_it's\" ON sql_drop"));
+        assert!(sql.contains("'drop_destination', true"), "{sql}");
     }
 }

@@ -62,6 +62,23 @@ pub(crate) fn rename_sql(
     )
 }
 
+/// How many source DDL commands connector `name` applied, and the last one (`tag table at
+/// time`), for `pgmorph status`.
+pub async fn summary(
+    client: &tokio_postgres::Client,
+    name: &str,
+) -> Result<(i64, Option<String>), super::StateError> {
+    let row = client
+        .query_one(
+            "SELECT count(*), (SELECT tag || ' ' || source_table || ' at ' || applied_at::text \
+                 FROM pgmorph.ddl_history WHERE connector = $1 ORDER BY id DESC LIMIT 1) \
+             FROM pgmorph.ddl_history WHERE connector = $1",
+            &[&name],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ use super::flow::Flow;
 use super::{Cdc, CdcError};
 use crate::model::{Lsn, TableMapping, TableSchema, UserType};
 use crate::pipeline::relations::RelationError;
-use crate::sink::schema_change::{schema_change_sql, SourceChange};
+use crate::sink::schema_change::{drop_table_sql, schema_change_sql, SourceChange};
 use crate::sink::{ddl, ApplyError};
 use crate::source::ddl_event::{DdlEvent, TableState};
 use crate::state::ddl_history::DdlRecord;
@@ -127,13 +127,18 @@ impl Cdc<'_> {
         Ok(())
     }
 
-    /// A dropped table: no more changes come for it; its destination table is kept.
+    /// A dropped table: no more changes come for it; its destination table is kept, or
+    /// dropped when the triggers were installed with `--drop-tables`.
     async fn follow_drop(
         &mut self,
         event: &DdlEvent,
         current: &Arc<TableMapping>,
         lsn: Lsn,
     ) -> Result<(), CdcError> {
+        let statements = match event.drop_destination && !current.skip {
+            true => vec![drop_table_sql(&current.destination)],
+            false => Vec::new(),
+        };
         let record = DdlRecord {
             connector: self.state.name(),
             lsn: lsn.to_string(),
@@ -141,13 +146,16 @@ impl Cdc<'_> {
             dest_table: &current.destination,
             tag: &event.tag,
             statement: &event.statement,
-            applied: &[],
+            applied: &statements,
         };
-        self.sink.apply_source_ddl(&[], &record, None).await?;
+        self.sink
+            .apply_source_ddl(&statements, &record, None)
+            .await?;
         tracing::info!(
             table = %current.source.name,
             destination = %current.destination,
-            "source table dropped; its destination table is kept"
+            dropped = !statements.is_empty(),
+            "source table dropped"
         );
         Ok(())
     }
