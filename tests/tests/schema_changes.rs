@@ -407,6 +407,7 @@ async fn source_ddl_survives_kill_9() -> anyhow::Result<()> {
          ALTER TABLE items ADD COLUMN n int DEFAULT 5;
          INSERT INTO items (id, b2, n) VALUES (1003, 'after the DDL', 7);
          ALTER TABLE items RENAME COLUMN b2 TO b3;
+         ALTER TABLE items ADD COLUMN k serial;
          UPDATE items SET b3 = 'updated' WHERE id = 1;",
     )
     .await?;
@@ -416,21 +417,32 @@ async fn source_ddl_survives_kill_9() -> anyhow::Result<()> {
         "(SELECT id, b3, n FROM public.items_v2)",
     )];
     wait_same(&src, &dst, &same, None).await.map_err(show_log)?;
-    wait_history(&dst, "ddlkill", 3).await.map_err(show_log)?;
+    wait_history(&dst, "ddlkill", 4).await.map_err(show_log)?;
+    // A volatile default (a sequence) gave each source row its own value, which no change
+    // carries: existing rows get NULL on the destination, new rows their value.
     assert_eq!(
         columns(&dst, "public", "items_v2").await?,
-        "id integer NO, b3 text YES, n integer YES"
+        "id integer NO, b3 text YES, n integer YES, k integer YES"
     );
+    src.batch_execute("INSERT INTO items (id, b3) VALUES (1004, 'with k')")
+        .await?;
+    wait_until(
+        &dst,
+        "SELECT k IS NOT NULL FROM public.items_v2 WHERE id = 1004",
+        None,
+    )
+    .await
+    .map_err(show_log)?;
 
     // By default a dropped source table is recorded and its destination table kept.
     src.batch_execute("DROP TABLE items").await?;
-    wait_history(&dst, "ddlkill", 4).await.map_err(show_log)?;
+    wait_history(&dst, "ddlkill", 5).await.map_err(show_log)?;
     let (rows, _) = pgmorph_e2e::digest(&dst, "public.items_v2").await?;
-    assert_eq!(rows, 103, "the destination table stays with its rows");
+    assert_eq!(rows, 104, "the destination table stays with its rows");
     let (ok, out, err) = run_bin(&["status", "--config", &args[2]]);
     assert!(ok, "{out}{err}");
     assert!(
-        out.contains("source_ddl      4 applied, last: DROP TABLE public.items at"),
+        out.contains("source_ddl      5 applied, last: DROP TABLE public.items at"),
         "{out}"
     );
     child.stop_cleanly()?;

@@ -45,14 +45,16 @@ impl Sink {
 pub struct SourceChange<'a> {
     /// For a source column index of the old mapping, its index in the new one (`None`: dropped).
     pub moved: &'a dyn Fn(usize) -> Option<usize>,
-    /// The default expression of a source column of the new mapping, by index.
-    pub default: &'a dyn Fn(usize) -> Option<String>,
+    /// The value existing rows have in a source column of the new mapping added by this
+    /// change (its non-volatile default), by index; `None` when the source computed one value
+    /// per row (a volatile default) or there is none.
+    pub existing_value: &'a dyn Fn(usize) -> Option<String>,
 }
 
 /// The statements that turn the destination table of `old` into that of `new`, in order: the
 /// table moved and renamed, the key released, dropped source columns dropped, kept columns
-/// renamed, retyped and NOT NULL changed, new columns added (with the source's default, so
-/// existing rows get the value the source gave them), and the new key.
+/// renamed, retyped and NOT NULL changed, new columns added (existing rows get the value they
+/// have on the source), and the new key.
 pub fn schema_change_sql(
     old: &TableMapping,
     new: &TableMapping,
@@ -107,11 +109,8 @@ pub fn schema_change_sql(
             .iter()
             .any(|o| matched(o).is_some_and(|m| m.name == c.name))
         {
-            out.push(add_column_sql(
-                &t,
-                c,
-                c.source_index.and_then(change.default),
-            ));
+            let existing = c.source_index.and_then(change.existing_value);
+            out.extend(add_column_sql(&t, c, existing));
         }
     }
     if key_changed && !new_key.is_empty() {
@@ -178,19 +177,23 @@ fn alter_column(t: &str, o: &MappedColumn, c: &MappedColumn, out: &mut Vec<Strin
     }
 }
 
-fn add_column_sql(t: &str, c: &MappedColumn, default: Option<String>) -> String {
-    let mut sql = format!(
-        "ALTER TABLE {t} ADD COLUMN {} {}",
-        quote_ident(&c.name),
-        c.type_sql
-    );
-    if let Some(d) = default {
-        sql.push_str(&format!(" DEFAULT ({d})"));
-    }
+/// Adds a column; existing rows get the value they have on the source (the default is dropped
+/// again: changes carry their values). Without one, existing rows get NULL and the column
+/// stays nullable.
+fn add_column_sql(t: &str, c: &MappedColumn, existing: Option<String>) -> Vec<String> {
+    let name = quote_ident(&c.name);
+    let mut add = format!("ALTER TABLE {t} ADD COLUMN {name} {}", c.type_sql);
+    let Some(value) = existing else {
+        return vec![add];
+    };
+    add.push_str(&format!(" DEFAULT {}", quote_literal(&value)));
     if c.not_null {
-        sql.push_str(" NOT NULL");
+        add.push_str(" NOT NULL");
     }
-    sql
+    vec![
+        add,
+        format!("ALTER TABLE {t} ALTER COLUMN {name} DROP DEFAULT"),
+    ]
 }
 
 /// Drops the table's primary key, whatever its constraint is called.
@@ -249,13 +252,13 @@ mod tests {
             ("c", "integer", false, false),
         ]);
         let moved = |i: usize| [Some(0), None, Some(1)][i];
-        let default = |i: usize| (i == 2).then(|| "7".to_string());
+        let existing = |i: usize| (i == 2).then(|| "7".to_string());
         let sql = schema_change_sql(
             &old,
             &new,
             &SourceChange {
                 moved: &moved,
-                default: &default,
+                existing_value: &existing,
             },
         );
         let t = "\"dst\".\"items\"";
@@ -266,7 +269,8 @@ mod tests {
                 format!("ALTER TABLE {t} RENAME COLUMN \"b\" TO \"b2\""),
                 format!("ALTER TABLE {t} ALTER COLUMN \"b2\" TYPE bigint USING \"b2\"::bigint"),
                 format!("ALTER TABLE {t} ALTER COLUMN \"b2\" SET NOT NULL"),
-                format!("ALTER TABLE {t} ADD COLUMN \"c\" integer DEFAULT (7)"),
+                format!("ALTER TABLE {t} ADD COLUMN \"c\" integer DEFAULT '7'"),
+                format!("ALTER TABLE {t} ALTER COLUMN \"c\" DROP DEFAULT"),
             ]
         );
     }
@@ -283,7 +287,7 @@ mod tests {
             &new,
             &SourceChange {
                 moved: &moved,
-                default: &none,
+                existing_value: &none,
             },
         );
         assert_eq!(sql[0], "CREATE SCHEMA IF NOT EXISTS \"public\"");
@@ -308,7 +312,7 @@ mod tests {
             &old,
             &SourceChange {
                 moved: &moved,
-                default: &none
+                existing_value: &none
             }
         )
         .is_empty());

@@ -64,6 +64,10 @@ pub struct StateColumn {
     pub not_null: bool,
     /// The default expression, if any.
     pub default: Option<String>,
+    /// The value rows that existed before the column was added read (`attmissingval`): set
+    /// when the column was added with a non-volatile default, without rewriting the table.
+    #[serde(default)]
+    pub missing: Option<String>,
 }
 
 /// A DDL message that cannot be read.
@@ -136,7 +140,7 @@ mod tests {
                     "columns": [{"attnum": 1, "name": "id", "type_oid": 23, "typmod": -1,
                                  "type": "integer", "not_null": true, "default": null},
                                 {"attnum": 3, "name": "c", "type_oid": 25, "typmod": -1,
-                                 "type": "text", "not_null": false, "default": "'x'::text"}]}}"#;
+                                 "type": "text", "not_null": false, "default": "'x'::text", "missing": "x"}]}}"#;
         let e = DdlEvent::parse(json).unwrap();
         assert_eq!((e.oid, e.tag.as_str()), (16384, "ALTER TABLE"));
         assert!(e.old.is_none());
@@ -144,6 +148,8 @@ mod tests {
         assert_eq!(new.index_of(3), Some(1));
         assert_eq!(new.index_of(2), None);
         assert_eq!(new.columns[1].default.as_deref(), Some("'x'::text"));
+        assert_eq!(new.columns[1].missing.as_deref(), Some("x"));
+        assert_eq!(new.columns[0].missing, None);
         assert!(DdlEvent::parse(b"{\"tag\": 1}").is_err());
     }
 }

@@ -47,7 +47,8 @@ SELECT jsonb_build_object(
         SELECT jsonb_agg(jsonb_build_object(
             'attnum', a.attnum, 'name', a.attname::text, 'type_oid', a.atttypid::int8,
             'typmod', a.atttypmod, 'type', format_type(a.atttypid, a.atttypmod),
-            'not_null', a.attnotnull, 'default', pg_get_expr(d.adbin, d.adrelid))
+            'not_null', a.attnotnull, 'default', pg_get_expr(d.adbin, d.adrelid),
+            'missing', CASE WHEN a.atthasmissing THEN (a.attmissingval::text::text[])[1] END)
             ORDER BY a.attnum)
         FROM pg_attribute a
         LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum

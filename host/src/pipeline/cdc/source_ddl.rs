@@ -85,13 +85,13 @@ impl Cdc<'_> {
         } else {
             let moved =
                 |i: usize| moved_column(mapped.old_state.as_ref(), new_state, &old.source, i);
-            let default = |j: usize| new_state.columns.get(j).and_then(|c| c.default.clone());
+            let existing = |j: usize| new_state.columns.get(j).and_then(|c| c.missing.clone());
             schema_change_sql(
                 old,
                 new,
                 &SourceChange {
                     moved: &moved,
-                    default: &default,
+                    existing_value: &existing,
                 },
             )
         };
