@@ -460,3 +460,49 @@ async fn source_ddl_survives_kill_9() -> anyhow::Result<()> {
     assert_eq!(left, 0);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_the_destination_refuses_stops_the_connector() -> anyhow::Result<()> {
+    let pair = Pair::start()?;
+    let (src, dst) = pair.clients().await?;
+    src.batch_execute(
+        "CREATE TABLE items (id int PRIMARY KEY, b text);
+         INSERT INTO items VALUES (1, 'one');",
+    )
+    .await?;
+    let (_, config) = pair.config("refused", "", "tables = [\"public.items\"]")?;
+    pgmorph::source::setup::ensure_publication(
+        &src,
+        &config.slot_name(),
+        &[pgmorph::model::TableName::new("public", "items")],
+    )
+    .await?;
+    pgmorph::source::ddl_trigger::install(&src, "refused", &config.slot_name(), false).await?;
+    let running = Running::start(&config, Mode::Initial);
+    wait_streaming(&dst, "refused", Some(&running)).await?;
+    // The source converts with its own expression; the destination's cast of 'one' fails.
+    let ddl = "ALTER TABLE items ALTER COLUMN b TYPE int USING length(b)";
+    src.batch_execute(ddl).await?;
+    let error = tokio::time::timeout(pgmorph_e2e::DEADLINE, running.join())
+        .await?
+        .expect_err("the connector stops");
+    let text = pgmorph::error_chain::one_line(&error);
+    assert!(text.contains(ddl), "{text}");
+    assert!(
+        text.contains("invalid input syntax for type integer"),
+        "{text}"
+    );
+    let (applied, b_type): (i64, String) = {
+        let r = dst
+            .query_one(
+                "SELECT (SELECT count(*) FROM pgmorph.ddl_history), \
+                 (SELECT data_type FROM information_schema.columns \
+                  WHERE table_schema = 'postgres' AND table_name = 'items' AND column_name = 'b')",
+                &[],
+            )
+            .await?;
+        (r.get(0), r.get(1))
+    };
+    assert_eq!((applied, b_type.as_str()), (0, "text"), "nothing applied");
+    Ok(())
+}
