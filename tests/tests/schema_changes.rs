@@ -221,6 +221,7 @@ fn compared(table: &str, cols: &str, upto: i32) -> String {
 
 /// Runs one step: the DDL under the write load, a marker change after it, then compares.
 async fn run_step(src: &Client, dst: &Client, k: usize, step: &Step) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     src.batch_execute(step.ddl).await?;
     let upto: i32 = src
         .query_one(
@@ -241,6 +242,11 @@ async fn run_step(src: &Client, dst: &Client, k: usize, step: &Step) -> anyhow::
     )
     .await
     .map_err(|e| e.context(format!("after {}", step.ddl)))?;
+    eprintln!(
+        "{:?} from the DDL to the marker after it on the destination: {}",
+        started.elapsed(),
+        step.ddl
+    );
     let pair = (
         compared(step.source.0, step.source.1, upto),
         compared(&dest, cols, upto),
@@ -311,6 +317,7 @@ async fn source_ddl_follows_the_mapping_under_load() -> anyhow::Result<()> {
     }
     let written = writer.stop().await?;
     assert!(written > 20, "the load wrote {written} rows");
+    eprintln!("{written} rows written by the concurrent load during the DDL steps");
     let gone: bool = dst
         .query_one(
             "SELECT to_regclass('public.items_v2') IS NULL AND to_regclass('shop.items_v3') IS NULL",
