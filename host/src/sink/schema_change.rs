@@ -18,16 +18,15 @@ impl Sink {
     ) -> Result<(), ApplyError> {
         let table = record.dest_table;
         for sql in statements {
-            self.execute_ddl(table, sql)
-                .await
-                .map_err(|e| ApplyError::Unusable {
+            self.execute_ddl(table, sql).await.map_err(|e| match e {
+                ApplyError::Statement { source, .. } => ApplyError::SourceDdl {
                     table: table.to_string(),
-                    message: format!(
-                        "source DDL {:?} cannot be applied: the destination refused {sql}: {}",
-                        record.statement,
-                        crate::error_chain::one_line(&e)
-                    ),
-                })?;
+                    statement: record.statement.to_string(),
+                    sql: sql.clone(),
+                    source,
+                },
+                other => other,
+            })?;
         }
         let state = TableName::new(crate::state::STATE_SCHEMA, "ddl_history");
         self.execute_ddl(&state, &ddl_history::record_sql(record))
