@@ -484,7 +484,8 @@ async fn ddl_the_destination_refuses_stops_the_connector() -> anyhow::Result<()>
         &[pgmorph::model::TableName::new("public", "items")],
     )
     .await?;
-    pgmorph::source::ddl_trigger::install(&src, "refused", &config.slot_name(), false).await?;
+    let follow = pgmorph::source::ddl_trigger::Follow::default();
+    pgmorph::source::ddl_trigger::install(&src, "refused", &config.slot_name(), &follow).await?;
     let running = Running::start(&config, Mode::Initial);
     wait_streaming(&dst, "refused", Some(&running)).await?;
     // The source converts with its own expression; the destination's cast of 'one' fails.
@@ -511,5 +512,75 @@ async fn ddl_the_destination_refuses_stops_the_connector() -> anyhow::Result<()>
         (r.get(0), r.get(1))
     };
     assert_eq!((applied, b_type.as_str()), (0, "text"), "nothing applied");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_created_in_a_replicated_schema_follows() -> anyhow::Result<()> {
+    let pair = Pair::start()?;
+    let (src, dst) = pair.clients().await?;
+    src.batch_execute(
+        "CREATE TABLE items (id int PRIMARY KEY, b text); INSERT INTO items VALUES (1, 'x');",
+    )
+    .await?;
+    let (args, log) = plugin_support::binary_run(
+        &pair,
+        "ddlnew",
+        "schema = \"public\"",
+        &[(
+            "10-rename",
+            "rename",
+            r#"config = { tables = { "public.fresh" = "public.fresh_v2" }, columns = { "*.v" = "value" } }"#,
+        )],
+    )?;
+    let (ok, out, err) = run_bin(&["setup-source", "--config", &args[2], "--ddl"]);
+    assert!(ok, "{out}{err}");
+    let show_log = |e: anyhow::Error| e.context(std::fs::read_to_string(&log).unwrap_or_default());
+    let mut child = spawn_bin(&args, &log);
+    wait_streaming(&dst, "ddlnew", None)
+        .await
+        .map_err(show_log)?;
+    // Created and written in one transaction, then written again; another schema's table is
+    // not followed.
+    src.batch_execute(
+        "CREATE TABLE fresh (id int PRIMARY KEY, v text NOT NULL);
+         INSERT INTO fresh VALUES (1, 'in the creating transaction');
+         CREATE SCHEMA other; CREATE TABLE other.ignored (id int PRIMARY KEY);",
+    )
+    .await?;
+    src.batch_execute("INSERT INTO fresh VALUES (2, 'later'); INSERT INTO items VALUES (2, 'y');")
+        .await?;
+    let same = [
+        (
+            "(SELECT id, v FROM fresh)",
+            "(SELECT id, value FROM public.fresh_v2)",
+        ),
+        ("public.items", "postgres.items"),
+    ];
+    wait_same(&src, &dst, &same, None).await.map_err(show_log)?;
+    assert_eq!(
+        columns(&dst, "public", "fresh_v2").await?,
+        "id integer NO, value text NO"
+    );
+    let ignored: bool = dst
+        .query_one("SELECT to_regclass('other.ignored') IS NULL AND to_regclass('postgres.ignored') IS NULL", &[])
+        .await?
+        .get(0);
+    assert!(ignored, "only the replicated schema is followed");
+    // A restart finds it published, streaming and not to be copied again.
+    child.stop_cleanly()?;
+    src.batch_execute("UPDATE fresh SET v = 'while stopped' WHERE id = 1")
+        .await?;
+    let mut child = spawn_bin(&args, &log);
+    wait_same(&src, &dst, &same, None).await.map_err(show_log)?;
+    let phase: String = dst
+        .query_one(
+            "SELECT phase FROM pgmorph.tables WHERE connector = 'ddlnew' AND source_table = 'public.fresh'",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(phase, "streaming");
+    child.stop_cleanly()?;
     Ok(())
 }

@@ -38,7 +38,12 @@ pub async fn setup(config: &Config, ddl: bool, drop_tables: bool) -> anyhow::Res
         tables.len()
     );
     if ddl {
-        ddl_trigger::install(&source, &config.name, &publication, drop_tables).await?;
+        let follow = ddl_trigger::Follow {
+            drop_tables,
+            // A whole schema is replicated: tables created in it join.
+            new_tables_in: listed.is_none().then_some(schema),
+        };
+        ddl_trigger::install(&source, &config.name, &publication, &follow).await?;
         println!(
             "DDL triggers installed: schema changes of the published tables reach connector {}",
             config.name

@@ -7,14 +7,14 @@ use crate::model::{quote_ident, quote_literal, MappedColumn, TableMapping, Table
 use crate::state::ddl_history::{self, DdlRecord};
 
 impl Sink {
-    /// Runs the destination statements of one source DDL command, then its history row (and,
-    /// for a renamed or moved source table, its state rows' new names), in the open destination
-    /// transaction. A statement the destination refuses stops with the source statement named.
+    /// Runs the destination statements of one source DDL command, then its history row and
+    /// `state_sql` (state rows that follow the table), in the open destination transaction. A
+    /// statement the destination refuses stops with the source statement named.
     pub async fn apply_source_ddl(
         &mut self,
         statements: &[String],
         record: &DdlRecord<'_>,
-        renamed_from: Option<&TableName>,
+        state_sql: Option<String>,
     ) -> Result<(), ApplyError> {
         let table = record.dest_table;
         for sql in statements {
@@ -31,8 +31,7 @@ impl Sink {
         let state = TableName::new(crate::state::STATE_SCHEMA, "ddl_history");
         self.execute_ddl(&state, &ddl_history::record_sql(record))
             .await?;
-        if let Some(old) = renamed_from {
-            let sql = ddl_history::rename_sql(record.connector, old, record.source_table, table);
+        if let Some(sql) = state_sql {
             self.execute_ddl(&state, &sql).await?;
         }
         self.forget_statements();
@@ -120,6 +119,18 @@ pub fn schema_change_sql(
         ));
     }
     out
+}
+
+/// Creates the destination table of a table created on the source (pgmorph's own).
+pub fn create_table_statements(m: &TableMapping) -> Vec<String> {
+    vec![
+        format!(
+            "CREATE SCHEMA IF NOT EXISTS {}",
+            quote_ident(&m.destination.schema)
+        ),
+        super::ddl::create_table_sql(m),
+        super::ddl::owned_table_sql(m),
+    ]
 }
 
 /// Drops the destination table of a table dropped on the source.

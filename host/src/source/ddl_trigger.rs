@@ -84,9 +84,14 @@ fn names(connector: &str) -> Names {
 }
 
 /// The trigger functions and triggers of one connector, publishing through `publication`.
-fn connector_sql(connector: &str, publication: &str, drop_tables: bool) -> String {
+fn connector_sql(connector: &str, publication: &str, options: &Follow) -> String {
     let n = names(connector);
     let (conn, publ) = (quote_literal(connector), quote_literal(publication));
+    let drop_tables = options.drop_tables;
+    let schema = options
+        .new_tables_in
+        .as_deref()
+        .map_or_else(|| "NULL::text".to_string(), quote_literal);
     format!(
         r#"
 CREATE OR REPLACE FUNCTION {end_fn}() RETURNS event_trigger
@@ -99,6 +104,13 @@ BEGIN
     FOR rel IN SELECT DISTINCT objid FROM pg_event_trigger_ddl_commands()
                WHERE classid = 'pg_class'::regclass AND object_type IN ('table', 'table column')
     LOOP
+        IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() d
+                   JOIN pg_class c ON c.oid = d.objid
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE d.objid = rel AND d.command_tag = 'CREATE TABLE' AND n.nspname = {schema}
+                     AND c.relkind = 'r' AND NOT c.relispartition AND c.relpersistence = 'p') THEN
+            EXECUTE format('ALTER PUBLICATION %I ADD TABLE %s', {publ}, rel::regclass);
+        END IF;
         SELECT state INTO before FROM pgmorph.ddl_state WHERE connector = {conn} AND relid = rel;
         IF before IS NULL AND NOT EXISTS (
             SELECT 1 FROM pg_publication_tables p
@@ -154,14 +166,23 @@ INSERT INTO pgmorph.ddl_state
     )
 }
 
+/// What the triggers follow besides changes of published tables.
+#[derive(Debug, Clone, Default)]
+pub struct Follow {
+    /// A table dropped on the source is dropped on the destination too (otherwise kept).
+    pub drop_tables: bool,
+    /// Tables created in this schema join the publication and are replicated from their
+    /// creation on (the connector replicates the whole schema).
+    pub new_tables_in: Option<String>,
+}
+
 /// Installs (or refreshes) the connector's DDL triggers and records the current state of every
-/// table in `publication`, in one transaction. With `drop_tables`, a table dropped on the source
-/// is dropped on the destination too (otherwise it is kept).
+/// table in `publication`, in one transaction.
 pub async fn install(
     client: &Client,
     connector: &str,
     publication: &str,
-    drop_tables: bool,
+    options: &Follow,
 ) -> Result<(), DdlTriggerError> {
     let row = client
         .query_one(
@@ -174,7 +195,7 @@ pub async fn install(
     }
     let sql = format!(
         "BEGIN;{SHARED}{}COMMIT;",
-        connector_sql(connector, publication, drop_tables)
+        connector_sql(connector, publication, options)
     );
     if let Err(e) = client.batch_execute(&sql).await {
         let _ = client.batch_execute("ROLLBACK").await;
@@ -234,7 +255,12 @@ mod tests {
 
     #[test]
     fn connector_names_are_quoted_in_the_trigger_sql() {
-        let sql = connector_sql("it's", "pgmorph_it's", true);
+        let follow = Follow {
+            drop_tables: true,
+            new_tables_in: Some("o'k".into()),
+        };
+        let sql = connector_sql("it's", "pgmorph_it's", &follow);
+        assert!(sql.contains("n.nspname = 'o''k'"), "{sql}");
         assert!(sql.contains("connector = 'it''s'"), "{sql}");
         assert!(sql.contains("p.pubname = 'pgmorph_it''s'"), "{sql}");
         assert!(sql.contains("CREATE EVENT TRIGGER \"pgmorph_ddl_it's\" ON ddl_command_end"));

@@ -43,6 +43,18 @@ pub(crate) fn record_sql(r: &DdlRecord) -> String {
     )
 }
 
+/// Records a table created on the source as streaming from its creation on.
+pub(crate) fn new_table_sql(connector: &str, source: &TableName, dest: &TableName) -> String {
+    format!(
+        "INSERT INTO pgmorph.tables (connector, source_table, dest_table, phase) \
+         VALUES ({}, {}, {}, 'streaming') ON CONFLICT (connector, source_table) \
+         DO UPDATE SET dest_table = EXCLUDED.dest_table, phase = 'streaming'",
+        quote_literal(connector),
+        quote_literal(&source.to_string()),
+        quote_literal(&dest.to_string()),
+    )
+}
+
 /// Moves a table's state rows to its new source and destination names (a renamed or moved
 /// source table keeps its phase and copy position).
 pub(crate) fn rename_sql(

@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_postgres::Client;
 
 mod flow;
+mod new_table;
 mod source_ddl;
 
 use flow::{Flow, Group, OpenTx, Pending, MAX_GROUP_DELAY};

@@ -13,7 +13,7 @@ use crate::pipeline::relations::RelationError;
 use crate::sink::schema_change::{drop_table_sql, schema_change_sql, SourceChange};
 use crate::sink::{ddl, ApplyError};
 use crate::source::ddl_event::{DdlEvent, TableState};
-use crate::state::ddl_history::DdlRecord;
+use crate::state::ddl_history::{self, DdlRecord};
 
 /// The table before and after one DDL command, as the transform maps them.
 struct Mapped {
@@ -39,6 +39,11 @@ impl Cdc<'_> {
             return Ok(());
         }
         let Ok(current) = self.relations.get(event.oid).cloned() else {
+            if let (None, Some(new)) = (&event.old, &event.new) {
+                self.flush(&mut f.pending).await?;
+                let lsn = f.tx.as_ref().map_or(Lsn::ZERO, |t| t.final_lsn);
+                return self.follow_create(&event, new, lsn).await;
+            }
             tracing::debug!(
                 oid = event.oid,
                 tag = event.tag,
@@ -102,7 +107,15 @@ impl Cdc<'_> {
                 .await
                 .map_err(|e| unusable(crate::error_chain::one_line(&e)))?;
         }
-        let renamed = (old.source.name != new.source.name).then_some(&old.source.name);
+        let renamed = (old.source.name != new.source.name).then(|| {
+            let connector = self.state.name();
+            ddl_history::rename_sql(
+                connector,
+                &old.source.name,
+                &new.source.name,
+                &new.destination,
+            )
+        });
         let record = DdlRecord {
             connector: self.state.name(),
             lsn: lsn.to_string(),
