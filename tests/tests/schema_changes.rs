@@ -543,8 +543,9 @@ async fn a_table_created_in_a_replicated_schema_follows() -> anyhow::Result<()> 
     // Created and written in one transaction, then written again; another schema's table is
     // not followed.
     src.batch_execute(
-        "CREATE TABLE fresh (id int PRIMARY KEY, v text NOT NULL);
-         INSERT INTO fresh VALUES (1, 'in the creating transaction');
+        "CREATE TYPE mood AS ENUM ('ok', 'meh');
+         CREATE TABLE fresh (id int PRIMARY KEY, v text NOT NULL, m mood);
+         INSERT INTO fresh VALUES (1, 'in the creating transaction', 'meh');
          CREATE SCHEMA other; CREATE TABLE other.ignored (id int PRIMARY KEY);",
     )
     .await?;
@@ -552,15 +553,15 @@ async fn a_table_created_in_a_replicated_schema_follows() -> anyhow::Result<()> 
         .await?;
     let same = [
         (
-            "(SELECT id, v FROM fresh)",
-            "(SELECT id, value FROM public.fresh_v2)",
+            "(SELECT id, v, m::text FROM fresh)",
+            "(SELECT id, value, m::text FROM public.fresh_v2)",
         ),
         ("public.items", "postgres.items"),
     ];
     wait_same(&src, &dst, &same, None).await.map_err(show_log)?;
     assert_eq!(
         columns(&dst, "public", "fresh_v2").await?,
-        "id integer NO, value text NO"
+        "id integer NO, value text NO, m USER-DEFINED YES"
     );
     let ignored: bool = dst
         .query_one("SELECT to_regclass('other.ignored') IS NULL AND to_regclass('postgres.ignored') IS NULL", &[])

@@ -39,8 +39,9 @@ impl Cdc<'_> {
             Vec::new()
         } else {
             let refs: Vec<_> = types.values().collect();
+            // User types live in the default destination schema (see `catalog::resolve_type`).
             let dest = self.sink.settled().await?;
-            ddl::ensure_schema_and_types(dest, &mapping.destination.schema, &refs)
+            ddl::ensure_schema_and_types(dest, &dest_schema, &refs)
                 .await
                 .map_err(|e| ApplyError::Unusable {
                     table: mapping.destination.to_string(),

@@ -102,8 +102,10 @@ impl Cdc<'_> {
         };
         if !mapped.types.is_empty() && !new.skip {
             let refs: Vec<_> = mapped.types.iter().collect();
+            // User types live in the default destination schema (see `catalog::resolve_type`).
+            let schema = self.relations.dest_schema().to_string();
             let dest = self.sink.settled().await?;
-            ddl::ensure_schema_and_types(dest, &new.destination.schema, &refs)
+            ddl::ensure_schema_and_types(dest, &schema, &refs)
                 .await
                 .map_err(|e| unusable(crate::error_chain::one_line(&e)))?;
         }
