@@ -528,7 +528,7 @@ async fn reset(config: &Config, yes: bool) -> anyhow::Result<()> {
     if !yes {
         use std::io::Write;
         print!(
-            "This drops replication slot and publication {slot} on the source and the state of connector {} \
+            "This drops replication slot, publication {slot} and DDL triggers on the source and the state of connector {} \
              (destination tables stay). Continue? [y/N] ",
             config.name
         );
@@ -553,6 +553,7 @@ async fn reset(config: &Config, yes: bool) -> anyhow::Result<()> {
         .with_context(|| format!("cannot connect to the source {}", src.describe()))?;
     pgmorph::source::setup::drop_slot(&source, &slot).await?;
     pgmorph::source::setup::drop_publication(&source, &slot).await?;
+    pgmorph::source::ddl_trigger::remove(&source, &config.name).await?;
     if StateStore::status(&dest, &config.name).await?.is_some() {
         StateStore::delete(&dest, &config.name).await?;
     }
