@@ -16,7 +16,7 @@ use pgmorph::state::StateStore;
 
 mod cli;
 
-use cli::{demo, offsets, plugin_cli, transform_setup};
+use cli::{demo, offsets, plugin_cli, source_setup, transform_setup};
 
 /// Replicate one PostgreSQL database into another, reshaping it with WebAssembly plugins.
 #[derive(Parser)]
@@ -55,6 +55,26 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Prepare the source: check it, create the publication, and with `--ddl` install the
+    /// event triggers that stream schema changes (needs a superuser).
+    SetupSource {
+        /// The connector's TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Install the DDL event triggers.
+        #[arg(long)]
+        ddl: bool,
+        /// With `--ddl`: a table dropped on the source is dropped on the destination (default:
+        /// kept).
+        #[arg(long)]
+        drop_tables: bool,
+    },
+    /// Remove the DDL event triggers from the source.
+    TeardownSource {
+        /// The connector's TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
     },
     /// Drop the connector's slot, publication and state rows (destination tables stay).
     Reset {
@@ -235,6 +255,12 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             .await
         }
         Command::Status { config, json } => status(&Config::load(&config)?, json).await,
+        Command::SetupSource {
+            config,
+            ddl,
+            drop_tables,
+        } => source_setup::setup(&Config::load(&config)?, ddl, drop_tables).await,
+        Command::TeardownSource { config } => source_setup::teardown(&Config::load(&config)?).await,
         Command::Reset { config, yes } => reset(&Config::load(&config)?, yes).await,
         Command::Stop { config } => request(&Config::load(&config)?, Request::Stop).await,
         Command::Pause { config } => request(&Config::load(&config)?, Request::Pause).await,
@@ -407,10 +433,14 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
     }
     let lag = slot_lag(config).await;
     let sequences = pgmorph::state::sequences::last_sequence_sync(&client, &config.name).await?;
+    let (ddl_applied, ddl_last) = pgmorph::state::ddl_history::summary(&client, &config.name)
+        .await
+        .unwrap_or_default();
     if json {
         let mut v = serde_json::to_value(&s)?;
         v["slot"] = lag.clone().unwrap_or(serde_json::Value::Null);
         v["sequences"] = serde_json::to_value(&sequences)?;
+        v["source_ddl"] = serde_json::json!({ "applied": ddl_applied, "last": ddl_last });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
@@ -460,6 +490,9 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
                 println!("{key:<15} {v}");
             }
         }
+    }
+    if let Some(last) = ddl_last {
+        println!("source_ddl      {ddl_applied} applied, last: {last}");
     }
     match &lag {
         Some(l) => {
@@ -537,7 +570,7 @@ async fn reset(config: &Config, yes: bool) -> anyhow::Result<()> {
     if !yes {
         use std::io::Write;
         print!(
-            "This drops replication slot and publication {slot} on the source and the state of connector {} \
+            "This drops replication slot, publication {slot} and DDL triggers on the source and the state of connector {} \
              (destination tables stay). Continue? [y/N] ",
             config.name
         );
@@ -562,6 +595,7 @@ async fn reset(config: &Config, yes: bool) -> anyhow::Result<()> {
         .with_context(|| format!("cannot connect to the source {}", src.describe()))?;
     pgmorph::source::setup::drop_slot(&source, &slot).await?;
     pgmorph::source::setup::drop_publication(&source, &slot).await?;
+    pgmorph::source::ddl_trigger::remove(&source, &config.name).await?;
     if StateStore::status(&dest, &config.name).await?.is_some() {
         StateStore::delete(&dest, &config.name).await?;
     }

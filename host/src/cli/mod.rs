@@ -4,4 +4,5 @@
 pub mod demo;
 pub mod offsets;
 pub mod plugin_cli;
+pub mod source_setup;
 pub mod transform_setup;

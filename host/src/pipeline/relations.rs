@@ -56,6 +56,11 @@ impl Relations {
         }
     }
 
+    /// The default destination schema.
+    pub fn dest_schema(&self) -> &str {
+        &self.dest_schema
+    }
+
     /// Seeds the cache with mappings computed at start.
     pub fn insert(&mut self, mapping: Arc<TableMapping>) {
         self.by_oid.insert(mapping.source.oid, mapping);

@@ -1,7 +1,7 @@
 //! A connector's start: the checks, the tables mapped, the destination prepared, the slot
 //! created or checked against the destination, and the tables copied that need it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -11,9 +11,9 @@ use super::copier::Copier;
 use super::streaming::Streaming;
 use crate::config::{Config, ConnectionSettings};
 use crate::model::{Lsn, TableMapping, TableName};
-use crate::sink::{ddl, Sink};
+use crate::sink::{align, ddl, Sink};
 use crate::source::stream::{CreatedSlot, ReplicationStream, StreamError};
-use crate::source::{catalog, setup};
+use crate::source::{catalog, ddl_trigger, setup};
 use crate::state::owner;
 use crate::state::{ConnectorState, StateStore, TableSync};
 use crate::transform::SharedTransform;
@@ -136,6 +136,11 @@ pub(super) struct Start<'a> {
     pub(super) slot: String,
 }
 
+/// Tables whose source DDL made while stopped is still in the stream: their destination
+/// tables follow the older shape until it arrives.
+#[derive(Clone, Copy)]
+pub(super) struct Lagging<'a>(&'a HashSet<String>);
+
 impl Start<'_> {
     /// Runs the start with `transform` until `shutdown`, reloading as `reload` says.
     pub(super) async fn run(
@@ -149,7 +154,20 @@ impl Start<'_> {
         let source = connect(self.source_settings, "pgmorph").await?;
         setup::check_server(&source).await?;
         let plan = self.map_tables(&source, transform).await?;
-        let previous_maps = state.previous_mappings(&plan.mappings).await?;
+        let mut previous_maps = state.previous_mappings(&plan.mappings).await?;
+        let mut lagging = HashSet::new();
+        let ddl_capture = ddl_trigger::installed(&source, &self.config.name).await;
+        if ddl_capture.map_err(setup::SetupError::from)? {
+            // Source DDL made while stopped reaches the destination through the stream.
+            let recorded = state.recorded_source_columns().await?;
+            previous_maps.retain(|table, m| {
+                let same = align::source_unchanged(recorded.get(table), m);
+                if !same {
+                    lagging.insert(table.clone());
+                }
+                same
+            });
+        }
         let published: Vec<_> = plan.active.iter().map(|m| m.source.name.clone()).collect();
         let via_root = self.config.source.partitions == crate::config::Partitions::Root;
         setup::ensure_publication(&source, &self.slot, &published, via_root).await?;
@@ -182,8 +200,16 @@ impl Start<'_> {
             Some(_) => None,
         };
         let copier = self.copier(&plan.transform);
-        self.copy_tables(&dest, &plan.active, &copier, fresh.as_ref(), &previous)
-            .await?;
+        let lagging = Lagging(&lagging);
+        self.copy_tables(
+            &dest,
+            &plan.active,
+            &copier,
+            fresh.as_ref(),
+            &previous,
+            lagging,
+        )
+        .await?;
         if fresh.is_some() {
             self.sync_sequences(&source, &plan.dest_schema).await;
         }
@@ -376,14 +402,18 @@ impl Start<'_> {
         copier: &Copier<'_>,
         fresh: Option<&CreatedSlot>,
         previous: &ConnectorState,
+        lagging: Lagging<'_>,
     ) -> Result<(), RunError> {
         let (mode, state) = (self.mode, self.state);
         let known = state.tables().await?;
         let only = self.config.snapshot_tables();
         let to_copy = tables_to_copy(mode, only.as_deref(), &known, active);
         for m in active {
-            let rebuild = mode == Mode::Always && to_copy.iter().any(|c| Arc::ptr_eq(c, m));
-            ddl::create_table(dest, m, rebuild).await?;
+            let copied = to_copy.iter().any(|c| Arc::ptr_eq(c, m));
+            if !copied && lagging.0.contains(&m.source.name.to_string()) {
+                continue; // the stream brings its source DDL
+            }
+            ddl::create_table(dest, m, mode == Mode::Always && copied).await?;
         }
         match CopyStep::decide(mode, to_copy.len(), previous.snapshot_done) {
             CopyStep::MarkStreaming => {

@@ -95,7 +95,9 @@ pub(crate) struct Composed {
 /// Runs every plugin's mapping hook in chain order and composes the answers.
 ///
 /// The first plugin sees the source table's own schema and name; each next plugin sees the
-/// previous plugin's output. A table whose schema no plugin changed lands in `dest_schema`.
+/// previous plugin's output. A table that no plugin moved or renamed lands in `dest_schema`;
+/// once a plugin moves or renames it, the schema it names is the destination schema, even
+/// when it is the source's own (`public.orders -> public.orders_v2` lands in `public`).
 pub(crate) fn compose(
     plugins: &mut [PluginInstance],
     ids: &[u32],
@@ -105,7 +107,7 @@ pub(crate) fn compose(
     let identity = TableMapping::identity(source.clone(), dest_schema);
     let mut columns = identity.columns.clone();
     let mut name = source.name.clone();
-    let mut schema_changed = false;
+    let mut explicit = false;
     // Row steps with positions in the current layout (None: dropped by a later plugin).
     let mut steps: Vec<(RowStep, Vec<Option<usize>>)> = Vec::new();
     for (k, plugin) in plugins.iter_mut().enumerate() {
@@ -239,7 +241,7 @@ pub(crate) fn compose(
                 c.name
             )));
         }
-        schema_changed |= out.schema != name.schema;
+        explicit |= names_target(&name, &out.schema, &out.name);
         name = TableName::new(out.schema, out.name);
         columns = next;
     }
@@ -258,7 +260,7 @@ pub(crate) fn compose(
         }
         row_steps.push(step);
     }
-    let destination = if schema_changed {
+    let destination = if explicit {
         name
     } else {
         TableName::new(dest_schema, name.name)
@@ -275,9 +277,26 @@ pub(crate) fn compose(
     })
 }
 
+/// Whether a plugin's answer names the table's destination: it moved or renamed the table, so
+/// the schema it returned is its choice, not the one it was shown.
+fn names_target(input: &TableName, schema: &str, name: &str) -> bool {
+    input.schema != schema || input.name != name
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_moved_or_renamed_table_names_its_schema() {
+        let input = TableName::new("public", "orders");
+        assert!(!names_target(&input, "public", "orders"), "kept as shown");
+        assert!(
+            names_target(&input, "public", "orders_v2"),
+            "renamed in place"
+        );
+        assert!(names_target(&input, "sales", "orders"), "moved");
+    }
 
     #[test]
     fn wit_classes_line_up_with_the_wire_classes() {

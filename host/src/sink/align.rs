@@ -10,6 +10,17 @@ use tokio_postgres::Client;
 use super::ddl::{destination_columns, in_transaction, mapping_change, DdlError};
 use crate::model::TableMapping;
 
+/// Whether a table's source columns (name, type) are the ones recorded with its previous
+/// mapping: only then is a difference between the mappings the plugins' doing.
+pub fn source_unchanged(recorded: Option<&Vec<(String, String)>>, current: &TableMapping) -> bool {
+    let now = current
+        .source
+        .columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.type_sql.as_str()));
+    recorded.is_some_and(|r| r.iter().map(|(n, t)| (n.as_str(), t.as_str())).eq(now))
+}
+
 /// Applies the differences between the previous and the current mappings to existing
 /// destination tables; returns the tables that must be copied again.
 pub async fn align(

@@ -191,6 +191,12 @@ impl Sink {
         self.writer.drain().await
     }
 
+    /// Forgets the prepared statements: after source DDL, the destination tables they name
+    /// may have other columns or types.
+    pub fn forget_statements(&mut self) {
+        self.statements.clear();
+    }
+
     /// Applies changes of one table, in order.
     pub async fn apply(
         &mut self,

@@ -95,6 +95,18 @@ pub fn create_table_sql(m: &TableMapping) -> String {
     )
 }
 
+/// Records the mapping's destination table as pgmorph's own, so that its secondary indexes are
+/// added after the copy (tables that existed before are left as they are). Entries of dropped
+/// tables go.
+pub fn owned_table_sql(m: &TableMapping) -> String {
+    format!(
+        "DELETE FROM pgmorph.owned_tables o WHERE NOT EXISTS \
+         (SELECT 1 FROM pg_class c WHERE c.oid = o.relid); \
+         INSERT INTO pgmorph.owned_tables (relid) VALUES ({}::regclass) ON CONFLICT DO NOTHING",
+        quote_literal(&m.destination.quoted())
+    )
+}
+
 /// Creates the destination table. With `rebuild`, an existing table is dropped first;
 /// otherwise an existing table is kept if it has every mapped column.
 pub async fn create_table(
@@ -113,16 +125,8 @@ pub async fn create_table(
         .await
         .map_err(stmt(what.clone()))?;
     if existing.is_empty() {
-        // Recorded as pgmorph's own, so that its secondary indexes are added after the copy
-        // (tables that existed before are left as they are). Entries of dropped tables go.
-        let record = format!(
-            "DELETE FROM pgmorph.owned_tables o WHERE NOT EXISTS \
-             (SELECT 1 FROM pg_class c WHERE c.oid = o.relid); \
-             INSERT INTO pgmorph.owned_tables (relid) VALUES ({}::regclass) ON CONFLICT DO NOTHING",
-            quote_literal(&m.destination.quoted())
-        );
         client
-            .batch_execute(&in_transaction(&[create_table_sql(m), record]))
+            .batch_execute(&in_transaction(&[create_table_sql(m), owned_table_sql(m)]))
             .await
             .map_err(stmt(what))?;
         return Ok(());

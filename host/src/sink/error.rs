@@ -13,6 +13,20 @@ pub enum ApplyError {
         /// The error.
         source: tokio_postgres::Error,
     },
+    /// The destination refused a statement that follows a source DDL command.
+    #[error(
+        "source DDL {statement:?} cannot be applied to {table}: the destination refused {sql}"
+    )]
+    SourceDdl {
+        /// The destination table.
+        table: String,
+        /// The source statement.
+        statement: String,
+        /// The destination statement refused.
+        sql: String,
+        /// The destination's error.
+        source: tokio_postgres::Error,
+    },
     /// A change could not be expressed as SQL.
     #[error("cannot apply a change to {table}: {message}")]
     Unusable {

@@ -3,6 +3,8 @@
 
 pub mod catalog;
 pub mod copy_out;
+pub mod ddl_event;
+pub mod ddl_trigger;
 pub mod indexes;
 pub mod partitions;
 pub mod pgoutput;

@@ -73,6 +73,26 @@ impl StateStore {
         Ok(())
     }
 
+    /// The source columns (name, type) recorded by the previous run, by source table.
+    pub async fn recorded_source_columns(
+        &self,
+    ) -> Result<HashMap<String, Vec<(String, String)>>, StateError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT source_table, source_column, source_type FROM pgmorph.attributes \
+                 WHERE connector = $1 AND source_column IS NOT NULL ORDER BY source_table, attnum",
+                &[&self.name],
+            )
+            .await?;
+        let mut out: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        for r in rows {
+            let column = (r.get(1), r.get::<_, Option<String>>(2).unwrap_or_default());
+            out.entry(r.get(0)).or_default().push(column);
+        }
+        Ok(out)
+    }
+
     /// Reads the mappings recorded by the previous run (the attribute view), by source table.
     pub async fn previous_mappings(
         &self,

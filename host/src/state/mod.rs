@@ -2,6 +2,7 @@
 //! `pgmorph status` shows, per-table phases, counters, and the dead-letter table.
 
 pub mod control;
+pub mod ddl_history;
 pub mod local;
 mod mappings;
 pub mod owner;

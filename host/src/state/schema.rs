@@ -107,6 +107,17 @@ CREATE TABLE IF NOT EXISTS pgmorph.sequence_syncs (
     synced_at timestamptz NOT NULL,
     sequences integer NOT NULL
 );
+CREATE TABLE IF NOT EXISTS pgmorph.ddl_history (
+    id           bigserial PRIMARY KEY,
+    connector    text NOT NULL,
+    lsn          text NOT NULL,
+    source_table text NOT NULL,
+    dest_table   text NOT NULL,
+    tag          text NOT NULL,
+    statement    text NOT NULL,
+    applied      text[] NOT NULL,
+    applied_at   timestamptz NOT NULL DEFAULT now()
+);
 CREATE OR REPLACE VIEW pgmorph.state_view AS
     SELECT name, connector_type, pid, stage, state, err, last_offset FROM pgmorph.state;
 "#;

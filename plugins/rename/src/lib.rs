@@ -12,7 +12,8 @@ struct Settings {
     /// `schemas = { public = "sales" }`.
     #[serde(default)]
     schemas: BTreeMap<String, String>,
-    /// `tables = { "public.orders" = "sales.orders_v2" }` (a bare target keeps the schema).
+    /// `tables = { "public.orders" = "sales.orders_v2" }`: the table lands in the schema named
+    /// (a bare target keeps the source schema: `"public.orders" = "orders_v2"` lands in `public`).
     #[serde(default)]
     tables: BTreeMap<String, String>,
     /// `columns = { "public.orders.cust_id" = "customer_id", "*.created" = "created_at" }`.

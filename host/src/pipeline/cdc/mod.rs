@@ -9,6 +9,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_postgres::Client;
 
 mod flow;
+mod new_table;
+mod source_ddl;
 
 use flow::{Flow, Group, OpenTx, Pending, MAX_GROUP_DELAY};
 
@@ -282,8 +284,14 @@ impl Cdc<'_> {
                     f.position.saw(wal_end);
                 }
             }
-            StreamEvent::Logical { prefix, .. } => {
-                tracing::debug!(prefix, "logical decoding message ignored");
+            StreamEvent::Logical { prefix, content } => {
+                if prefix == crate::source::ddl_trigger::MESSAGE_PREFIX
+                    && f.tx.as_ref().is_some_and(|t| !t.skip)
+                {
+                    self.on_source_ddl(f, &content).await?;
+                } else {
+                    tracing::debug!(prefix, "logical decoding message ignored");
+                }
             }
             StreamEvent::Message(message) => {
                 if !f.tx.as_ref().is_some_and(|t| t.skip) {

@@ -1,0 +1,70 @@
+//! `pgmorph setup-source` and `pgmorph teardown-source`: the publication and, with `--ddl`,
+//! the event triggers that put source DDL into the replication stream.
+
+use anyhow::Context;
+use pgmorph::config::Config;
+use pgmorph::source::{catalog, ddl_trigger, setup};
+
+async fn connect(config: &Config, what: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let src = config.source_connection()?;
+    src.connect(what)
+        .await
+        .with_context(|| format!("cannot connect to the source {}", src.describe()))
+}
+
+/// Checks the source, creates or updates the publication, and with `ddl` installs the DDL
+/// triggers (`drop_tables`: a table dropped on the source is dropped on the destination).
+pub async fn setup(config: &Config, ddl: bool, drop_tables: bool) -> anyhow::Result<()> {
+    if drop_tables && !ddl {
+        anyhow::bail!("--drop-tables goes with --ddl");
+    }
+    let source = connect(config, "pgmorph setup-source").await?;
+    setup::check_server(&source).await?;
+    let schema = config
+        .source
+        .schema
+        .clone()
+        .unwrap_or_else(|| "public".into());
+    let listed = config.listed_tables();
+    let tables: Vec<_> = catalog::select_tables(
+        &source,
+        &schema,
+        listed.as_deref(),
+        config.source.partitions,
+    )
+    .await?
+    .into_iter()
+    .map(|(_, name)| name)
+    .collect();
+    let publication = config.slot_name();
+    let via_root = config.source.partitions == pgmorph::config::Partitions::Root;
+    setup::ensure_publication(&source, &publication, &tables, via_root).await?;
+    println!(
+        "publication {publication} publishes {} tables",
+        tables.len()
+    );
+    if ddl {
+        let follow = ddl_trigger::Follow {
+            drop_tables,
+            // A whole schema is replicated: tables created in it join.
+            new_tables_in: listed.is_none().then_some(schema),
+        };
+        ddl_trigger::install(&source, &config.name, &publication, &follow).await?;
+        println!(
+            "DDL triggers installed: schema changes of the published tables reach connector {}",
+            config.name
+        );
+    }
+    Ok(())
+}
+
+/// Removes the DDL triggers (the slot and publication stay: `pgmorph reset` drops them).
+pub async fn teardown(config: &Config) -> anyhow::Result<()> {
+    let source = connect(config, "pgmorph teardown-source").await?;
+    if ddl_trigger::remove(&source, &config.name).await? {
+        println!("DDL triggers of connector {} removed", config.name);
+    } else {
+        println!("connector {} had no DDL triggers", config.name);
+    }
+    Ok(())
+}

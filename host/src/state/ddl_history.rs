@@ -1,0 +1,116 @@
+//! `pgmorph.ddl_history`: every source DDL command applied to the destination, written in the
+//! destination transaction that applies it; and the state rows that follow a renamed source
+//! table.
+
+use crate::model::{quote_literal, TableName};
+
+/// One applied source DDL command.
+#[derive(Debug)]
+pub struct DdlRecord<'a> {
+    /// The connector.
+    pub connector: &'a str,
+    /// Commit LSN of the source transaction.
+    pub lsn: String,
+    /// The source table, after the command (before it for a dropped table).
+    pub source_table: &'a TableName,
+    /// The destination table, after the command.
+    pub dest_table: &'a TableName,
+    /// The source command tag.
+    pub tag: &'a str,
+    /// The source statement.
+    pub statement: &'a str,
+    /// What was run on the destination.
+    pub applied: &'a [String],
+}
+
+fn text_array(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| quote_literal(s)).collect();
+    format!("ARRAY[{}]::text[]", quoted.join(", "))
+}
+
+/// The INSERT of one history row (run by the sink inside the applying transaction).
+pub(crate) fn record_sql(r: &DdlRecord) -> String {
+    format!(
+        "INSERT INTO pgmorph.ddl_history (connector, lsn, source_table, dest_table, tag, statement, applied) \
+         VALUES ({}, {}, {}, {}, {}, {}, {})",
+        quote_literal(r.connector),
+        quote_literal(&r.lsn),
+        quote_literal(&r.source_table.to_string()),
+        quote_literal(&r.dest_table.to_string()),
+        quote_literal(r.tag),
+        quote_literal(r.statement),
+        text_array(r.applied),
+    )
+}
+
+/// Records a table created on the source as streaming from its creation on.
+pub(crate) fn new_table_sql(connector: &str, source: &TableName, dest: &TableName) -> String {
+    format!(
+        "INSERT INTO pgmorph.tables (connector, source_table, dest_table, phase) \
+         VALUES ({}, {}, {}, 'streaming') ON CONFLICT (connector, source_table) \
+         DO UPDATE SET dest_table = EXCLUDED.dest_table, phase = 'streaming'",
+        quote_literal(connector),
+        quote_literal(&source.to_string()),
+        quote_literal(&dest.to_string()),
+    )
+}
+
+/// Moves a table's state rows to its new source and destination names (a renamed or moved
+/// source table keeps its phase and copy position).
+pub(crate) fn rename_sql(
+    connector: &str,
+    old: &TableName,
+    new: &TableName,
+    dest: &TableName,
+) -> String {
+    format!(
+        "UPDATE pgmorph.tables SET source_table = {new}, dest_table = {dest} \
+         WHERE connector = {c} AND source_table = {old}; \
+         DELETE FROM pgmorph.attributes WHERE connector = {c} AND source_table = {old}",
+        c = quote_literal(connector),
+        old = quote_literal(&old.to_string()),
+        new = quote_literal(&new.to_string()),
+        dest = quote_literal(&dest.to_string()),
+    )
+}
+
+/// How many source DDL commands connector `name` applied, and the last one (`tag table at
+/// time`), for `pgmorph status`.
+pub async fn summary(
+    client: &tokio_postgres::Client,
+    name: &str,
+) -> Result<(i64, Option<String>), super::StateError> {
+    let row = client
+        .query_one(
+            "SELECT count(*), (SELECT tag || ' ' || source_table || ' at ' || applied_at::text \
+                 FROM pgmorph.ddl_history WHERE connector = $1 ORDER BY id DESC LIMIT 1) \
+             FROM pgmorph.ddl_history WHERE connector = $1",
+            &[&name],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_rows_quote_everything() {
+        let (s, d) = (TableName::new("public", "it's"), TableName::new("x", "y"));
+        let sql = record_sql(&DdlRecord {
+            connector: "c",
+            lsn: "0/10".into(),
+            source_table: &s,
+            dest_table: &d,
+            tag: "ALTER TABLE",
+            statement: "ALTER TABLE \"it's\" ADD c int",
+            applied: &["ALTER TABLE x.y ADD COLUMN c integer DEFAULT ('a')".into()],
+        });
+        assert!(sql.contains("'public.it''s'"), "{sql}");
+        assert!(
+            sql.contains("ARRAY['ALTER TABLE x.y ADD COLUMN c integer DEFAULT (''a'')']::text[]"),
+            "{sql}"
+        );
+    }
+}
