@@ -119,6 +119,24 @@ pub struct DestinationConfig {
     /// `synchronous_commit = false`: commit applied transactions with `synchronous_commit=off`.
     #[serde(default)]
     pub synchronous_commit_off: bool,
+    /// `on_apply_error = "stop" | "dead_letter"`: what happens when the destination refuses a
+    /// change (a constraint, a trigger, a value its type rejects). `stop` (default): the
+    /// connector stops with the table, key, constraint and LSN named, acknowledging nothing
+    /// from that transaction on. `dead_letter`: the refused row goes to `pgmorph.dead_letters`
+    /// in the same destination transaction and the others are applied.
+    #[serde(default)]
+    pub on_apply_error: OnApplyError,
+}
+
+/// What happens when the destination refuses a change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnApplyError {
+    /// Stop before acknowledging the transaction; a restart applies it again.
+    #[default]
+    Stop,
+    /// Set the refused row aside in the dead-letter table and go on.
+    DeadLetter,
 }
 
 /// `[snapshot]`.

@@ -10,8 +10,10 @@ mod error;
 pub mod indexes;
 pub mod load;
 mod params;
+mod refusals;
 mod statements;
 mod writer;
 
 pub use apply::Sink;
 pub use error::ApplyError;
+pub use refusals::Refusal;
