@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Statement};
 
 use super::durability::FlushWatch;
@@ -434,7 +435,16 @@ impl Sink {
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
-        let s = self.client.prepare(sql).await.map_err(failed(table))?;
+        let s = match self.client.prepare(sql).await {
+            Ok(s) => s,
+            // Prepared while the writer's transaction is aborted: a refused row. Once the writer
+            // is idle it has either set the row aside (the transaction goes on) or failed.
+            Err(e) if e.code() == Some(&SqlState::IN_FAILED_SQL_TRANSACTION) => {
+                self.writer.drain().await?;
+                self.client.prepare(sql).await.map_err(failed(table))?
+            }
+            Err(e) => return Err(failed(table)(e)),
+        };
         self.statements.insert(sql.to_string(), s.clone());
         Ok(s)
     }

@@ -72,9 +72,12 @@ impl Carried {
         }
     }
 
+    /// The row's key columns, or every column for a table without a key.
     fn key(&self, row: &CarriedRow) -> serde_json::Value {
+        let keyed = self.mapping.columns.iter().any(|c| c.is_key);
         match row.old.as_ref().or(row.new.as_ref()) {
-            Some(r) => self.mapping.key_json(r),
+            Some(r) if keyed => self.mapping.key_json(r),
+            Some(r) => self.mapping.row_json(r),
             None => serde_json::Value::Null,
         }
     }
