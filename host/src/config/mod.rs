@@ -281,9 +281,9 @@ impl Config {
                 );
             }
             for t in tables {
-                if t.split('.').count() != 2 || t.starts_with('.') || t.ends_with('.') {
+                if TableName::parse_qualified(t).is_none() {
                     return Err(format!(
-                        "source.tables entry {t:?} must be schema-qualified, like \"public.orders\""
+                        "source.tables entry {t:?} must be schema-qualified, like \"public.orders\" (quote a name with a dot: 'public.\"a.b\"')"
                     ));
                 }
             }
