@@ -397,4 +397,35 @@ config = { columns = ["email"] }
         .to_string();
         assert!(err.contains("schema-qualified"), "{err}");
     }
+
+    #[test]
+    fn reads_what_to_do_with_a_refused_row() {
+        let c = Config::parse(GOOD, Path::new("c.toml")).unwrap();
+        assert_eq!(
+            c.destination.on_apply_error,
+            OnApplyError::Stop,
+            "the default"
+        );
+        let text = GOOD.replace(
+            "url = \"postgres://u@127.0.0.1:5433/postgres\"",
+            "url = \"postgres://u@127.0.0.1:5433/postgres\"\non_apply_error = \"dead_letter\"",
+        );
+        let c = Config::parse(&text, Path::new("c.toml")).unwrap();
+        assert_eq!(c.destination.on_apply_error, OnApplyError::DeadLetter);
+        let err = Config::parse(&text.replace("dead_letter", "skip"), Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("on_apply_error") || err.contains("unknown variant `skip`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn accepts_a_quoted_table_name_with_a_dot() {
+        let text = GOOD.replace(r#"["public.orders"]"#, r#"['public."a.b"']"#);
+        let c = Config::parse(&text, Path::new("c.toml")).unwrap();
+        let t = &c.listed_tables().unwrap()[0];
+        assert_eq!((t.schema.as_str(), t.name.as_str()), ("public", "a.b"));
+    }
 }
