@@ -257,7 +257,7 @@ impl SetAside<'_> {
     /// Runs `batch` in the open transaction with only its refused rows left out (each goes to
     /// the dead-letter table); fails on anything else. The transaction must be clean (rolled
     /// back to before the batch) when this starts.
-    pub async fn batch(&self, batch: &[Queued]) -> Result<(), ApplyError> {
+    async fn batch(&self, batch: &[Queued]) -> Result<(), ApplyError> {
         self.parts(batch, Part::Statements(0..batch.len())).await
     }
 
@@ -447,4 +447,51 @@ fn unrefused(batch: &[Queued], part: &Part<'_>, error: tokio_postgres::Error) ->
 
 fn state_table() -> TableName {
     TableName::new("pgmorph", "state")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_names_table_row_lsn_constraint_and_sqlstate() {
+        let r = Refusal {
+            table: "shop.items".into(),
+            op: "insert",
+            key: r#"{"id":"7"}"#.into(),
+            lsn: Lsn(0x1504A08),
+            constraint: Some("nonneg".into()),
+            sqlstate: "23514".into(),
+            message: "new row violates check constraint \"nonneg\"".into(),
+        };
+        let text = r.to_string();
+        for part in [
+            "shop.items",
+            r#"the insert of {"id":"7"}"#,
+            "at 0/1504A08",
+            "(constraint nonneg, SQLSTATE 23514)",
+        ] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
+        let r = Refusal {
+            constraint: None,
+            ..r
+        };
+        assert!(r.to_string().ends_with("(SQLSTATE 23514)"));
+    }
+
+    #[test]
+    fn a_refused_part_is_split_in_halves_first_half_next() {
+        let mut todo = Vec::new();
+        split(&mut todo, 3..8, Part::Statements);
+        let ranges: Vec<Range<usize>> = todo
+            .into_iter()
+            .rev()
+            .map(|p| match p {
+                Part::Statements(r) => r,
+                Part::Rows(..) => unreachable!("statements only"),
+            })
+            .collect();
+        assert_eq!(ranges, [3..5, 5..8]);
+    }
 }
