@@ -192,6 +192,14 @@ async fn refused_rows_go_to_dead_letters_once_across_a_kill_and_the_rest_is_appl
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let text = std::fs::read_to_string(&log)?;
+    let second_run = text
+        .rsplit_once("streaming changes")
+        .map_or("", |(_, after)| after);
+    assert!(
+        second_run.contains("the destination refused a row"),
+        "the process started after the kill sets refused rows aside too"
+    );
     let refused_inserts = source.values().filter(|&&v| v < -1).count() as i64;
     // Every multiple of 11 but not of 7 had its update refused (some were deleted since).
     let refused_updates = (1..=BATCHES * 40)
