@@ -140,6 +140,24 @@ pub struct DestinationConfig {
     /// `synchronous_commit = false`: commit applied transactions with `synchronous_commit=off`.
     #[serde(default)]
     pub synchronous_commit_off: bool,
+    /// `on_apply_error = "stop" | "dead_letter"`: what happens when the destination refuses a
+    /// change (a constraint, a trigger, a value its type rejects). `stop` (default): the
+    /// connector stops with the table, key, constraint and LSN named, acknowledging nothing
+    /// from that transaction on. `dead_letter`: the refused row goes to `pgmorph.dead_letters`
+    /// in the same destination transaction and the others are applied.
+    #[serde(default)]
+    pub on_apply_error: OnApplyError,
+}
+
+/// What happens when the destination refuses a change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnApplyError {
+    /// Stop before acknowledging the transaction; a restart applies it again.
+    #[default]
+    Stop,
+    /// Set the refused row aside in the dead-letter table and go on.
+    DeadLetter,
 }
 
 /// `[snapshot]`.
@@ -284,9 +302,9 @@ impl Config {
                 );
             }
             for t in tables {
-                if t.split('.').count() != 2 || t.starts_with('.') || t.ends_with('.') {
+                if TableName::parse_qualified(t).is_none() {
                     return Err(format!(
-                        "source.tables entry {t:?} must be schema-qualified, like \"public.orders\""
+                        "source.tables entry {t:?} must be schema-qualified, like \"public.orders\" (quote a name with a dot: 'public.\"a.b\"')"
                     ));
                 }
             }
@@ -412,5 +430,36 @@ config = { columns = ["email"] }
         .unwrap_err()
         .to_string();
         assert!(err.contains("schema-qualified"), "{err}");
+    }
+
+    #[test]
+    fn reads_what_to_do_with_a_refused_row() {
+        let c = Config::parse(GOOD, Path::new("c.toml")).unwrap();
+        assert_eq!(
+            c.destination.on_apply_error,
+            OnApplyError::Stop,
+            "the default"
+        );
+        let text = GOOD.replace(
+            "url = \"postgres://u@127.0.0.1:5433/postgres\"",
+            "url = \"postgres://u@127.0.0.1:5433/postgres\"\non_apply_error = \"dead_letter\"",
+        );
+        let c = Config::parse(&text, Path::new("c.toml")).unwrap();
+        assert_eq!(c.destination.on_apply_error, OnApplyError::DeadLetter);
+        let err = Config::parse(&text.replace("dead_letter", "skip"), Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("on_apply_error") || err.contains("unknown variant `skip`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn accepts_a_quoted_table_name_with_a_dot() {
+        let text = GOOD.replace(r#"["public.orders"]"#, r#"['public."a.b"']"#);
+        let c = Config::parse(&text, Path::new("c.toml")).unwrap();
+        let t = &c.listed_tables().unwrap()[0];
+        assert_eq!((t.schema.as_str(), t.name.as_str()), ("public", "a.b"));
     }
 }

@@ -92,3 +92,41 @@ impl TableMapping {
             .collect()
     }
 }
+
+impl TableMapping {
+    /// A row's values by column name, as JSON text (NULL as `null`; unchanged TOAST values
+    /// left out).
+    pub fn row_json(&self, row: &Row) -> serde_json::Value {
+        self.columns_json(row, |_| true)
+    }
+
+    /// A row's key columns by name, as JSON text.
+    pub fn key_json(&self, row: &Row) -> serde_json::Value {
+        self.columns_json(row, |c| c.is_key)
+    }
+
+    /// A change as JSON: `{"old": {column: text}, "new": {...}}`.
+    pub fn change_json(&self, old: Option<&Row>, new: Option<&Row>) -> serde_json::Value {
+        let mut obj = serde_json::Map::new();
+        if let Some(old) = old {
+            obj.insert("old".into(), self.row_json(old));
+        }
+        if let Some(new) = new {
+            obj.insert("new".into(), self.row_json(new));
+        }
+        serde_json::Value::Object(obj)
+    }
+
+    fn columns_json(&self, row: &Row, keep: impl Fn(&MappedColumn) -> bool) -> serde_json::Value {
+        let mut map = serde_json::Map::new();
+        for (cell, column) in row.iter().zip(&self.columns).filter(|(_, c)| keep(c)) {
+            let value = match cell {
+                Cell::Null => serde_json::Value::Null,
+                Cell::Text(t) => serde_json::Value::String(String::from_utf8_lossy(t).into_owned()),
+                Cell::Unchanged => continue,
+            };
+            map.insert(column.name.clone(), value);
+        }
+        serde_json::Value::Object(map)
+    }
+}

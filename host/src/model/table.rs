@@ -35,6 +35,17 @@ impl TableName {
         }
     }
 
+    /// Parses a schema-qualified `schema.table` (either part may be double-quoted, as in
+    /// [`Self::parse`]); `None` unless it has exactly two non-empty parts.
+    pub fn parse_qualified(text: &str) -> Option<Self> {
+        match identifiers(text).as_slice() {
+            [schema, name] if !schema.is_empty() && !name.is_empty() => {
+                Some(Self::new(schema.clone(), name.clone()))
+            }
+            _ => None,
+        }
+    }
+
     /// The name quoted for SQL: `"schema"."table"`.
     pub fn quoted(&self) -> String {
         format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
@@ -155,6 +166,16 @@ mod tests {
             "\"we\"\"ird\".\"x\""
         );
         assert_eq!(quote_literal("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn only_two_non_empty_parts_are_schema_qualified() {
+        let q = |s: &str| TableName::parse_qualified(s).map(|t| (t.schema, t.name));
+        assert_eq!(q(r#"public."a.b""#), Some(("public".into(), "a.b".into())));
+        assert_eq!(q("public.orders"), Some(("public".into(), "orders".into())));
+        for bad in ["orders", "a.b.c", ".orders", "public.", r#""a.b""#, ""] {
+            assert_eq!(q(bad), None, "{bad}");
+        }
     }
 
     #[test]

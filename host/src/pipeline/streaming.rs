@@ -48,7 +48,7 @@ impl Streaming<'_> {
             relations.insert(m.clone());
         }
         let reloads = self.watch_reloads(reload).await?;
-        let mut sink = Sink::open(dest, &config.name)
+        let mut sink = Sink::open(dest, &config.name, config.destination.on_apply_error)
             .await
             .map_err(CdcError::from)?;
         sink.reorder_tables =

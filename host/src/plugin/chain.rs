@@ -324,32 +324,7 @@ fn check_row(step: &RowStep, out: &Row, input: &Row, is_new: bool) -> Result<(),
 
 /// A change as JSON for the dead-letter table: `{"old": {col: text}, "new": {...}}`.
 fn change_json(mapping: &TableMapping, change: &RowChange) -> serde_json::Value {
-    let row_json = |row: &Row| {
-        let mut map = serde_json::Map::new();
-        for (cell, column) in row.iter().zip(&mapping.columns) {
-            match cell {
-                Cell::Null => {
-                    map.insert(column.name.clone(), serde_json::Value::Null);
-                }
-                Cell::Text(t) => {
-                    map.insert(
-                        column.name.clone(),
-                        serde_json::Value::String(String::from_utf8_lossy(t).into_owned()),
-                    );
-                }
-                Cell::Unchanged => {}
-            }
-        }
-        serde_json::Value::Object(map)
-    };
-    let mut obj = serde_json::Map::new();
-    if let Some(old) = &change.old {
-        obj.insert("old".into(), row_json(old));
-    }
-    if let Some(new) = &change.new {
-        obj.insert("new".into(), row_json(new));
-    }
-    serde_json::Value::Object(obj)
+    mapping.change_json(change.old.as_ref(), change.new.as_ref())
 }
 
 impl Transform for PluginChain {

@@ -11,13 +11,16 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Statement};
 
 use super::durability::FlushWatch;
 use super::error::{failed, ApplyError};
 use super::params::TextParam;
+use super::refusals::{Carried, CarriedRow};
 use super::statements::{self, Built};
 use super::writer::{Job, Queued, Writer};
+use crate::config::OnApplyError;
 use crate::copy_text;
 use crate::model::{quote_ident, Cell, Lsn, Op, Row, RowChange, TableMapping, TableName};
 use crate::state::{Progress, TxCounts};
@@ -38,6 +41,7 @@ enum Run {
     Insert {
         mapping: Arc<TableMapping>,
         rows: Vec<Row>,
+        lsns: Vec<Lsn>,
         copy: Option<BytesMut>,
     },
     /// Updates of one shape (same columns set), distinct keys, keys unchanged.
@@ -47,12 +51,14 @@ enum Run {
         /// Row index by key, so a later update of the same key replaces the earlier one.
         keys: HashMap<Vec<Bytes>, usize>,
         rows: Vec<Row>,
+        lsns: Vec<Lsn>,
     },
     /// Deletes of a single-key table.
     Delete {
         mapping: Arc<TableMapping>,
         key: usize,
         olds: Vec<Row>,
+        lsns: Vec<Lsn>,
     },
 }
 
@@ -87,8 +93,13 @@ pub struct Sink {
 impl Sink {
     /// Wraps a destination connection and starts its writer. When the session commits with
     /// `synchronous_commit = off`, commits count as durable only once the destination's WAL is
-    /// flushed past them (see [`Self::durable`]).
-    pub async fn open(client: Client, connector: &str) -> Result<Self, ApplyError> {
+    /// flushed past them (see [`Self::durable`]). `on_refusal` says what happens to a row the
+    /// destination refuses.
+    pub async fn open(
+        client: Client,
+        connector: &str,
+        on_refusal: OnApplyError,
+    ) -> Result<Self, ApplyError> {
         let state = TableName::new("pgmorph", "state");
         let setting: String = client
             .query_one("SHOW synchronous_commit", &[])
@@ -105,7 +116,11 @@ impl Sink {
         );
         let client = Arc::new(client);
         Ok(Self {
-            writer: Writer::spawn(client.clone(), flush),
+            writer: Writer::spawn(
+                client.clone(),
+                flush,
+                (on_refusal == OnApplyError::DeadLetter).then(|| connector.to_string()),
+            ),
             client,
             connector: connector.to_string(),
             statements: HashMap::new(),
@@ -197,11 +212,13 @@ impl Sink {
         self.statements.clear();
     }
 
-    /// Applies changes of one table, in order.
+    /// Applies changes of one table, in order; `lsn` is their source transaction's final LSN
+    /// (named when the destination refuses one of them).
     pub async fn apply(
         &mut self,
         mapping: &Arc<TableMapping>,
         changes: Vec<RowChange>,
+        lsn: Lsn,
     ) -> Result<(), ApplyError> {
         self.begin().await?;
         for change in changes {
@@ -210,7 +227,7 @@ impl Sink {
                     let row = change
                         .new
                         .ok_or_else(|| unusable(mapping, "an insert without a new row"))?;
-                    self.push_insert(mapping, row).await?;
+                    self.push_insert(mapping, row, lsn).await?;
                 }
                 Op::Update => {
                     let new = change
@@ -218,21 +235,27 @@ impl Sink {
                         .ok_or_else(|| unusable(mapping, "an update without a new row"))?;
                     self.counts.updates += 1;
                     if change.old.is_none() && statements::updates_batchable(mapping) {
-                        self.push_update(mapping, new).await?;
+                        self.push_update(mapping, new, lsn).await?;
                         continue;
                     }
                     self.end_table(mapping).await?;
                     let built = statements::update(mapping, change.old.as_ref(), &new)
                         .map_err(|m| unusable(mapping, &m))?;
                     if let Some(built) = built {
-                        self.queue(mapping, built, Op::Update, Some(1)).await?;
+                        let row = CarriedRow {
+                            lsn,
+                            old: change.old,
+                            new: Some(new),
+                        };
+                        let carried = carry(mapping, Op::Update, vec![row]);
+                        self.queue(mapping, built, carried, Some(1)).await?;
                     }
                 }
                 Op::Delete => {
                     let old = change
                         .old
                         .ok_or_else(|| unusable(mapping, "a delete without an old row"))?;
-                    self.push_delete(mapping, old).await?;
+                    self.push_delete(mapping, old, lsn).await?;
                 }
             }
         }
@@ -281,6 +304,7 @@ impl Sink {
                 table: table.clone(),
                 op: Op::Insert,
                 expected: None,
+                carried: None,
             });
             if self.pipeline.len() >= MAX_PIPELINE {
                 self.send_pipeline(None).await?;
@@ -340,6 +364,7 @@ impl Sink {
             table: state,
             op: Op::Update,
             expected: None,
+            carried: None,
         });
         Ok(())
     }
@@ -375,6 +400,7 @@ impl Sink {
             table: state,
             op: Op::Update,
             expected: None,
+            carried: None,
         });
         Ok(())
     }
@@ -415,7 +441,16 @@ impl Sink {
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
-        let s = self.client.prepare(sql).await.map_err(failed(table))?;
+        let s = match self.client.prepare(sql).await {
+            Ok(s) => s,
+            // Prepared while the writer's transaction is aborted: a refused row. Once the writer
+            // is idle it has either set the row aside (the transaction goes on) or failed.
+            Err(e) if e.code() == Some(&SqlState::IN_FAILED_SQL_TRANSACTION) => {
+                self.writer.drain().await?;
+                self.client.prepare(sql).await.map_err(failed(table))?
+            }
+            Err(e) => return Err(failed(table)(e)),
+        };
         self.statements.insert(sql.to_string(), s.clone());
         Ok(s)
     }
@@ -424,7 +459,7 @@ impl Sink {
         &mut self,
         mapping: &TableMapping,
         built: Built,
-        op: Op,
+        carried: Carried,
         expected: Option<u64>,
     ) -> Result<(), ApplyError> {
         let stmt = self.prepare(&mapping.destination, &built.sql).await?;
@@ -432,8 +467,9 @@ impl Sink {
             stmt,
             params: built.params,
             table: mapping.destination.clone(),
-            op,
+            op: carried.op,
             expected,
+            carried: Some(carried),
         });
         if self.pipeline.len() >= MAX_PIPELINE {
             self.send_pipeline(None).await?;
@@ -475,6 +511,7 @@ impl Sink {
         &mut self,
         mapping: &Arc<TableMapping>,
         row: Row,
+        lsn: Lsn,
     ) -> Result<(), ApplyError> {
         self.counts.inserts += 1;
         self.make_room(mapping).await?;
@@ -487,27 +524,32 @@ impl Sink {
                 self.runs.push(Run::Insert {
                     mapping: mapping.clone(),
                     rows: Vec::new(),
+                    lsns: Vec::new(),
                     copy: None,
                 });
                 self.runs.len() - 1
             }
         };
-        let Run::Insert { rows, copy, .. } = &mut self.runs[i] else {
+        let Run::Insert {
+            rows, lsns, copy, ..
+        } = &mut self.runs[i]
+        else {
             unreachable!("an insert run")
         };
+        // The rows stay with the COPY data, to name or set aside a row the destination refuses.
         match copy {
             Some(data) => copy_text::encode_row(data, &row),
-            None => {
-                rows.push(row);
-                if rows.len() >= COPY_MIN_ROWS {
-                    let mut data = BytesMut::with_capacity(64 << 10);
-                    for r in rows.drain(..) {
-                        copy_text::encode_row(&mut data, &r);
-                    }
-                    *copy = Some(data);
+            None if rows.len() + 1 >= COPY_MIN_ROWS => {
+                let mut data = BytesMut::with_capacity(64 << 10);
+                for r in rows.iter().chain([&row]) {
+                    copy_text::encode_row(&mut data, r);
                 }
+                *copy = Some(data);
             }
+            None => {}
         }
+        rows.push(row);
+        lsns.push(lsn);
         if copy.as_ref().is_some_and(|d| d.len() >= MAX_COPY_BYTES) {
             self.end_run_at(i).await?;
         }
@@ -518,6 +560,7 @@ impl Sink {
         &mut self,
         mapping: &Arc<TableMapping>,
         new: Row,
+        lsn: Lsn,
     ) -> Result<(), ApplyError> {
         let shape = statements::update_shape(mapping, &new);
         if !shape.iter().any(|&set| set) {
@@ -543,19 +586,27 @@ impl Sink {
                     shape,
                     keys: HashMap::new(),
                     rows: Vec::new(),
+                    lsns: Vec::new(),
                 });
                 self.runs.len() - 1
             }
         };
-        let Run::Update { keys, rows, .. } = &mut self.runs[i] else {
+        let Run::Update {
+            keys, rows, lsns, ..
+        } = &mut self.runs[i]
+        else {
             unreachable!("an update run")
         };
         match keys.get(&key) {
             // The same key again with the same columns: the later row replaces the earlier one.
-            Some(&at) => rows[at] = new,
+            Some(&at) => {
+                rows[at] = new;
+                lsns[at] = lsn;
+            }
             None => {
                 keys.insert(key, rows.len());
                 rows.push(new);
+                lsns.push(lsn);
             }
         }
         if rows.len() >= MAX_DELETE_RUN {
@@ -568,12 +619,14 @@ impl Sink {
         &mut self,
         mapping: &Arc<TableMapping>,
         old: Row,
+        lsn: Lsn,
     ) -> Result<(), ApplyError> {
         self.counts.deletes += 1;
         let Some(key) = statements::single_key(mapping) else {
             self.end_table(mapping).await?;
             let built = statements::delete(mapping, &old).map_err(|m| unusable(mapping, &m))?;
-            return self.queue(mapping, built, Op::Delete, Some(1)).await;
+            let carried = carry(mapping, Op::Delete, vec![carried_row(lsn, Some(old), None)]);
+            return self.queue(mapping, built, carried, Some(1)).await;
         };
         self.make_room(mapping).await?;
         let i = match self.run_of(mapping) {
@@ -586,14 +639,16 @@ impl Sink {
                     mapping: mapping.clone(),
                     key,
                     olds: Vec::new(),
+                    lsns: Vec::new(),
                 });
                 self.runs.len() - 1
             }
         };
-        let Run::Delete { olds, .. } = &mut self.runs[i] else {
+        let Run::Delete { olds, lsns, .. } = &mut self.runs[i] else {
             unreachable!("a delete run")
         };
         olds.push(old);
+        lsns.push(lsn);
         if olds.len() >= MAX_DELETE_RUN {
             self.end_run_at(i).await?;
         }
@@ -614,21 +669,34 @@ impl Sink {
             Run::Insert {
                 mapping,
                 rows,
+                lsns,
                 copy,
-            } => match copy {
-                Some(data) => self.copy(&mapping, data).await,
-                None => {
-                    for row in rows {
-                        let built = statements::insert(&mapping, &row);
-                        self.queue(&mapping, built, Op::Insert, None).await?;
+            } => {
+                let carried = rows
+                    .into_iter()
+                    .zip(lsns)
+                    .map(|(row, lsn)| carried_row(lsn, None, Some(row)));
+                match copy {
+                    Some(data) => {
+                        let carried = carry(&mapping, Op::Insert, carried.collect());
+                        self.copy(carried, data).await
                     }
-                    Ok(())
+                    None => {
+                        for row in carried {
+                            let built =
+                                statements::insert(&mapping, row.new.as_ref().expect("new"));
+                            let carried = carry(&mapping, Op::Insert, vec![row]);
+                            self.queue(&mapping, built, carried, None).await?;
+                        }
+                        Ok(())
+                    }
                 }
-            },
+            }
             Run::Update {
                 mapping,
                 shape,
                 rows,
+                lsns,
                 ..
             } => {
                 let n = rows.len() as u64;
@@ -642,9 +710,19 @@ impl Sink {
                 } else {
                     statements::update_many(&mapping, &shape, &rows)
                 };
-                self.queue(&mapping, built, Op::Update, Some(n)).await
+                let rows = rows
+                    .into_iter()
+                    .zip(lsns)
+                    .map(|(row, lsn)| carried_row(lsn, None, Some(row)));
+                let carried = carry(&mapping, Op::Update, rows.collect());
+                self.queue(&mapping, built, carried, Some(n)).await
             }
-            Run::Delete { mapping, key, olds } => {
+            Run::Delete {
+                mapping,
+                key,
+                olds,
+                lsns,
+            } => {
                 let n = olds.len() as u64;
                 let built = if olds.len() == 1 {
                     statements::delete(&mapping, &olds[0])
@@ -652,13 +730,19 @@ impl Sink {
                     statements::delete_many(&mapping, key, &olds)
                 }
                 .map_err(|m| unusable(&mapping, &m))?;
-                self.queue(&mapping, built, Op::Delete, Some(n)).await
+                let olds = olds
+                    .into_iter()
+                    .zip(lsns)
+                    .map(|(old, lsn)| carried_row(lsn, Some(old), None));
+                let carried = carry(&mapping, Op::Delete, olds.collect());
+                self.queue(&mapping, built, carried, Some(n)).await
             }
         }
     }
 
-    async fn copy(&mut self, m: &TableMapping, data: BytesMut) -> Result<(), ApplyError> {
+    async fn copy(&mut self, carried: Carried, data: BytesMut) -> Result<(), ApplyError> {
         self.send_pipeline(None).await?;
+        let m = &carried.mapping;
         let cols: Vec<String> = m.columns.iter().map(|c| quote_ident(&c.name)).collect();
         let sql = format!(
             "COPY {} ({}) FROM STDIN",
@@ -671,7 +755,7 @@ impl Sink {
                 begin,
                 sql,
                 data: data.freeze(),
-                table: m.destination.clone(),
+                carried,
             })
             .await
     }
@@ -704,6 +788,18 @@ impl Sink {
             })
             .await
     }
+}
+
+fn carry(mapping: &Arc<TableMapping>, op: Op, rows: Vec<CarriedRow>) -> Carried {
+    Carried {
+        mapping: mapping.clone(),
+        op,
+        rows,
+    }
+}
+
+fn carried_row(lsn: Lsn, old: Option<Row>, new: Option<Row>) -> CarriedRow {
+    CarriedRow { lsn, old, new }
 }
 
 fn unusable(m: &TableMapping, message: &str) -> ApplyError {

@@ -1,6 +1,6 @@
-//! Rows a plugin could not process under the `dead_letter` policy, written to
-//! `pgmorph.dead_letters` in the destination transaction of the rows around them (CDC and
-//! snapshot alike).
+//! Rows set aside in `pgmorph.dead_letters`, in the destination transaction of the rows around
+//! them: rows a plugin could not process under its `dead_letter` policy (CDC and snapshot
+//! alike), and rows the destination refused under `on_apply_error = "dead_letter"`.
 
 use super::params::TextParam;
 use crate::transform::DeadLetter;
@@ -32,4 +32,41 @@ pub(crate) fn params(
     .into_iter()
     .map(|s| TextParam::from(s.to_string()))
     .collect()
+}
+
+/// A row the destination refused: $1 connector, $2 source table, $3 operation, $4 source LSN,
+/// $5 error, $6 SQLSTATE, $7 the change (JSON text), $8 its key (JSON text); no plugin.
+pub(crate) const INSERT_REFUSED: &str = "INSERT INTO pgmorph.dead_letters \
+     (connector, source_table, op, lsn, plugin, error, sqlstate, row_data, row_key) \
+     VALUES ($1, $2, $3, $4, NULL, $5, $6, $7::text::jsonb, $8::text::jsonb)";
+
+/// A row the destination refused, as [`INSERT_REFUSED`] records it.
+pub(crate) struct Refused<'a> {
+    pub connector: &'a str,
+    pub table: &'a str,
+    pub op: &'a str,
+    pub lsn: &'a str,
+    pub error: &'a str,
+    pub sqlstate: &'a str,
+    pub row: &'a serde_json::Value,
+    pub key: &'a serde_json::Value,
+}
+
+impl Refused<'_> {
+    /// The parameters of [`INSERT_REFUSED`].
+    pub fn params(&self) -> Vec<TextParam> {
+        [
+            self.connector,
+            self.table,
+            self.op,
+            self.lsn,
+            self.error,
+            self.sqlstate,
+            &self.row.to_string(),
+            &self.key.to_string(),
+        ]
+        .into_iter()
+        .map(|s| TextParam::from(s.to_string()))
+        .collect()
+    }
 }

@@ -27,6 +27,9 @@ pub enum ApplyError {
         /// The destination's error.
         source: tokio_postgres::Error,
     },
+    /// The destination refused a row (a constraint, a trigger, a value its type rejects).
+    #[error("{0}")]
+    Refused(Box<super::refusals::Refusal>),
     /// A change could not be expressed as SQL.
     #[error("cannot apply a change to {table}: {message}")]
     Unusable {

@@ -10,6 +10,7 @@ mod error;
 pub mod indexes;
 pub mod load;
 mod params;
+mod refusals;
 pub mod schema_change;
 pub mod sequences;
 mod statements;
@@ -17,3 +18,4 @@ mod writer;
 
 pub use apply::Sink;
 pub use error::ApplyError;
+pub use refusals::Refusal;

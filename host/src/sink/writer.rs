@@ -16,13 +16,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{future::try_join_all, SinkExt};
+use futures_util::future::join_all;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::{Client, Statement};
 
 use super::durability::FlushWatch;
 use super::error::{failed, ApplyError};
 use super::params::TextParam;
+use super::refusals::{self, Carried, SetAside};
 use crate::model::{Lsn, Op, TableName};
 
 /// Pieces of work waiting for the writer, at most. Each is one pipelined burst (at most
@@ -41,6 +42,8 @@ pub(crate) struct Queued {
     pub op: Op,
     /// Rows it should change (for the missing-row warning); `None` to not check.
     pub expected: Option<u64>,
+    /// The rows it writes, to name or set aside the ones the destination refuses.
+    pub carried: Option<Carried>,
 }
 
 /// One piece of destination work, run in the order received.
@@ -57,7 +60,7 @@ pub(crate) enum Job {
         begin: bool,
         sql: String,
         data: Bytes,
-        table: TableName,
+        carried: Carried,
     },
     /// SQL in the simple protocol (DDL, TRUNCATE) inside the transaction.
     Sql {
@@ -127,8 +130,14 @@ struct Published {
 impl Writer {
     /// Starts the writer task on `client`. With `flush` (the session commits with
     /// `synchronous_commit = off`), a commit counts as durable only once the destination's WAL
-    /// is flushed past it; otherwise as soon as COMMIT returns.
-    pub fn spawn(client: Arc<Client>, flush: Option<FlushWatch>) -> Self {
+    /// is flushed past it; otherwise as soon as COMMIT returns. With `set_aside`, rows the
+    /// destination refuses go to the dead-letter table (as `connector`'s) and the rest is
+    /// applied; otherwise a refusal stops the writer with the row named.
+    pub fn spawn(
+        client: Arc<Client>,
+        flush: Option<FlushWatch>,
+        set_aside: Option<String>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let shared = Arc::new(Shared {
             failed: AtomicBool::new(false),
@@ -149,6 +158,7 @@ impl Writer {
             published,
             in_tx: false,
             flush,
+            set_aside,
         };
         tokio::spawn(run(task, rx));
         Self {
@@ -224,6 +234,9 @@ struct Task {
     in_tx: bool,
     /// With `synchronous_commit = off`: commits waiting for the destination's WAL flush.
     flush: Option<FlushWatch>,
+    /// Under `on_apply_error = "dead_letter"`: the connector whose dead letters refused rows
+    /// become.
+    set_aside: Option<String>,
 }
 
 async fn run(mut task: Task, mut rx: mpsc::Receiver<Work>) {
@@ -282,7 +295,16 @@ impl Task {
         let commit = job.commits();
         self.in_tx |= job.begins();
         let positions = self.flush.as_ref().map(|f| f.positions.clone());
-        match execute(&self.client, job, &self.shared, positions.as_ref()).await {
+        let set_aside = self.set_aside.as_deref().map(|connector| SetAside {
+            client: &self.client,
+            connector,
+        });
+        let run = Run {
+            client: &self.client,
+            shared: &self.shared,
+            set_aside,
+        };
+        match run.execute(job, positions.as_ref()).await {
             Ok(after) => {
                 if let Some(lsn) = commit {
                     self.in_tx = false;
@@ -332,97 +354,169 @@ impl Task {
     }
 }
 
-/// Runs one job; for a committing pipeline with `positions`, returns the row that statement
-/// read right after COMMIT.
-async fn execute(
-    client: &Client,
-    job: Job,
-    shared: &Shared,
-    positions: Option<&Statement>,
-) -> Result<Option<tokio_postgres::Row>, ApplyError> {
-    match job {
-        Job::Pipeline {
-            begin,
-            batch,
-            commit,
-        } => {
-            let positions = positions.filter(|_| commit.is_some());
-            pipeline(client, begin, &batch, commit.is_some(), positions, shared).await
-        }
-        Job::Copy {
-            begin,
-            sql,
-            data,
-            table,
-        } => {
-            if begin {
-                client
-                    .batch_execute("BEGIN")
-                    .await
-                    .map_err(failed(&state_table()))?;
+/// What a job runs with.
+struct Run<'a> {
+    client: &'a Client,
+    shared: &'a Shared,
+    set_aside: Option<SetAside<'a>>,
+}
+
+impl Run<'_> {
+    /// Runs one job; for a committing pipeline with `positions`, returns the row that
+    /// statement read right after COMMIT.
+    async fn execute(
+        &self,
+        job: Job,
+        positions: Option<&Statement>,
+    ) -> Result<Option<tokio_postgres::Row>, ApplyError> {
+        match job {
+            Job::Pipeline {
+                begin,
+                batch,
+                commit,
+            } => {
+                let positions = positions.filter(|_| commit.is_some());
+                match &self.set_aside {
+                    Some(set_aside) => {
+                        let counts = set_aside.burst(begin, &batch).await?;
+                        count_missing(&batch, &counts, self.shared);
+                        self.commit(commit.is_some(), positions).await
+                    }
+                    None => {
+                        self.pipeline(begin, &batch, commit.is_some(), positions)
+                            .await
+                    }
+                }
             }
-            let sink = client
-                .copy_in::<_, Bytes>(&sql)
-                .await
-                .map_err(failed(&table))?;
-            futures_util::pin_mut!(sink);
-            sink.send(data).await.map_err(failed(&table))?;
-            sink.finish().await.map_err(failed(&table))?;
-            Ok(None)
+            Job::Copy {
+                begin,
+                sql,
+                data,
+                carried,
+            } => {
+                if begin {
+                    self.client
+                        .batch_execute("BEGIN")
+                        .await
+                        .map_err(failed(&state_table()))?;
+                }
+                match &self.set_aside {
+                    Some(set_aside) => set_aside.copy(&sql, data, &carried).await?,
+                    None => {
+                        if let Err(e) = refusals::copy_in(self.client, &sql, data).await {
+                            return Err(refusals::name_refused(self.client, &carried, e).await);
+                        }
+                    }
+                }
+                Ok(None)
+            }
+            Job::Sql { begin, sql, table } => {
+                let sql = if begin { format!("BEGIN; {sql}") } else { sql };
+                self.client
+                    .batch_execute(&sql)
+                    .await
+                    .map_err(failed(&table))?;
+                Ok(None)
+            }
         }
-        Job::Sql { begin, sql, table } => {
-            let sql = if begin { format!("BEGIN; {sql}") } else { sql };
-            client.batch_execute(&sql).await.map_err(failed(&table))?;
-            Ok(None)
+    }
+
+    /// COMMIT when asked, then the `positions` query if given.
+    async fn commit(
+        &self,
+        commit: bool,
+        positions: Option<&Statement>,
+    ) -> Result<Option<tokio_postgres::Row>, ApplyError> {
+        if !commit {
+            return Ok(None);
+        }
+        let state = state_table();
+        let (committed, after) = tokio::join!(
+            self.client.batch_execute("COMMIT"),
+            self.positions(positions)
+        );
+        committed.map_err(failed(&state))?;
+        after
+    }
+
+    async fn positions(
+        &self,
+        positions: Option<&Statement>,
+    ) -> Result<Option<tokio_postgres::Row>, ApplyError> {
+        match positions {
+            Some(stmt) => self
+                .client
+                .query_one(stmt, &[])
+                .await
+                .map(Some)
+                .map_err(failed(&state_table())),
+            None => Ok(None),
+        }
+    }
+
+    /// Sends the statements in one burst, BEGIN first if asked, COMMIT last with `commit` and
+    /// then the `positions` query if given, and waits for all answers. A refused statement
+    /// fails the burst with the refused row named.
+    async fn pipeline(
+        &self,
+        begin: bool,
+        batch: &[Queued],
+        commit: bool,
+        positions: Option<&Statement>,
+    ) -> Result<Option<tokio_postgres::Row>, ApplyError> {
+        let client = self.client;
+        let state = state_table();
+        let begin_fut = async {
+            if begin {
+                client.batch_execute("BEGIN").await
+            } else {
+                Ok(())
+            }
+        };
+        let statements_fut = join_all(
+            batch
+                .iter()
+                .map(|q| client.execute_raw(&q.stmt, q.params.iter())),
+        );
+        let commit_fut = async {
+            if commit {
+                client.batch_execute("COMMIT").await
+            } else {
+                Ok(())
+            }
+        };
+        let (begun, results, committed, after) = tokio::join!(
+            begin_fut,
+            statements_fut,
+            commit_fut,
+            self.positions(positions)
+        );
+        begun.map_err(failed(&state))?;
+        let mut counts = Vec::with_capacity(results.len());
+        for (result, q) in results.into_iter().zip(batch) {
+            match result {
+                Ok(n) => counts.push(n),
+                Err(e) => return Err(self.refused(q, e).await),
+            }
+        }
+        committed.map_err(failed(&state))?;
+        count_missing(batch, &counts, self.shared);
+        after
+    }
+
+    /// The error of a failed statement, naming the refused row when the destination refused
+    /// one.
+    async fn refused(&self, q: &Queued, e: tokio_postgres::Error) -> ApplyError {
+        match &q.carried {
+            Some(carried) => refusals::name_refused(self.client, carried, e).await,
+            None => failed(&q.table)(e),
         }
     }
 }
 
-/// Sends the statements in one burst, BEGIN first if asked, COMMIT last with `commit` and then
-/// the `positions` query if given, and waits for all answers.
-async fn pipeline(
-    client: &Client,
-    begin: bool,
-    batch: &[Queued],
-    commit: bool,
-    positions: Option<&Statement>,
-    shared: &Shared,
-) -> Result<Option<tokio_postgres::Row>, ApplyError> {
-    let state = state_table();
-    let begin_fut = async {
-        if begin {
-            client.batch_execute("BEGIN").await.map_err(failed(&state))
-        } else {
-            Ok(())
-        }
-    };
-    let statements_fut = try_join_all(batch.iter().map(|q| async move {
-        client
-            .execute_raw(&q.stmt, q.params.iter())
-            .await
-            .map_err(failed(&q.table))
-    }));
-    let commit_fut = async {
-        if commit {
-            client.batch_execute("COMMIT").await.map_err(failed(&state))
-        } else {
-            Ok(())
-        }
-    };
-    let positions_fut = async {
-        match positions {
-            Some(stmt) => client
-                .query_one(stmt, &[])
-                .await
-                .map(Some)
-                .map_err(failed(&state)),
-            None => Ok(None),
-        }
-    };
-    let ((), results, (), after) =
-        futures_util::future::try_join4(begin_fut, statements_fut, commit_fut, positions_fut)
-            .await?;
-    for (n, q) in results.iter().zip(batch.iter()) {
+/// Counts and logs the updates and deletes that found fewer rows than expected.
+fn count_missing(batch: &[Queued], counts: &[u64], shared: &Shared) {
+    for (n, q) in counts.iter().zip(batch.iter()) {
         if let Some(expected) = q.expected {
             if *n < expected {
                 shared
@@ -437,7 +531,6 @@ async fn pipeline(
             }
         }
     }
-    Ok(after)
 }
 
 #[cfg(test)]
@@ -453,11 +546,22 @@ mod tests {
         };
         assert!(pipeline(true, None).begins());
         assert_eq!(pipeline(false, Some(Lsn(9))).commits(), Some(Lsn(9)));
+        let schema = crate::model::TableSchema {
+            oid: 1,
+            name: state_table(),
+            columns: Vec::new(),
+            identity: crate::model::ReplicaIdentity::Default,
+            has_primary_key: true,
+        };
         let copy = Job::Copy {
             begin: false,
             sql: String::new(),
             data: Bytes::new(),
-            table: state_table(),
+            carried: Carried {
+                mapping: Arc::new(crate::model::TableMapping::identity(Arc::new(schema), "d")),
+                op: Op::Insert,
+                rows: Vec::new(),
+            },
         };
         assert!(!copy.begins());
         assert_eq!(copy.commits(), None, "only a pipeline commits");

@@ -88,6 +88,9 @@ CREATE TABLE IF NOT EXISTS pgmorph.dead_letters (
     row_data    jsonb,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
+ALTER TABLE pgmorph.dead_letters ADD COLUMN IF NOT EXISTS sqlstate text;
+ALTER TABLE pgmorph.dead_letters ADD COLUMN IF NOT EXISTS row_key jsonb;
+ALTER TABLE pgmorph.dead_letters ALTER COLUMN plugin DROP NOT NULL;
 CREATE TABLE IF NOT EXISTS pgmorph.copied_ranges (
     connector    text NOT NULL,
     source_table text NOT NULL,

@@ -148,6 +148,10 @@ pub(crate) const STATS: &str =
      first_change_at = coalesce(first_change_at, now()), last_change_at = now(), \
      last_source_commit_at = to_timestamp($8::text::double precision / 1e6) WHERE connector = $1";
 
+/// The SQL counting one row the destination refused and the sink set aside: $1 name.
+pub(crate) const DEAD_LETTERED: &str =
+    "UPDATE pgmorph.stats SET dead_lettered = dead_lettered + 1 WHERE connector = $1";
+
 /// One connector's row of `pgmorph.state`, plus its counters.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {

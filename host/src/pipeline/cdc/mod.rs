@@ -603,13 +603,16 @@ impl Cdc<'_> {
             } = batch;
             if mapping.transforms_rows {
                 self.sink.begin().await?;
-                let lsn = lsn.to_string();
                 self.sink
-                    .dead_letter(&mapping.source.name, &lsn, &outcome.dead_letters)
+                    .dead_letter(
+                        &mapping.source.name,
+                        &lsn.to_string(),
+                        &outcome.dead_letters,
+                    )
                     .await?;
                 self.sink.counts.skipped += outcome.skipped as i64;
             }
-            self.sink.apply(&mapping, changes).await?;
+            self.sink.apply(&mapping, changes, lsn).await?;
         }
         Ok(())
     }
