@@ -482,6 +482,7 @@ async fn ddl_the_destination_refuses_stops_the_connector() -> anyhow::Result<()>
         &src,
         &config.slot_name(),
         &[pgmorph::model::TableName::new("public", "items")],
+        true,
     )
     .await?;
     let follow = pgmorph::source::ddl_trigger::Follow::default();
