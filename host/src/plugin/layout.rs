@@ -278,9 +278,10 @@ pub(crate) fn compose(
 }
 
 /// Whether a plugin's answer names the table's destination: it moved or renamed the table, so
-/// the schema it returned is its choice, not the one it was shown.
+/// the schema it returned is its choice, not the one it was shown. A table name changed only in
+/// letter case (a casing strategy) is the same table spelled another way, not a choice.
 fn names_target(input: &TableName, schema: &str, name: &str) -> bool {
-    input.schema != schema || input.name != name
+    input.schema != schema || !input.name.eq_ignore_ascii_case(name)
 }
 
 #[cfg(test)]
@@ -296,6 +297,10 @@ mod tests {
             "renamed in place"
         );
         assert!(names_target(&input, "sales", "orders"), "moved");
+        assert!(
+            !names_target(&input, "public", "ORDERS"),
+            "only the letter case changed"
+        );
     }
 
     #[test]
