@@ -485,3 +485,29 @@ pub fn terminate(cluster: &pgmorph::cluster::LocalCluster, filter: &str) -> anyh
         .context("terminating backends")?;
     Ok(())
 }
+
+/// Stops a [`start_writer`] writer, waits until every table in `tables` equals its source
+/// (showing the connector's `log` if not), and returns (writer transactions, event rows on the
+/// destination, rows of `events` applied twice).
+pub async fn stop_writer_and_compare(
+    pair: &Pair,
+    writer: (
+        watch::Sender<bool>,
+        tokio::task::JoinHandle<anyhow::Result<u64>>,
+    ),
+    tables: &[(&str, &str)],
+    log: &std::path::Path,
+) -> anyhow::Result<(u64, i64, i64)> {
+    let _ = writer.0.send(true);
+    let written = writer.1.await??;
+    let (src, dst) = pair.clients().await?;
+    wait_same(&src, &dst, tables, None)
+        .await
+        .map_err(|e| e.context(std::fs::read_to_string(log).unwrap_or_default()))?;
+    let doubled = duplicated(&dst, "postgres.events").await?;
+    let rows: i64 = dst
+        .query_one("SELECT count(*) FROM postgres.events", &[])
+        .await?
+        .get(0);
+    Ok((written, rows, doubled))
+}

@@ -12,7 +12,7 @@ mod plugin_support;
 use std::time::{Duration, Instant};
 
 use pgmorph_e2e::{
-    duplicated, spawn_bin, start_writer, terminate, wait_same, BinProcess, Pair, DEADLINE,
+    spawn_bin, start_writer, stop_writer_and_compare, terminate, BinProcess, Pair, DEADLINE,
 };
 
 const SCHEMA: &str = "
@@ -116,19 +116,8 @@ async fn random_faults_lose_and_repeat_nothing() -> anyhow::Result<()> {
         }
     }
     child = ensure_streaming(&pair, child, &args, &log).await?;
-    let _ = stop_writer.send(true);
-    let written = writer.await??;
-    let src = pair.source.connect("postgres").await?;
-    let dst = pair.dest.connect("postgres").await?;
-    let show_log = |e: anyhow::Error| e.context(std::fs::read_to_string(&log).unwrap_or_default());
-    wait_same(&src, &dst, &TABLES, None)
-        .await
-        .map_err(show_log)?;
-    let doubled = duplicated(&dst, "postgres.events").await?;
-    let rows: i64 = dst
-        .query_one("SELECT count(*) FROM postgres.events", &[])
-        .await?
-        .get(0);
+    let (written, rows, doubled) =
+        stop_writer_and_compare(&pair, (stop_writer, writer), &TABLES, &log).await?;
     eprintln!(
         "chaos: seed {seed:#x}, {rounds} rounds, faults {counts:?}, {written} writer \
          transactions, {rows} event rows compared equal, 0 lost, {doubled} doubled"

@@ -8,7 +8,8 @@ mod plugin_support;
 use std::time::{Duration, Instant};
 
 use pgmorph_e2e::{
-    duplicated, run_bin, spawn_bin, start_writer, terminate, wait_same, BinProcess, Pair, DEADLINE,
+    run_bin, spawn_bin, start_writer, stop_writer_and_compare, terminate, BinProcess, Pair,
+    DEADLINE,
 };
 
 const SCHEMA: &str = "
@@ -149,15 +150,8 @@ async fn lost_connections_are_retried_and_resume_exactly() -> anyhow::Result<()>
     pair.source.restart()?;
     total = wait_resumed(&pair, "retry", &mut child, total, &log).await?;
 
-    let _ = stop_writer.send(true);
-    let written = writer.await??;
-    let src = pair.source.connect("postgres").await?;
-    let dst = pair.dest.connect("postgres").await?;
-    let show_log = |e: anyhow::Error| e.context(std::fs::read_to_string(&log).unwrap_or_default());
-    wait_same(&src, &dst, &TABLES, None)
-        .await
-        .map_err(show_log)?;
-    let doubled = duplicated(&dst, "postgres.events").await?;
+    let (written, _, doubled) =
+        stop_writer_and_compare(&pair, (stop_writer, writer), &TABLES, &log).await?;
     eprintln!("reconnect: 5 faults, {total} attempts in all, {written} writer transactions, {doubled} doubled");
     assert_eq!(doubled, 0);
     assert!(child.is_running(), "one process did it all");

@@ -20,25 +20,13 @@ pub async fn setup(config: &Config, ddl: bool, drop_tables: bool) -> anyhow::Res
     }
     let source = connect(config, "pgmorph setup-source").await?;
     setup::check_server(&source).await?;
-    let schema = config
-        .source
-        .schema
-        .clone()
-        .unwrap_or_else(|| "public".into());
-    let listed = config.listed_tables();
-    let tables: Vec<_> = catalog::select_tables(
-        &source,
-        &schema,
-        listed.as_deref(),
-        config.source.partitions,
-    )
-    .await?
-    .into_iter()
-    .map(|(_, name)| name)
-    .collect();
+    let tables: Vec<_> = catalog::select_configured(&source, config)
+        .await?
+        .into_iter()
+        .map(|(_, name)| name)
+        .collect();
     let publication = config.slot_name();
-    let via_root = config.source.partitions == pgmorph::config::Partitions::Root;
-    setup::ensure_publication(&source, &publication, &tables, via_root).await?;
+    setup::ensure_publication(&source, &publication, &tables, config.publish_via_root()).await?;
     println!(
         "publication {publication} publishes {} tables",
         tables.len()
@@ -47,7 +35,11 @@ pub async fn setup(config: &Config, ddl: bool, drop_tables: bool) -> anyhow::Res
         let follow = ddl_trigger::Follow {
             drop_tables,
             // A whole schema is replicated: tables created in it join.
-            new_tables_in: listed.is_none().then_some(schema),
+            new_tables_in: config
+                .source
+                .tables
+                .is_none()
+                .then(|| config.source_schema()),
         };
         ddl_trigger::install(&source, &config.name, &publication, &follow).await?;
         println!(

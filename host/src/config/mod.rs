@@ -331,6 +331,29 @@ impl Config {
             .map(|ts| ts.iter().map(|t| TableName::parse(t, "public")).collect())
     }
 
+    /// The default destination schema: `destination.schema`, else the source database's name
+    /// (`source_dbname`).
+    pub fn dest_schema(&self, source_dbname: &str) -> String {
+        self.destination
+            .schema
+            .clone()
+            .unwrap_or_else(|| source_dbname.to_string())
+    }
+
+    /// The schema whose tables are replicated when `source.tables` is not set.
+    pub fn source_schema(&self) -> String {
+        self.source
+            .schema
+            .clone()
+            .unwrap_or_else(|| "public".into())
+    }
+
+    /// Whether the publication names a partitioned table in its partitions' changes
+    /// (`publish_via_partition_root`): with `source.partitions = "root"`.
+    pub fn publish_via_root(&self) -> bool {
+        self.source.partitions == Partitions::Root
+    }
+
     /// The tables an `always` start re-copies, if limited.
     pub fn snapshot_tables(&self) -> Option<Vec<TableName>> {
         self.source

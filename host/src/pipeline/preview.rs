@@ -127,24 +127,8 @@ pub async fn preview(
 ) -> Result<Vec<TablePreview>, RunError> {
     let settings = config.source_connection()?;
     let source = connect(&settings, "pgmorph preview").await?;
-    let dest_schema = config
-        .destination
-        .schema
-        .clone()
-        .unwrap_or_else(|| settings.dbname.clone());
-    let schema = config
-        .source
-        .schema
-        .clone()
-        .unwrap_or_else(|| "public".into());
-    let listed = config.listed_tables();
-    let oids = catalog::select_tables(
-        &source,
-        &schema,
-        listed.as_deref(),
-        config.source.partitions,
-    )
-    .await?;
+    let dest_schema = config.dest_schema(&settings.dbname);
+    let oids = catalog::select_configured(&source, config).await?;
     let selection = catalog::describe(&source, &oids, &dest_schema).await?;
     let mut out = Vec::new();
     for t in selection.tables {

@@ -119,11 +119,7 @@ pub async fn sync_config(config: &Config) -> Result<usize, SequenceError> {
     let state = StateStore::open(dest, &config.name).await?;
     let dest_schema = match state.dest_schema().await? {
         Some(schema) => schema,
-        None => config
-            .destination
-            .schema
-            .clone()
-            .unwrap_or_else(|| source_settings.dbname.clone()),
+        None => config.dest_schema(&source_settings.dbname),
     };
     sync(&source, &state, &dest_schema).await
 }

@@ -169,7 +169,7 @@ impl Start<'_> {
             });
         }
         let published: Vec<_> = plan.active.iter().map(|m| m.source.name.clone()).collect();
-        let via_root = self.config.source.partitions == crate::config::Partitions::Root;
+        let via_root = self.config.publish_via_root();
         setup::ensure_publication(&source, &self.slot, &published, via_root).await?;
         let previous = state.load().await?;
         let slot_info = self.check_slot(&source, &previous).await?;
@@ -242,20 +242,8 @@ impl Start<'_> {
         transform: SharedTransform,
     ) -> Result<Planned, RunError> {
         let config = self.config;
-        let dest_schema = config
-            .destination
-            .schema
-            .clone()
-            .unwrap_or_else(|| self.source_settings.dbname.clone());
-        let listed = config.listed_tables();
-        let schema = config
-            .source
-            .schema
-            .clone()
-            .unwrap_or_else(|| "public".into());
-        let oids =
-            catalog::select_tables(source, &schema, listed.as_deref(), config.source.partitions)
-                .await?;
+        let dest_schema = config.dest_schema(&self.source_settings.dbname);
+        let oids = catalog::select_configured(source, config).await?;
         let selection = catalog::describe(source, &oids, &dest_schema).await?;
         let mut mappings = Vec::new();
         {

@@ -46,6 +46,16 @@ pub struct Selection {
     pub user_types: BTreeMap<String, UserType>,
 }
 
+/// Lists the tables `config` selects (see [`select_tables`]).
+pub async fn select_configured(
+    client: &Client,
+    config: &crate::config::Config,
+) -> Result<Vec<(u32, TableName)>, CatalogError> {
+    let listed = config.listed_tables();
+    let schema = config.source_schema();
+    select_tables(client, &schema, listed.as_deref(), config.source.partitions).await
+}
+
 /// Lists the tables to replicate: `tables` when given, else every table of `schema`. With
 /// [`Partitions::Root`] a partitioned table is one table and its partitions are not listed on
 /// their own; with [`Partitions::Leaf`] its leaf partitions are listed instead.
