@@ -433,14 +433,14 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
     }
     let lag = slot_lag(config).await;
     let sequences = pgmorph::state::sequences::last_sequence_sync(&client, &config.name).await?;
-    let (ddl_applied, ddl_last) = pgmorph::state::ddl_history::summary(&client, &config.name)
+    let ddl = pgmorph::state::ddl_history::summary(&client, &config.name)
         .await
         .unwrap_or_default();
     if json {
         let mut v = serde_json::to_value(&s)?;
         v["slot"] = lag.clone().unwrap_or(serde_json::Value::Null);
         v["sequences"] = serde_json::to_value(&sequences)?;
-        v["source_ddl"] = serde_json::json!({ "applied": ddl_applied, "last": ddl_last });
+        v["source_ddl"] = serde_json::to_value(&ddl)?;
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
@@ -491,8 +491,11 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
             }
         }
     }
-    if let Some(last) = ddl_last {
-        println!("source_ddl      {ddl_applied} applied, last: {last}");
+    if let Some(last) = &ddl.last {
+        println!("source_ddl      {} applied, last: {last}", ddl.applied);
+    }
+    if let Some(last) = &ddl.last_skipped {
+        println!("ddl_skipped     {}, last: {last}", ddl.skipped);
     }
     match &lag {
         Some(l) => {

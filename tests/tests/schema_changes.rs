@@ -513,6 +513,46 @@ async fn ddl_the_destination_refuses_stops_the_connector() -> anyhow::Result<()>
         (r.get(0), r.get(1))
     };
     assert_eq!((applied, b_type.as_str()), (0, "text"), "nothing applied");
+
+    // With `on_ddl_error = "skip"` the same command, read again from the slot, is recorded as
+    // skipped and the rows after it are applied to the table as it stands.
+    let text = pair.config_text("refused", "", "tables = [\"public.items\"]")
+        + "on_ddl_error = \"skip\"\n";
+    let path = pair.dir.path().join("refused-skip.toml");
+    std::fs::write(&path, &text)?;
+    let config = pgmorph::config::Config::parse(&text, &path)?;
+    let running = Running::start(&config, Mode::Initial);
+    src.batch_execute("INSERT INTO items VALUES (2, 7)").await?;
+    wait_until(
+        &dst,
+        "SELECT b = '7' FROM postgres.items WHERE id = 2",
+        Some(&running),
+    )
+    .await?;
+    let (skipped, error, b_type): (bool, String, String) = {
+        let r = dst
+            .query_one(
+                "SELECT skipped, error, (SELECT data_type FROM information_schema.columns \
+                  WHERE table_schema = 'postgres' AND table_name = 'items' AND column_name = 'b') \
+                 FROM pgmorph.ddl_history WHERE connector = 'refused'",
+                &[],
+            )
+            .await?;
+        (r.get(0), r.get(1), r.get(2))
+    };
+    assert!(skipped);
+    assert!(
+        error.starts_with("22P02: invalid input syntax for type integer"),
+        "{error}"
+    );
+    assert_eq!(b_type, "text", "the destination table stays as it was");
+    let (ok, out, err) = run_bin(&["status", "--config", path.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("ddl_skipped     1, last: ALTER TABLE public.items at"),
+        "{out}"
+    );
+    running.stop().await?;
     Ok(())
 }
 

@@ -147,6 +147,25 @@ pub struct DestinationConfig {
     /// in the same destination transaction and the others are applied.
     #[serde(default)]
     pub on_apply_error: OnApplyError,
+    /// `on_ddl_error = "stop" | "skip"`: what happens to a source DDL command the destination
+    /// refuses or pgmorph cannot follow. `stop` (default): the connector stops with the
+    /// statement and the reason, acknowledging nothing from that transaction on. `skip`: the
+    /// destination table stays as it was, the command is recorded in `pgmorph.ddl_history`
+    /// with `skipped` and its error, and streaming goes on (rows that no longer fit the
+    /// destination table then follow `on_apply_error`).
+    #[serde(default)]
+    pub on_ddl_error: OnDdlError,
+}
+
+/// What happens to a source DDL command the destination refuses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDdlError {
+    /// Stop before acknowledging the transaction; a restart applies it again.
+    #[default]
+    Stop,
+    /// Record the command as skipped and go on.
+    Skip,
 }
 
 /// What happens when the destination refuses a change.
@@ -476,6 +495,22 @@ config = { columns = ["email"] }
             err.contains("on_apply_error") || err.contains("unknown variant `skip`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn reads_what_to_do_with_refused_source_ddl() {
+        let c = Config::parse(GOOD, Path::new("c.toml")).unwrap();
+        assert_eq!(c.destination.on_ddl_error, OnDdlError::Stop, "the default");
+        let text = GOOD.replace(
+            "url = \"postgres://u@127.0.0.1:5433/postgres\"",
+            "url = \"postgres://u@127.0.0.1:5433/postgres\"\non_ddl_error = \"skip\"",
+        );
+        let c = Config::parse(&text, Path::new("c.toml")).unwrap();
+        assert_eq!(c.destination.on_ddl_error, OnDdlError::Skip);
+        let err = Config::parse(&text.replace("\"skip\"", "\"ignore\""), Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown variant `ignore`"), "{err}");
     }
 
     #[test]

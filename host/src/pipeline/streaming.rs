@@ -11,7 +11,7 @@ use super::connector::{Ended, ReloadOptions, RunError};
 use super::copier::Copier;
 use super::relations::Relations;
 use super::start::{Planned, Start};
-use crate::config::ConnectionSettings;
+use crate::config::{ConnectionSettings, OnDdlError};
 use crate::model::{Lsn, TableMapping};
 use crate::plugin::reload::{self, Fingerprint, ReloadSetup};
 use crate::sink::{ddl, Sink};
@@ -51,6 +51,7 @@ impl Streaming<'_> {
         let mut sink = Sink::open(dest, &config.name, config.destination.on_apply_error)
             .await
             .map_err(CdcError::from)?;
+        sink.skip_refused_ddl = config.destination.on_ddl_error == OnDdlError::Skip;
         sink.reorder_tables =
             ddl::free_of_foreign_keys_and_triggers(sink.client(), &plan.active).await?;
         tracing::info!(

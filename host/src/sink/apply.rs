@@ -85,6 +85,9 @@ pub struct Sink {
     /// (no foreign keys or triggers on the destination tables): each table's changes keep their
     /// order, and consecutive same-shape updates of one table become one statement.
     pub reorder_tables: bool,
+    /// Whether a source DDL command the destination refuses is skipped and recorded
+    /// (`on_ddl_error = "skip"`) instead of stopping the connector.
+    pub skip_refused_ddl: bool,
     pipeline: Vec<Queued>,
     /// Counters of the open transaction.
     pub counts: TxCounts,
@@ -128,6 +131,7 @@ impl Sink {
             need_begin: false,
             runs: Vec::new(),
             reorder_tables: false,
+            skip_refused_ddl: false,
             pipeline: Vec::new(),
             counts: TxCounts::default(),
         })

@@ -2,19 +2,73 @@
 //! mapping before and after the change, matched column by column through the source's
 //! attribute numbers (a renamed source column is renamed, not dropped and added).
 
+use super::error::failed;
 use super::{ApplyError, Sink};
 use crate::model::{quote_ident, quote_literal, MappedColumn, TableMapping, TableName};
 use crate::state::ddl_history::{self, DdlRecord};
 
+/// What became of one source DDL command on the destination.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DdlOutcome {
+    /// Its statements ran.
+    Applied,
+    /// The destination refused one (the error, SQLSTATE first); the table stays as it was.
+    Skipped(String),
+}
+
+const SAVEPOINT: &str = "SAVEPOINT pgmorph_ddl";
+const RELEASE: &str = "RELEASE SAVEPOINT pgmorph_ddl";
+const ROLLBACK_TO: &str = "ROLLBACK TO SAVEPOINT pgmorph_ddl; RELEASE SAVEPOINT pgmorph_ddl";
+
 impl Sink {
     /// Runs the destination statements of one source DDL command, then its history row and
     /// `state_sql` (state rows that follow the table), in the open destination transaction. A
-    /// statement the destination refuses stops with the source statement named.
+    /// statement the destination refuses stops with the source statement named, or, with
+    /// `skip_refused_ddl`, is rolled back with the others of the command and recorded as
+    /// skipped.
     pub async fn apply_source_ddl(
         &mut self,
         statements: &[String],
         record: &DdlRecord<'_>,
         state_sql: Option<String>,
+    ) -> Result<DdlOutcome, ApplyError> {
+        let outcome = match self.skip_refused_ddl {
+            true => self.try_source_ddl(statements, record).await?,
+            false => {
+                self.run_source_ddl(statements, record).await?;
+                DdlOutcome::Applied
+            }
+        };
+        let skipped = match &outcome {
+            DdlOutcome::Skipped(error) => Some(error.as_str()),
+            DdlOutcome::Applied => None,
+        };
+        let state = TableName::new(crate::state::STATE_SCHEMA, "ddl_history");
+        self.execute_ddl(&state, &ddl_history::record_sql(record, skipped))
+            .await?;
+        // The state follows the source table, whatever the destination did.
+        if let Some(sql) = state_sql {
+            self.execute_ddl(&state, &sql).await?;
+        }
+        self.forget_statements();
+        Ok(outcome)
+    }
+
+    /// Records a source DDL command pgmorph itself cannot follow as skipped, with `reason`.
+    pub async fn skip_source_ddl(
+        &mut self,
+        record: &DdlRecord<'_>,
+        reason: &str,
+    ) -> Result<(), ApplyError> {
+        let state = TableName::new(crate::state::STATE_SCHEMA, "ddl_history");
+        self.execute_ddl(&state, &ddl_history::record_sql(record, Some(reason)))
+            .await
+    }
+
+    async fn run_source_ddl(
+        &mut self,
+        statements: &[String],
+        record: &DdlRecord<'_>,
     ) -> Result<(), ApplyError> {
         let table = record.dest_table;
         for sql in statements {
@@ -28,14 +82,36 @@ impl Sink {
                 other => other,
             })?;
         }
-        let state = TableName::new(crate::state::STATE_SCHEMA, "ddl_history");
-        self.execute_ddl(&state, &ddl_history::record_sql(record))
-            .await?;
-        if let Some(sql) = state_sql {
-            self.execute_ddl(&state, &sql).await?;
-        }
-        self.forget_statements();
         Ok(())
+    }
+
+    /// Runs the statements under a savepoint; a refusal rolls all of them back.
+    async fn try_source_ddl(
+        &mut self,
+        statements: &[String],
+        record: &DdlRecord<'_>,
+    ) -> Result<DdlOutcome, ApplyError> {
+        let table = record.dest_table;
+        // Opens the transaction and waits until the writer is idle: the statements below run
+        // on the same connection, in the same transaction.
+        self.execute_ddl(table, SAVEPOINT).await?;
+        let client = self.client();
+        for sql in statements {
+            let Err(e) = client.batch_execute(sql).await else {
+                continue;
+            };
+            let Some(db) = e.as_db_error() else {
+                return Err(failed(table)(e));
+            };
+            let error = format!("{}: {} (in {sql})", db.code().code(), db.message());
+            client
+                .batch_execute(ROLLBACK_TO)
+                .await
+                .map_err(failed(table))?;
+            return Ok(DdlOutcome::Skipped(error));
+        }
+        client.batch_execute(RELEASE).await.map_err(failed(table))?;
+        Ok(DdlOutcome::Applied)
     }
 }
 

@@ -28,11 +28,13 @@ fn text_array(items: &[String]) -> String {
     format!("ARRAY[{}]::text[]", quoted.join(", "))
 }
 
-/// The INSERT of one history row (run by the sink inside the applying transaction).
-pub(crate) fn record_sql(r: &DdlRecord) -> String {
+/// The INSERT of one history row (run by the sink inside the applying transaction);
+/// `skipped`: the error of a command skipped under `on_ddl_error = "skip"`.
+pub(crate) fn record_sql(r: &DdlRecord, skipped: Option<&str>) -> String {
     format!(
-        "INSERT INTO pgmorph.ddl_history (connector, lsn, source_table, dest_table, tag, statement, applied) \
-         VALUES ({}, {}, {}, {}, {}, {}, {})",
+        "INSERT INTO pgmorph.ddl_history \
+         (connector, lsn, source_table, dest_table, tag, statement, applied, skipped, error) \
+         VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {})",
         quote_literal(r.connector),
         quote_literal(&r.lsn),
         quote_literal(&r.source_table.to_string()),
@@ -40,6 +42,8 @@ pub(crate) fn record_sql(r: &DdlRecord) -> String {
         quote_literal(r.tag),
         quote_literal(r.statement),
         text_array(r.applied),
+        skipped.is_some(),
+        skipped.map_or("NULL".to_string(), quote_literal),
     )
 }
 
@@ -74,21 +78,42 @@ pub(crate) fn rename_sql(
     )
 }
 
-/// How many source DDL commands connector `name` applied, and the last one (`tag table at
-/// time`), for `pgmorph status`.
+/// What `pgmorph status` shows of a connector's source DDL.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct DdlSummary {
+    /// Commands applied.
+    pub applied: i64,
+    /// The last command applied or skipped (`tag table at time`).
+    pub last: Option<String>,
+    /// Commands skipped under `on_ddl_error = "skip"`.
+    pub skipped: i64,
+    /// The last one skipped (`tag table at time: error`).
+    pub last_skipped: Option<String>,
+}
+
+/// The source DDL connector `name` followed and skipped, for `pgmorph status`.
 pub async fn summary(
     client: &tokio_postgres::Client,
     name: &str,
-) -> Result<(i64, Option<String>), super::StateError> {
+) -> Result<DdlSummary, super::StateError> {
     let row = client
         .query_one(
-            "SELECT count(*), (SELECT tag || ' ' || source_table || ' at ' || applied_at::text \
-                 FROM pgmorph.ddl_history WHERE connector = $1 ORDER BY id DESC LIMIT 1) \
+            "SELECT count(*) FILTER (WHERE NOT skipped), count(*) FILTER (WHERE skipped), \
+                (SELECT tag || ' ' || source_table || ' at ' || applied_at::text \
+                 FROM pgmorph.ddl_history WHERE connector = $1 ORDER BY id DESC LIMIT 1), \
+                (SELECT tag || ' ' || source_table || ' at ' || applied_at::text || ': ' || error \
+                 FROM pgmorph.ddl_history WHERE connector = $1 AND skipped \
+                 ORDER BY id DESC LIMIT 1) \
              FROM pgmorph.ddl_history WHERE connector = $1",
             &[&name],
         )
         .await?;
-    Ok((row.get(0), row.get(1)))
+    Ok(DdlSummary {
+        applied: row.get(0),
+        skipped: row.get(1),
+        last: row.get(2),
+        last_skipped: row.get(3),
+    })
 }
 
 #[cfg(test)]
@@ -98,7 +123,7 @@ mod tests {
     #[test]
     fn history_rows_quote_everything() {
         let (s, d) = (TableName::new("public", "it's"), TableName::new("x", "y"));
-        let sql = record_sql(&DdlRecord {
+        let record = DdlRecord {
             connector: "c",
             lsn: "0/10".into(),
             source_table: &s,
@@ -106,11 +131,15 @@ mod tests {
             tag: "ALTER TABLE",
             statement: "ALTER TABLE \"it's\" ADD c int",
             applied: &["ALTER TABLE x.y ADD COLUMN c integer DEFAULT ('a')".into()],
-        });
+        };
+        let sql = record_sql(&record, None);
         assert!(sql.contains("'public.it''s'"), "{sql}");
         assert!(
             sql.contains("ARRAY['ALTER TABLE x.y ADD COLUMN c integer DEFAULT (''a'')']::text[]"),
             "{sql}"
         );
+        assert!(sql.ends_with(", false, NULL)"), "{sql}");
+        let sql = record_sql(&record, Some("42804: it's refused"));
+        assert!(sql.ends_with(", true, '42804: it''s refused')"), "{sql}");
     }
 }

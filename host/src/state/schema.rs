@@ -121,6 +121,8 @@ CREATE TABLE IF NOT EXISTS pgmorph.ddl_history (
     applied      text[] NOT NULL,
     applied_at   timestamptz NOT NULL DEFAULT now()
 );
+ALTER TABLE pgmorph.ddl_history ADD COLUMN IF NOT EXISTS skipped boolean NOT NULL DEFAULT false;
+ALTER TABLE pgmorph.ddl_history ADD COLUMN IF NOT EXISTS error text;
 CREATE OR REPLACE VIEW pgmorph.state_view AS
     SELECT name, connector_type, pid, stage, state, err, last_offset FROM pgmorph.state;
 "#;

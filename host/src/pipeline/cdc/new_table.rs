@@ -62,9 +62,11 @@ impl Cdc<'_> {
             statement: &event.statement,
             applied: &statements,
         };
-        self.sink
+        let outcome = self
+            .sink
             .apply_source_ddl(&statements, &record, state_sql)
             .await?;
+        super::source_ddl::log_outcome(&record, &outcome);
         self.state.record_mapping(&mapping).await?;
         tracing::info!(
             table = %mapping.source.name,

@@ -10,7 +10,7 @@ use super::flow::Flow;
 use super::{Cdc, CdcError};
 use crate::model::{Lsn, TableMapping, TableSchema, UserType};
 use crate::pipeline::relations::RelationError;
-use crate::sink::schema_change::{drop_table_sql, schema_change_sql, SourceChange};
+use crate::sink::schema_change::{drop_table_sql, schema_change_sql, DdlOutcome, SourceChange};
 use crate::sink::{ddl, ApplyError};
 use crate::source::ddl_event::{DdlEvent, TableState};
 use crate::state::ddl_history::{self, DdlRecord};
@@ -75,51 +75,14 @@ impl Cdc<'_> {
     ) -> Result<(), CdcError> {
         let mapped = self.map_both(event, new_state, current).await?;
         let (old, new) = (&mapped.old, &mapped.new);
-        let unusable = |message: String| ApplyError::Unusable {
-            table: new.source.name.to_string(),
-            message: format!("source DDL {:?}: {message}", event.statement),
-        };
-        if old.skip && !new.skip {
-            return Err(unusable(
-                "the plugins replicate the table only after this change; copy it with pgmorph resync".into(),
-            )
-            .into());
-        }
         let statements = if new.skip || copied_after {
             Vec::new()
         } else {
-            let moved =
-                |i: usize| moved_column(mapped.old_state.as_ref(), new_state, &old.source, i);
-            let existing = |j: usize| new_state.columns.get(j).and_then(|c| c.missing.clone());
-            schema_change_sql(
-                old,
-                new,
-                &SourceChange {
-                    moved: &moved,
-                    existing_value: &existing,
-                },
-            )
+            change_statements(&mapped, new_state)
         };
-        if !mapped.types.is_empty() && !new.skip {
-            let refs: Vec<_> = mapped.types.iter().collect();
-            // User types live in the default destination schema (see `catalog::resolve_type`).
-            let schema = self.relations.dest_schema().to_string();
-            let dest = self.sink.settled().await?;
-            ddl::ensure_schema_and_types(dest, &schema, &refs)
-                .await
-                .map_err(|e| unusable(crate::error_chain::one_line(&e)))?;
-        }
-        let renamed = (old.source.name != new.source.name).then(|| {
-            let connector = self.state.name();
-            ddl_history::rename_sql(
-                connector,
-                &old.source.name,
-                &new.source.name,
-                &new.destination,
-            )
-        });
+        let connector = self.state.name().to_string();
         let record = DdlRecord {
-            connector: self.state.name(),
+            connector: &connector,
             lsn: lsn.to_string(),
             source_table: &new.source.name,
             dest_table: &new.destination,
@@ -127,18 +90,66 @@ impl Cdc<'_> {
             statement: &event.statement,
             applied: &statements,
         };
-        self.sink
+        if old.skip && !new.skip {
+            let reason = "the plugins replicate the table only after this change; \
+                          copy it with pgmorph resync";
+            return self.cannot_follow(&record, reason.into()).await;
+        }
+        if let Err(reason) = self.ensure_types(&mapped).await {
+            return self.cannot_follow(&record, reason).await;
+        }
+        let renamed = (old.source.name != new.source.name).then(|| {
+            ddl_history::rename_sql(
+                record.connector,
+                &old.source.name,
+                &new.source.name,
+                &new.destination,
+            )
+        });
+        let outcome = self
+            .sink
             .apply_source_ddl(&statements, &record, renamed)
             .await?;
         self.state.record_mapping(new).await?;
-        tracing::info!(
-            table = %new.source.name,
-            destination = %new.destination,
-            tag = event.tag,
-            statements = ?statements,
-            "source DDL followed on the destination"
-        );
+        log_outcome(&record, &outcome);
         self.relations.insert(mapped.new);
+        Ok(())
+    }
+
+    /// The user types the new mapping needs, in the default destination schema (see
+    /// `catalog::resolve_type`); the error in one line.
+    async fn ensure_types(&mut self, mapped: &Mapped) -> Result<(), String> {
+        if mapped.types.is_empty() || mapped.new.skip {
+            return Ok(());
+        }
+        let refs: Vec<_> = mapped.types.iter().collect();
+        let schema = self.relations.dest_schema().to_string();
+        let dest = self
+            .sink
+            .settled()
+            .await
+            .map_err(|e| crate::error_chain::one_line(&e))?;
+        ddl::ensure_schema_and_types(dest, &schema, &refs)
+            .await
+            .map_err(|e| crate::error_chain::one_line(&e))
+    }
+
+    /// A command pgmorph cannot follow: it stops the connector, or under
+    /// `on_ddl_error = "skip"` is recorded as skipped (the mapping stays as it was).
+    async fn cannot_follow(
+        &mut self,
+        record: &DdlRecord<'_>,
+        reason: String,
+    ) -> Result<(), CdcError> {
+        if !self.sink.skip_refused_ddl {
+            return Err(ApplyError::Unusable {
+                table: record.source_table.to_string(),
+                message: format!("source DDL {:?}: {reason}", record.statement),
+            }
+            .into());
+        }
+        self.sink.skip_source_ddl(record, &reason).await?;
+        log_outcome(record, &DdlOutcome::Skipped(reason));
         Ok(())
     }
 
@@ -163,9 +174,11 @@ impl Cdc<'_> {
             statement: &event.statement,
             applied: &statements,
         };
-        self.sink
+        let outcome = self
+            .sink
             .apply_source_ddl(&statements, &record, None)
             .await?;
+        log_outcome(&record, &outcome);
         tracing::info!(
             table = %current.source.name,
             destination = %current.destination,
@@ -216,6 +229,41 @@ impl Cdc<'_> {
             types: types.into_values().collect(),
             old_state,
         })
+    }
+}
+
+/// The destination statements that follow one change of a table.
+fn change_statements(mapped: &Mapped, new_state: &TableState) -> Vec<String> {
+    let (old, new) = (&mapped.old, &mapped.new);
+    let moved = |i: usize| moved_column(mapped.old_state.as_ref(), new_state, &old.source, i);
+    let existing = |j: usize| new_state.columns.get(j).and_then(|c| c.missing.clone());
+    schema_change_sql(
+        old,
+        new,
+        &SourceChange {
+            moved: &moved,
+            existing_value: &existing,
+        },
+    )
+}
+
+/// Logs what became of a source DDL command.
+pub(super) fn log_outcome(record: &DdlRecord<'_>, outcome: &DdlOutcome) {
+    match outcome {
+        DdlOutcome::Applied => tracing::info!(
+            table = %record.source_table,
+            destination = %record.dest_table,
+            tag = record.tag,
+            statements = ?record.applied,
+            "source DDL followed on the destination"
+        ),
+        DdlOutcome::Skipped(error) => tracing::warn!(
+            table = %record.source_table,
+            destination = %record.dest_table,
+            statement = record.statement,
+            error = error.as_str(),
+            "source DDL skipped (on_ddl_error = \"skip\"); the destination table stays as it was"
+        ),
     }
 }
 
