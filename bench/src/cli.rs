@@ -169,6 +169,9 @@ pub enum Transport {
     Tcp,
     /// Unix-domain sockets: cheaper per message on one machine.
     Unix,
+    /// TCP on 127.0.0.1 with TLS (`sslmode=require`; both servers get a certificate made for
+    /// the run): what encryption costs.
+    Tls,
 }
 
 /// One way of moving the data.

@@ -7,6 +7,7 @@ mod live;
 mod pair;
 mod process;
 mod report;
+mod tls;
 mod variants;
 mod verify;
 mod wait;

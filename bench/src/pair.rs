@@ -57,6 +57,10 @@ impl Pair {
         let (source, dest) = (source.await?, dest.await?);
         let source = source.context("starting the source cluster")?;
         let dest = dest.context("starting the destination cluster")?;
+        if transport == Transport::Tls {
+            crate::tls::enable(&source).await?;
+            crate::tls::enable(&dest).await?;
+        }
         let src = source.connect("postgres").await?;
         let dst = dest.connect("postgres").await?;
         workload::populate(&source, &src, sizes).await?;
@@ -72,7 +76,7 @@ impl Pair {
     /// The `host` replicators use to reach `cluster`: 127.0.0.1, or its socket directory.
     pub fn host_of(&self, cluster: &LocalCluster) -> String {
         match self.transport {
-            Transport::Tcp => "127.0.0.1".to_string(),
+            Transport::Tcp | Transport::Tls => "127.0.0.1".to_string(),
             Transport::Unix => cluster.socket_dir().display().to_string(),
         }
     }
@@ -80,16 +84,29 @@ impl Pair {
     /// A libpq connection string for `cluster` through [`Pair::host_of`].
     pub fn conninfo_of(&self, cluster: &LocalCluster) -> String {
         format!(
-            "host={} port={} user=postgres dbname=postgres",
+            "host={} port={} user=postgres dbname=postgres{}",
             self.host_of(cluster),
-            cluster.port()
+            cluster.port(),
+            self.tls_param(" sslmode=require")
         )
+    }
+
+    /// `param` when the replicators connect with TLS, else nothing.
+    fn tls_param(&self, param: &'static str) -> &'static str {
+        match self.transport {
+            Transport::Tls => param,
+            _ => "",
+        }
     }
 
     /// A connection URL for `cluster` through [`Pair::host_of`].
     pub fn url_of(&self, cluster: &LocalCluster) -> String {
         let host = self.host_of(cluster).replace('/', "%2F");
-        format!("postgres://postgres@{host}:{}/postgres", cluster.port())
+        format!(
+            "postgres://postgres@{host}:{}/postgres{}",
+            cluster.port(),
+            self.tls_param("?sslmode=require")
+        )
     }
 
     /// Creates the replicated tables on the destination from `pg_dump --schema-only` of the
@@ -115,6 +132,27 @@ impl Pair {
         self.dest
             .psql("postgres", &sql)
             .context("creating the tables on the destination")?;
+        Ok(())
+    }
+
+    /// Under `--transport tls`, fails unless every WAL sender on the source (the replicator's
+    /// replication connection) is encrypted.
+    pub async fn check_tls(&self) -> Result<()> {
+        if self.transport != Transport::Tls {
+            return Ok(());
+        }
+        let row = self
+            .src
+            .query_one(
+                "SELECT count(*) FILTER (WHERE s.ssl), count(*) \
+                 FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)",
+                &[],
+            )
+            .await?;
+        let (encrypted, all): (i64, i64) = (row.get(0), row.get(1));
+        if all == 0 || encrypted != all {
+            bail!("--transport tls: {encrypted} of {all} WAL senders use TLS");
+        }
         Ok(())
     }
 

@@ -140,6 +140,7 @@ async fn drive(
     out.push(measurement);
     verify::compare(&pair.src, &pair.dst, &checks, "the snapshot").await?;
     r.check_transform(pair).await?;
+    pair.check_tls().await?;
 
     let scope = Scope {
         pair,
