@@ -220,3 +220,60 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each metric is documented in `docs/metrics.md`, in a table row starting with its name.
+    #[test]
+    fn the_documented_metrics_are_the_ones_registered() {
+        let docs = include_str!("../../../docs/metrics.md");
+        let mut documented: Vec<&str> = docs
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
+            .filter(|n| n.starts_with("pgmorph_"))
+            .collect();
+        documented.sort();
+        let m = Metrics::new();
+        // A family is rendered once it has a member.
+        let table = || "public.t".to_string();
+        let plugin = || "p".to_string();
+        m.changes
+            .get_or_create(&TableOp {
+                table: table(),
+                op: "insert",
+            })
+            .inc();
+        m.snapshot_rows
+            .get_or_create(&TableLabel { table: table() })
+            .inc();
+        m.plugin_calls
+            .get_or_create(&PluginResult {
+                plugin: plugin(),
+                result: "ok",
+            })
+            .inc();
+        m.plugin_seconds
+            .get_or_create(&PluginLabel { plugin: plugin() })
+            .observe(0.1);
+        m.plugin_reloads
+            .get_or_create(&ResultLabel { result: "ok" })
+            .inc();
+        let dead = DeadLetterLabels {
+            table: table(),
+            reason: "plugin",
+        };
+        m.dead_letters.get_or_create(&dead).inc();
+        m.errors
+            .get_or_create(&KindLabel { kind: "bug".into() })
+            .inc();
+        let text = m.render();
+        let mut served: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+            .collect();
+        served.sort();
+        assert_eq!(documented, served, "{text}");
+    }
+}
