@@ -11,6 +11,7 @@ pub mod config;
 pub mod copy_text;
 pub mod error_chain;
 pub mod error_kind;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod plugin;

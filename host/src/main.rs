@@ -5,8 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use pgmorph::config::Config;
+use pgmorph::config::{Config, LogFormat};
 use pgmorph::error_kind::ErrorKind;
+use pgmorph::metrics::health::{self, Phase};
+use pgmorph::metrics::MetricsError;
 use pgmorph::pipeline::{self, Mode, ReloadOptions, RunError, RunOptions};
 use pgmorph::plugin::reload::Fingerprint;
 use pgmorph::state::control::{self, Request};
@@ -16,12 +18,15 @@ use pgmorph::state::StateStore;
 
 mod cli;
 
-use cli::{demo, offsets, plugin_cli, source_setup, transform_setup};
+use cli::{demo, logging, offsets, plugin_cli, source_setup, transform_setup};
 
 /// Replicate one PostgreSQL database into another, reshaping it with WebAssembly plugins.
 #[derive(Parser)]
 #[command(name = "pgmorph", version, about)]
 struct Cli {
+    /// Log lines as `text` or `json` (default: `[log] format` of the config, else text).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -179,14 +184,8 @@ enum OffsetAction {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PGMORPH_LOG")
-                .unwrap_or_else(|_| "info,tokio_postgres=warn,pgmorph_replication=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let log_format = logging::init(cli.log_format, cli.command.config_path());
     // One thread: the CDC path is a short chain of tasks handing each other work (transport,
     // decode, destination writer); on one thread they hand over without cross-thread wakeups,
     // which halves pgmorph's CPU per change. The servers do the heavy lifting in their own
@@ -204,8 +203,35 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            match log_format {
+                LogFormat::Text => eprintln!("error: {}", one_line(&e)),
+                LogFormat::Json => tracing::error!("{}", one_line(&e)),
+            }
             exit_code(&e)
+        }
+    }
+}
+
+impl Command {
+    /// The config file the command reads, if any.
+    fn config_path(&self) -> Option<&std::path::Path> {
+        match self {
+            Command::Run { config, .. }
+            | Command::Status { config, .. }
+            | Command::SetupSource { config, .. }
+            | Command::TeardownSource { config }
+            | Command::Reset { config, .. }
+            | Command::Stop { config }
+            | Command::Pause { config }
+            | Command::Resume { config }
+            | Command::Resync { config, .. }
+            | Command::SyncSequences { config }
+            | Command::ResetStats { config }
+            | Command::Schemasync { config, .. }
+            | Command::Offset {
+                action: OffsetAction::Get { config } | OffsetAction::Set { config, .. },
+            } => Some(config),
+            Command::Plugin { .. } | Command::Demo => None,
         }
     }
 }
@@ -217,7 +243,9 @@ fn exit_code(e: &anyhow::Error) -> ExitCode {
         Some(run.kind())
     } else if e.downcast_ref::<OwnerError>().is_some() {
         Some(ErrorKind::RetryLater)
-    } else if e.downcast_ref::<pgmorph::config::ConfigError>().is_some() {
+    } else if e.downcast_ref::<pgmorph::config::ConfigError>().is_some()
+        || e.downcast_ref::<MetricsError>().is_some()
+    {
         Some(ErrorKind::FixConfig)
     } else {
         None
@@ -239,6 +267,11 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             wait_for_lock,
         } => {
             let config = Config::load(&path)?;
+            // Serves while the connector runs; a taken port stops the start here.
+            let _metrics = match &config.metrics {
+                Some(m) => Some(pgmorph::metrics::serve(m.listen).await?),
+                None => None,
+            };
             let reload = ReloadOptions {
                 config_path: Some(path),
                 dir_override: plugins.clone(),
@@ -332,6 +365,7 @@ async fn run(
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("stop requested");
+        health::set(Phase::Stopping);
         let _ = tx.send(true);
     });
     pipeline::run(

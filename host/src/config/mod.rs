@@ -11,6 +11,7 @@
 
 mod connection;
 mod reconnect;
+mod telemetry;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use serde::Deserialize;
 
 pub use connection::{ConnectionError, ConnectionSettings, ReadBatching};
 pub use reconnect::ReconnectConfig;
+pub use telemetry::{LogConfig, LogFormat, MetricsConfig};
 
 use crate::model::TableName;
 
@@ -74,6 +76,12 @@ pub struct Config {
     /// `[reconnect]`: retries after a lost connection.
     #[serde(default)]
     pub reconnect: ReconnectConfig,
+    /// `[metrics]`: Prometheus metrics and health check of `pgmorph run` (absent: off).
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
+    /// `[log]`: the log's format.
+    #[serde(default)]
+    pub log: LogConfig,
 }
 
 /// `[source]`.

@@ -305,11 +305,13 @@ async fn run_owned(config: &Config, options: RunOptions) -> Result<(), RunError>
             }
             Err(e) => e,
         };
+        crate::metrics::error(e.kind().as_str());
         let Some(pause) = retries.after(&e) else {
             return Err(stop_with(e, state.as_deref(), ownership.is_some()).await);
         };
         let text = crate::error_chain::one_line(&e);
         tracing::warn!(attempt = retries.failures(), ?pause, error = %text, "connection lost; connecting again");
+        crate::metrics::reconnecting();
         local::record_retry(&config.name, &text, e.kind().as_str(), retries.failures());
         let pending = Unrecorded::add(unrecorded.take(), retries.failures(), text);
         unrecorded = match (&state, &ownership) {

@@ -184,16 +184,22 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Warns every 30 seconds while the slot keeps more WAL on the source than `limit_mb`.
+/// Samples the slot's retention every 5 seconds for the metrics, and warns every 30 seconds
+/// while the slot keeps more WAL on the source than `limit_mb`.
 pub(super) async fn watch_retained_wal(settings: ConnectionSettings, slot: String, limit_mb: u64) {
+    const SAMPLE: std::time::Duration = std::time::Duration::from_secs(5);
+    const WARN_EVERY: u32 = 6;
     let Ok(client) = settings.connect("pgmorph watchdog").await else {
         return;
     };
-    loop {
-        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+    for sample in 1u32.. {
         if let Ok(Some(r)) = setup::retention(&client, &slot).await {
-            warn_about_retention(&slot, r, limit_mb);
+            crate::metrics::slot_sampled(r.behind, r.retained);
+            if sample % WARN_EVERY == 0 {
+                warn_about_retention(&slot, r, limit_mb);
+            }
         }
+        tokio::time::sleep(SAMPLE).await;
     }
 }
 

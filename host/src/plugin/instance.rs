@@ -196,11 +196,15 @@ impl PluginInstance {
 
     /// The row hook over one encoded batch.
     pub(crate) fn transform_rows(&mut self, id: u32, batch: &[u8]) -> Result<Vec<u8>, CallError> {
-        self.call(|p, s| {
-            p.pgmorph_plugin_transform()
-                .call_transform_rows(s, id, batch)
-        })?
-        .map_err(CallError::Plugin)
+        let started = std::time::Instant::now();
+        let out = self
+            .call(|p, s| {
+                p.pgmorph_plugin_transform()
+                    .call_transform_rows(s, id, batch)
+            })
+            .and_then(|r| r.map_err(CallError::Plugin));
+        crate::metrics::plugin_call(&self.name, started.elapsed(), out.is_ok());
+        out
     }
 }
 

@@ -296,6 +296,7 @@ async fn watch_loop(
         };
         match built {
             Ok((transform, config)) => {
+                crate::metrics::plugin_reload(true);
                 let restart = selection_changed(&setup.config, &config);
                 tracing::info!(
                     old = ?current.plugins,
@@ -315,6 +316,7 @@ async fn watch_loop(
                 }
             }
             Err(e) => {
+                crate::metrics::plugin_reload(false);
                 let text = crate::error_chain::one_line(&e);
                 tracing::error!(
                     plugins = ?fingerprint.plugins,

@@ -22,6 +22,7 @@ use super::statements::{self, Built};
 use super::writer::{Job, Queued, Writer};
 use crate::config::OnApplyError;
 use crate::copy_text;
+use crate::metrics::{Applied, Tally};
 use crate::model::{quote_ident, Cell, Lsn, Op, Row, RowChange, TableMapping, TableName};
 use crate::state::{Progress, TxCounts};
 use crate::transform::DeadLetter;
@@ -91,6 +92,8 @@ pub struct Sink {
     pipeline: Vec<Queued>,
     /// Counters of the open transaction.
     pub counts: TxCounts,
+    /// What the open transaction applies, per table, for the metrics.
+    tally: Tally,
 }
 
 impl Sink {
@@ -134,6 +137,7 @@ impl Sink {
             skip_refused_ddl: false,
             pipeline: Vec::new(),
             counts: TxCounts::default(),
+            tally: Tally::default(),
         })
     }
 
@@ -225,6 +229,7 @@ impl Sink {
         lsn: Lsn,
     ) -> Result<(), ApplyError> {
         self.begin().await?;
+        self.tally.add(&mapping.source.name, &changes);
         for change in changes {
             match change.op {
                 Op::Insert | Op::Snapshot => {
@@ -277,6 +282,9 @@ impl Sink {
         self.send_sql(&tables[0], format!("TRUNCATE {}", list.join(", ")))
             .await?;
         self.counts.truncates += tables.len() as i64;
+        for t in tables {
+            self.tally.truncate(t);
+        }
         Ok(())
     }
 
@@ -311,7 +319,7 @@ impl Sink {
                 carried: None,
             });
             if self.pipeline.len() >= MAX_PIPELINE {
-                self.send_pipeline(None).await?;
+                self.send_pipeline().await?;
             }
         }
         self.counts.dead_lettered += rows.len() as i64;
@@ -321,7 +329,7 @@ impl Sink {
     /// Sends everything gathered so far.
     pub async fn flush(&mut self) -> Result<(), ApplyError> {
         self.end_run().await?;
-        self.send_pipeline(None).await
+        self.send_pipeline().await
     }
 
     /// Writes progress and counters, then commits `transactions` source transactions applied
@@ -338,7 +346,8 @@ impl Sink {
         self.end_run().await?;
         self.queue_progress(progress).await?;
         self.queue_stats(progress, transactions).await?;
-        self.send_pipeline(Some(progress.lsn)).await?;
+        let applied = self.tally.finish(transactions, progress.commit_time);
+        self.send_commit(progress.lsn, applied).await?;
         self.in_tx = false;
         Ok(())
     }
@@ -351,7 +360,7 @@ impl Sink {
         debug_assert!(!self.in_tx, "between transactions only");
         self.begin().await?;
         self.queue_progress(progress).await?;
-        self.send_pipeline(Some(progress.lsn)).await?;
+        self.send_commit(progress.lsn, None).await?;
         self.in_tx = false;
         Ok(())
     }
@@ -431,6 +440,7 @@ impl Sink {
     pub async fn rollback(&mut self) {
         self.runs.clear();
         self.pipeline.clear();
+        self.tally.clear();
         self.in_tx = false;
         self.need_begin = false;
         self.writer.rollback().await;
@@ -476,7 +486,7 @@ impl Sink {
             carried: Some(carried),
         });
         if self.pipeline.len() >= MAX_PIPELINE {
-            self.send_pipeline(None).await?;
+            self.send_pipeline().await?;
         }
         Ok(())
     }
@@ -745,7 +755,7 @@ impl Sink {
     }
 
     async fn copy(&mut self, carried: Carried, data: BytesMut) -> Result<(), ApplyError> {
-        self.send_pipeline(None).await?;
+        self.send_pipeline().await?;
         let m = &carried.mapping;
         let cols: Vec<String> = m.columns.iter().map(|c| quote_ident(&c.name)).collect();
         let sql = format!(
@@ -776,12 +786,25 @@ impl Sink {
             .await
     }
 
-    /// Queues the gathered statements as one burst, BEGIN first if needed and COMMIT last
-    /// when `commit` holds the end LSN of what it commits.
-    async fn send_pipeline(&mut self, commit: Option<Lsn>) -> Result<(), ApplyError> {
-        if self.pipeline.is_empty() && commit.is_none() {
+    /// Queues the gathered statements as one burst, BEGIN first if needed.
+    async fn send_pipeline(&mut self) -> Result<(), ApplyError> {
+        if self.pipeline.is_empty() {
             return Ok(());
         }
+        self.send_burst(None, None).await
+    }
+
+    /// Queues the gathered statements and COMMIT, ending the source transactions up to `lsn`;
+    /// `applied` is recorded once the destination committed.
+    async fn send_commit(&mut self, lsn: Lsn, applied: Option<Applied>) -> Result<(), ApplyError> {
+        self.send_burst(Some(lsn), applied).await
+    }
+
+    async fn send_burst(
+        &mut self,
+        commit: Option<Lsn>,
+        applied: Option<Applied>,
+    ) -> Result<(), ApplyError> {
         let batch = std::mem::take(&mut self.pipeline);
         let begin = std::mem::take(&mut self.need_begin);
         self.writer
@@ -789,6 +812,7 @@ impl Sink {
                 begin,
                 batch,
                 commit,
+                applied,
             })
             .await
     }

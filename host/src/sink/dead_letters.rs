@@ -3,6 +3,7 @@
 //! alike), and rows the destination refused under `on_apply_error = "dead_letter"`.
 
 use super::params::TextParam;
+use crate::metrics::{self, DeadLetterReason};
 use crate::transform::DeadLetter;
 
 /// $1 connector, $2 source table, $3 operation, $4 source LSN, $5 plugin, $6 error, $7 the row
@@ -12,7 +13,8 @@ pub(crate) const INSERT: &str = "INSERT INTO pgmorph.dead_letters \
      VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb)";
 
 /// The parameters of [`INSERT`] for one row; `op` is the change's (`snapshot` for copied
-/// rows) and `lsn` its transaction's (`0/0` for copied rows).
+/// rows) and `lsn` its transaction's (`0/0` for copied rows). Every plugin dead letter is
+/// built here, and counted here for the metrics.
 pub(crate) fn params(
     connector: &str,
     table: &str,
@@ -20,6 +22,7 @@ pub(crate) fn params(
     lsn: &str,
     d: &DeadLetter,
 ) -> Vec<TextParam> {
+    metrics::dead_letter(table, DeadLetterReason::Plugin);
     [
         connector,
         table,
@@ -53,8 +56,10 @@ pub(crate) struct Refused<'a> {
 }
 
 impl Refused<'_> {
-    /// The parameters of [`INSERT_REFUSED`].
+    /// The parameters of [`INSERT_REFUSED`]; every refused row set aside is built here, and
+    /// counted here for the metrics.
     pub fn params(&self) -> Vec<TextParam> {
+        metrics::dead_letter(self.table, DeadLetterReason::Refused);
         [
             self.connector,
             self.table,

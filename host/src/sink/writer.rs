@@ -24,6 +24,7 @@ use super::durability::FlushWatch;
 use super::error::{failed, ApplyError};
 use super::params::TextParam;
 use super::refusals::{self, Carried, SetAside};
+use crate::metrics::Applied;
 use crate::model::{Lsn, Op, TableName};
 
 /// Pieces of work waiting for the writer, at most. Each is one pipelined burst (at most
@@ -54,6 +55,8 @@ pub(crate) enum Job {
         begin: bool,
         batch: Vec<Queued>,
         commit: Option<Lsn>,
+        /// What the committed transaction applied, for the metrics.
+        applied: Option<Applied>,
     },
     /// `COPY ... FROM STDIN` with the encoded rows.
     Copy {
@@ -291,8 +294,12 @@ impl Task {
         self.published.failed.send_replace(false);
     }
 
-    async fn run_job(&mut self, job: Job) {
+    async fn run_job(&mut self, mut job: Job) {
         let commit = job.commits();
+        let applied = match &mut job {
+            Job::Pipeline { applied, .. } => applied.take(),
+            _ => None,
+        };
         self.in_tx |= job.begins();
         let positions = self.flush.as_ref().map(|f| f.positions.clone());
         let set_aside = self.set_aside.as_deref().map(|connector| SetAside {
@@ -308,6 +315,9 @@ impl Task {
             Ok(after) => {
                 if let Some(lsn) = commit {
                     self.in_tx = false;
+                    if let Some(applied) = applied {
+                        applied.record();
+                    }
                     self.published.committed.send_replace(lsn);
                     self.committed_durably(lsn, after.as_ref());
                 }
@@ -374,6 +384,7 @@ impl Run<'_> {
                 begin,
                 batch,
                 commit,
+                ..
             } => {
                 let positions = positions.filter(|_| commit.is_some());
                 match &self.set_aside {
@@ -543,6 +554,7 @@ mod tests {
             begin,
             batch: Vec::new(),
             commit,
+            applied: None,
         };
         assert!(pipeline(true, None).begins());
         assert_eq!(pipeline(false, Some(Lsn(9))).commits(), Some(Lsn(9)));

@@ -117,6 +117,9 @@ pub struct Retention {
     /// `wal_status`: `reserved`, `extended`, `unreserved` (will be lost at the next
     /// checkpoint unless it catches up) or `lost`.
     pub status: Option<&'static str>,
+    /// WAL written on the source past the slot's confirmed position, in bytes (`None` before
+    /// the slot confirmed anything).
+    pub behind: Option<u64>,
 }
 
 /// The slot's retention on the source, if the slot exists.
@@ -124,7 +127,8 @@ pub async fn retention(client: &Client, slot: &str) -> Result<Option<Retention>,
     let row = client
         .query_opt(
             "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8, safe_wal_size, \
-                    wal_status FROM pg_replication_slots WHERE slot_name = $1",
+                    wal_status, pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8 \
+             FROM pg_replication_slots WHERE slot_name = $1",
             &[&slot],
         )
         .await?;
@@ -138,6 +142,7 @@ pub async fn retention(client: &Client, slot: &str) -> Result<Option<Retention>,
             Some("lost") => Some("lost"),
             _ => None,
         },
+        behind: r.get::<_, Option<i64>>(3).map(|b| b.max(0) as u64),
     }))
 }
 

@@ -306,6 +306,9 @@ impl StateStore {
             _ => 0,
         };
         self.reached.fetch_max(reached, Ordering::Relaxed);
+        if let Some(phase) = crate::metrics::health::Phase::of_state(state) {
+            crate::metrics::health::set(phase);
+        }
         Ok(())
     }
 

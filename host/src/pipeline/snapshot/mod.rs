@@ -309,6 +309,7 @@ async fn plan(job: &SnapshotJob) -> Result<VecDeque<Item>, SnapshotError> {
     }
     // Biggest first, so that small tables fill the gaps at the end.
     tables.sort_by_key(|(pages, _, _)| std::cmp::Reverse(*pages));
+    crate::metrics::snapshot_started(tables.len());
     Ok(tables
         .into_iter()
         .flat_map(|(_, copy, planned)| planned.into_iter().map(move |r| (copy.clone(), r)))
@@ -402,7 +403,9 @@ async fn copy_table(
     Ok(streamed.rows)
 }
 
+/// Logs and counts a table whose copy finished.
 fn log_finished(table: &TableCopy, started: Instant, rows: u64, skipped: u64, dead: u64) {
+    crate::metrics::snapshot_table_done();
     let secs = started.elapsed().as_secs_f64();
     tracing::info!(
         table = %table.name,
@@ -510,6 +513,7 @@ async fn stream_rows(
     if row_path.is_none() {
         rows = written;
     }
+    crate::metrics::snapshot_rows(&table, rows);
     Ok(Streamed {
         rows,
         skipped,
