@@ -121,6 +121,18 @@ CREATE TABLE IF NOT EXISTS pgmorph.ddl_history (
     applied      text[] NOT NULL,
     applied_at   timestamptz NOT NULL DEFAULT now()
 );
+CREATE TABLE IF NOT EXISTS pgmorph.snapshot_progress (
+    connector    text NOT NULL,
+    source_table text NOT NULL,
+    rows         bigint NOT NULL,
+    est_rows     bigint,
+    bytes        bigint NOT NULL,
+    est_bytes    bigint NOT NULL,
+    seconds      double precision NOT NULL,
+    done         boolean NOT NULL,
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (connector, source_table)
+);
 CREATE OR REPLACE VIEW pgmorph.state_view AS
     SELECT name, connector_type, pid, stage, state, err, last_offset FROM pgmorph.state;
 "#;
