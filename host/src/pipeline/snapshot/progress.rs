@@ -253,3 +253,46 @@ fn set(bar: &ProgressBar, f: &CopyFigures) {
     bar.set_position((part * 1000.0) as u64);
     bar.set_message(f.to_string());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(name: &str, rows: Option<u64>) -> Arc<TableProgress> {
+        let estimate = Estimate { rows, bytes: 1000 };
+        Arc::new(TableProgress::new(name.into(), estimate))
+    }
+
+    #[test]
+    fn counters_add_up_and_the_finish_sets_the_exact_count() {
+        let (a, b) = (table("public.a", Some(100)), table("public.b", None));
+        assert!(!a.is_started());
+        a.add(40, 400);
+        a.add(70, 300);
+        assert!(a.is_started());
+        let f = a.figures();
+        assert_eq!(
+            (f.rows, f.bytes, f.est_rows, f.done),
+            (110, 700, Some(100), false)
+        );
+        a.finish(100);
+        assert_eq!((a.figures().rows, a.figures().done), (100, true));
+        let all = total(&[a.clone(), b.clone()]);
+        assert_eq!((all.rows, all.est_rows, all.done), (100, None, false));
+        b.finish(5);
+        assert!(total(&[a, b]).done);
+    }
+
+    #[test]
+    fn bars_take_every_table_and_finish() {
+        let tables = vec![table("public.a", Some(10))];
+        tables[0].add(5, 50);
+        let mut bars = Bars::new(&tables);
+        let figures = vec![("public.a".to_string(), tables[0].figures())];
+        bars.show(&figures, &total(&tables), false);
+        assert_eq!(bars.tables.len(), 1);
+        assert_eq!(bars.tables[0].1.position(), 500);
+        bars.show(&figures, &total(&tables), true);
+        assert!(bars.total.is_finished() && bars.tables[0].1.is_finished());
+    }
+}
