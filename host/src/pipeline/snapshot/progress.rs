@@ -18,7 +18,8 @@ use crate::state::{snapshot_progress, StateStore};
 /// How often progress is logged when stderr is not a terminal, unless
 /// `PGMORPH_PROGRESS_INTERVAL_MS` says otherwise.
 const LOG_EVERY: Duration = Duration::from_secs(10);
-/// How often progress is written to the state (at most).
+/// How often progress is written to the state (at most; more often only when the log
+/// interval is shorter).
 const RECORD_EVERY: Duration = Duration::from_secs(1);
 
 /// One table's copy progress, added to by the workers copying it.
@@ -131,7 +132,8 @@ async fn report(
         tracing::warn!(error = %e, "cannot record the snapshot's progress");
     }
     let mut recorded = Instant::now() - RECORD_EVERY;
-    let tick = every.min(RECORD_EVERY);
+    // A log interval under a second (tests) records as often, down to 100 ms.
+    let tick = every.min(RECORD_EVERY).max(Duration::from_millis(100));
     loop {
         let end = tokio::select! {
             _ = tokio::time::sleep(tick) => false,
@@ -142,7 +144,7 @@ async fn report(
             .filter(|t| t.is_started() || end)
             .map(|t| (t.name.clone(), t.figures()))
             .collect();
-        if end || recorded.elapsed() >= RECORD_EVERY {
+        if end || recorded.elapsed() >= tick {
             recorded = Instant::now();
             if let Err(e) = snapshot_progress::record(state.client(), state.name(), &figures).await
             {
