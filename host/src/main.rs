@@ -18,7 +18,7 @@ use pgmorph::state::StateStore;
 
 mod cli;
 
-use cli::{demo, logging, offsets, plugin_cli, source_setup, transform_setup};
+use cli::{demo, logging, offsets, plugin_cli, source_setup, transform_setup, validate, wait};
 
 /// Replicate one PostgreSQL database into another, reshaping it with WebAssembly plugins.
 #[derive(Parser)]
@@ -159,6 +159,30 @@ enum Command {
     },
     /// Start throwaway servers, replicate sample data and show the result.
     Demo,
+    /// Check the setup without changing anything; exit 2 when a check finds an error.
+    Validate {
+        /// The connector's TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Directory of `.wasm` plugins (overrides `plugin_dir` in the config).
+        #[arg(long)]
+        plugins: Option<PathBuf>,
+    },
+    /// Wait until the destination applied what the source had written when this started.
+    Wait {
+        /// The connector's TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Bytes of WAL the destination may stay behind that position (0: all of it).
+        #[arg(long)]
+        lag: u64,
+        /// Give up after this many seconds, exiting 2 (default: wait as long as it takes).
+        #[arg(long)]
+        timeout: Option<f64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -228,6 +252,8 @@ impl Command {
             | Command::SyncSequences { config }
             | Command::ResetStats { config }
             | Command::Schemasync { config, .. }
+            | Command::Validate { config, .. }
+            | Command::Wait { config, .. }
             | Command::Offset {
                 action: OffsetAction::Get { config } | OffsetAction::Set { config, .. },
             } => Some(config),
@@ -247,6 +273,8 @@ fn exit_code(e: &anyhow::Error) -> ExitCode {
         || e.downcast_ref::<MetricsError>().is_some()
     {
         Some(ErrorKind::FixConfig)
+    } else if e.downcast_ref::<cli::Unmet>().is_some() {
+        return ExitCode::from(cli::Unmet::EXIT_CODE);
     } else {
         None
     };
@@ -334,6 +362,19 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::Plugin { action } => plugin_cli::run(action),
         Command::Demo => demo::run().await,
+        Command::Validate {
+            config,
+            json,
+            plugins,
+        } => validate::run(&Config::load(&config)?, plugins.as_deref(), json).await,
+        Command::Wait {
+            config,
+            lag,
+            timeout,
+        } => {
+            let timeout = timeout.map(std::time::Duration::from_secs_f64);
+            wait::run(&Config::load(&config)?, lag, timeout).await
+        }
     }
 }
 
@@ -470,8 +511,10 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
     let ddl = pgmorph::state::ddl_history::summary(&client, &config.name)
         .await
         .unwrap_or_default();
+    let snapshot = pgmorph::state::snapshot_progress::read(&client, &config.name).await?;
     if json {
         let mut v = serde_json::to_value(&s)?;
+        v["snapshot_progress"] = cli::snapshot_view::json(&snapshot);
         v["slot"] = lag.clone().unwrap_or(serde_json::Value::Null);
         v["sequences"] = serde_json::to_value(&sequences)?;
         v["source_ddl"] = serde_json::to_value(&ddl)?;
@@ -579,6 +622,7 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
             );
         }
     }
+    cli::snapshot_view::print(&snapshot);
     Ok(())
 }
 

@@ -10,6 +10,7 @@ mod error;
 pub mod indexes;
 pub mod load;
 mod params;
+pub mod preflight;
 mod refusals;
 pub mod schema_change;
 pub mod sequences;

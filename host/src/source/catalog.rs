@@ -160,10 +160,7 @@ pub async fn describe(
     for (oid, name) in tables {
         let table =
             describe_table(client, *oid, name, dest_schema, &mut selection.user_types).await?;
-        let keyless = table.columns.iter().all(|c| !c.is_key);
-        if table.identity == ReplicaIdentity::Nothing
-            || (keyless && table.identity != ReplicaIdentity::Full)
-        {
+        if lacks_identity(&table) {
             return Err(CatalogError::NoIdentity(name.clone(), name.quoted()));
         }
         let readable: bool = client
@@ -173,6 +170,30 @@ pub async fn describe(
         if !readable {
             return Err(CatalogError::NoSelect(name.clone(), name.quoted()));
         }
+        selection.tables.push(table);
+    }
+    Ok(selection)
+}
+
+/// Whether a table has no way to identify old rows: no primary key, and neither REPLICA
+/// IDENTITY FULL nor a replica identity index (UPDATE and DELETE on it fail once published).
+pub fn lacks_identity(table: &TableSchema) -> bool {
+    let keyless = table.columns.iter().all(|c| !c.is_key);
+    table.identity == ReplicaIdentity::Nothing
+        || (keyless && table.identity != ReplicaIdentity::Full)
+}
+
+/// Reads the schema of every selected table without checking that it can be replicated (for
+/// `pgmorph validate`, which reports every problem instead of stopping at the first).
+pub async fn describe_unchecked(
+    client: &Client,
+    tables: &[(u32, TableName)],
+    dest_schema: &str,
+) -> Result<Selection, CatalogError> {
+    let mut selection = Selection::default();
+    for (oid, name) in tables {
+        let table =
+            describe_table(client, *oid, name, dest_schema, &mut selection.user_types).await?;
         selection.tables.push(table);
     }
     Ok(selection)

@@ -105,6 +105,17 @@ pub async fn offset(client: &Client, name: &str) -> Result<Option<Lsn>, ControlE
     Ok(row.get::<_, Option<String>>(0).and_then(|s| s.parse().ok()))
 }
 
+/// Whether the connector's initial snapshot completed (`false` when it never ran).
+pub async fn snapshot_done(client: &Client, name: &str) -> Result<bool, ControlError> {
+    Ok(client
+        .query_opt(
+            "SELECT snapshot_done FROM pgmorph.state WHERE name = $1",
+            &[&name],
+        )
+        .await?
+        .is_some_and(|r| r.get(0)))
+}
+
 /// Sets the last applied position of a stopped connector (the caller checks that its slot is
 /// not in use).
 pub async fn set_offset(client: &Client, name: &str, lsn: Lsn) -> Result<(), ControlError> {

@@ -9,6 +9,7 @@ pub mod owner;
 mod retries;
 mod schema;
 pub mod sequences;
+pub mod snapshot_progress;
 mod store;
 
 /// SQL run by the sink inside each applied transaction.

@@ -123,6 +123,18 @@ CREATE TABLE IF NOT EXISTS pgmorph.ddl_history (
 );
 ALTER TABLE pgmorph.ddl_history ADD COLUMN IF NOT EXISTS skipped boolean NOT NULL DEFAULT false;
 ALTER TABLE pgmorph.ddl_history ADD COLUMN IF NOT EXISTS error text;
+CREATE TABLE IF NOT EXISTS pgmorph.snapshot_progress (
+    connector    text NOT NULL,
+    source_table text NOT NULL,
+    rows         bigint NOT NULL,
+    est_rows     bigint,
+    bytes        bigint NOT NULL,
+    est_bytes    bigint NOT NULL,
+    seconds      double precision NOT NULL,
+    done         boolean NOT NULL,
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (connector, source_table)
+);
 CREATE OR REPLACE VIEW pgmorph.state_view AS
     SELECT name, connector_type, pid, stage, state, err, last_offset FROM pgmorph.state;
 "#;

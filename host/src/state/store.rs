@@ -681,7 +681,7 @@ impl StateStore {
         ] {
             client.execute(sql, &[&name]).await?;
         }
-        Ok(())
+        super::snapshot_progress::clear(client, name).await
     }
 }
 

@@ -6,16 +6,18 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::OnceCell;
 
 mod partitioned;
+mod progress;
 mod range_copy;
 mod row_path;
 
+use progress::{Reporter, TableProgress};
 use range_copy::RangeCtx;
 use row_path::RowPath;
 
@@ -24,6 +26,7 @@ use crate::model::TableMapping;
 use crate::model::{PageRange, RangePolicy, SourceIndex};
 use crate::sink::load::{Into, Loader};
 use crate::source::copy_out::{self, RowFilter};
+use crate::source::estimates;
 use crate::source::indexes as source_indexes;
 use crate::source::partitions;
 use crate::source::ranges;
@@ -32,6 +35,8 @@ use crate::transform::SharedTransform;
 
 /// Bytes gathered before one CopyData message is sent to the destination.
 const SEND_CHUNK: usize = 256 << 10;
+/// The last message of a binary COPY: a field count of -1.
+const BINARY_TRAILER: &[u8] = &[0xff, 0xff];
 /// Rows handed to the row step at once.
 const ROW_BATCH: usize = 1000;
 
@@ -154,6 +159,8 @@ struct TableCopy {
     rows: AtomicU64,
     skipped: AtomicU64,
     dead_lettered: AtomicU64,
+    /// Rows and bytes read so far, against the catalog's estimate.
+    progress: Arc<TableProgress>,
 }
 
 /// One unit of work: a table, or one page range of it.
@@ -164,6 +171,10 @@ type Item = (Arc<TableCopy>, Unit);
 pub async fn copy_all(job: SnapshotJob) -> Result<u64, SnapshotError> {
     let job = Arc::new(job);
     let items = plan(&job).await?;
+    let mut tables: Vec<Arc<TableProgress>> =
+        items.iter().map(|(t, _)| t.progress.clone()).collect();
+    tables.dedup_by(|a, b| Arc::ptr_eq(a, b));
+    let reporter = Reporter::spawn(tables, job.state.clone());
     let workers = job.parallel.min(items.len()).max(1);
     let queue = Arc::new(std::sync::Mutex::new(items));
     let failed = Arc::new(AtomicBool::new(false));
@@ -197,6 +208,7 @@ pub async fn copy_all(job: SnapshotJob) -> Result<u64, SnapshotError> {
             }
         }
     }
+    reporter.finish().await;
     match first_err {
         Some(e) => Err(e),
         None => Ok(total),
@@ -229,6 +241,9 @@ async fn plan(job: &SnapshotJob) -> Result<VecDeque<Item>, SnapshotError> {
             source,
         };
         let mut size = ranges::table_size(&client, mapping.source.oid)
+            .await
+            .map_err(src_err)?;
+        let estimate = estimates::estimate(&client, mapping.source.oid)
             .await
             .map_err(src_err)?;
         let leaves = partitions::leaves(&client, mapping.source.oid)
@@ -304,6 +319,7 @@ async fn plan(job: &SnapshotJob) -> Result<VecDeque<Item>, SnapshotError> {
             rows: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
+            progress: Arc::new(TableProgress::new(name.clone(), estimate)),
         });
         tables.push((size.pages, copy, planned));
     }
@@ -379,7 +395,7 @@ async fn copy_table(
     dest.begin().await.map_err(&err)?;
     dest.truncate(mapping).await.map_err(&err)?;
     let whole = RowFilter::range(&PageRange::WHOLE);
-    let streamed = stream_rows(job, reader, dest, mapping, Into::Table, whole).await?;
+    let streamed = stream_rows(job, reader, dest, table, Into::Table, whole).await?;
     dest.dead_letters(&table.name, &streamed.dead_letters)
         .await
         .map_err(&err)?;
@@ -393,6 +409,7 @@ async fn copy_table(
     .await
     .map_err(&err)?;
     dest.commit().await.map_err(&err)?;
+    table.progress.finish(streamed.rows);
     log_finished(
         table,
         started,
@@ -433,10 +450,11 @@ async fn stream_rows(
     job: &SnapshotJob,
     reader: &tokio_postgres::Client,
     dest: &Loader,
-    mapping: &Arc<TableMapping>,
+    copy: &TableCopy,
     into: Into,
     filter: RowFilter<'_>,
 ) -> Result<Streamed, SnapshotError> {
+    let mapping = &copy.mapping;
     let table = mapping.source.name.to_string();
     let src_err = |source| SnapshotError::Source {
         table: table.clone(),
@@ -449,7 +467,6 @@ async fn stream_rows(
         .await
         .map_err(&dst_err)?;
     futures_util::pin_mut!(sink);
-    let range = filter.range;
     let stream = copy_out::copy_table(reader, mapping, binary, filter)
         .await
         .map_err(|e| SnapshotError::Row {
@@ -460,7 +477,6 @@ async fn stream_rows(
 
     let mut rows: u64 = 0;
     let mut out = BytesMut::with_capacity(SEND_CHUNK * 2);
-    let mut last_report = Instant::now();
     let mut row_path = mapping
         .transforms_rows
         .then(|| RowPath::new(mapping.clone()));
@@ -468,11 +484,13 @@ async fn stream_rows(
     let mut skipped = 0u64;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(src_err)?;
+        let before = rows;
         match row_path.as_mut() {
             None => {
                 // Progress only: the exact count comes from the destination at the end.
                 rows += if binary {
-                    1
+                    // One message a row, then the two-byte trailer.
+                    u64::from(chunk.as_ref() != BINARY_TRAILER)
                 } else {
                     chunk.iter().filter(|&&b| b == b'\n').count() as u64
                 };
@@ -488,12 +506,9 @@ async fn stream_rows(
                 }
             }
         }
+        copy.progress.add(rows - before, chunk.len() as u64);
         if out.len() >= SEND_CHUNK {
             sink.send(out.split().freeze()).await.map_err(&dst_err)?;
-        }
-        if last_report.elapsed() > Duration::from_secs(5) {
-            last_report = Instant::now();
-            tracing::info!(table = %table, %range, rows, "snapshot copy in progress");
         }
     }
     if let Some(path) = row_path.as_mut() {
@@ -501,6 +516,7 @@ async fn stream_rows(
             path.run(&job.transform, &mut out).await?,
             path.settle(&mut out).await?,
         ] {
+            copy.progress.add(n, 0);
             rows += n;
             skipped += s;
             dead_letters.extend(d);

@@ -56,7 +56,7 @@ impl RangeCtx<'_> {
             self.job,
             self.reader,
             self.dest,
-            &self.table.mapping,
+            self.table,
             Into::Table,
             RowFilter::leaf(range, leaf),
         )

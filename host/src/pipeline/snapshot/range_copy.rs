@@ -68,7 +68,7 @@ impl RangeCtx<'_> {
             self.job,
             self.reader,
             self.dest,
-            &self.table.mapping,
+            self.table,
             Into::Table,
             RowFilter::range(range),
         )
@@ -105,7 +105,7 @@ impl RangeCtx<'_> {
                 self.job,
                 self.reader,
                 self.dest,
-                mapping,
+                self.table,
                 Into::Table,
                 unchanged,
             )
@@ -121,7 +121,7 @@ impl RangeCtx<'_> {
             self.job,
             self.reader,
             self.dest,
-            mapping,
+            self.table,
             Into::Stage,
             changed,
         )
@@ -231,6 +231,7 @@ impl RangeCtx<'_> {
             .await
             .map_err(&err)?;
             dest.commit().await.map_err(&err)?;
+            table.progress.finish(rows);
             log_finished(table, started, rows, skipped, dead);
         }
         Ok(())
