@@ -2,6 +2,7 @@
 //! offsets, and building the transform from a config.
 
 pub mod demo;
+mod demo_postgres;
 pub mod offsets;
 pub mod plugin_cli;
 pub mod source_setup;
