@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use pgmorph::cluster::{ClusterOptions, LocalCluster};
+use pgmorph::cluster::{find_bin_dir_for, ClusterOptions, LocalCluster, ServerRole};
 use pgmorph::config::Config;
 use pgmorph::pipeline::{self, Mode, ReloadOptions, RunError, RunOptions};
 use pgmorph::transform::{Identity, Transform};
@@ -48,8 +48,8 @@ impl Pair {
             .with_test_writer()
             .try_init();
         Ok(Self {
-            source: LocalCluster::start(source).context("source server")?,
-            dest: LocalCluster::start(dest).context("destination server")?,
+            source: start_as(ServerRole::Source, source).context("source server")?,
+            dest: start_as(ServerRole::Destination, dest).context("destination server")?,
             dir: tempfile::tempdir()?,
         })
     }
@@ -84,6 +84,23 @@ impl Pair {
         let config = Config::parse(&text, &path)?;
         Ok((path, config))
     }
+}
+
+/// Starts a server of `role` with that role's binaries: `$PGMORPH_SOURCE_PG_BINDIR` or
+/// `$PGMORPH_DEST_PG_BINDIR` when set (a cross-version pair), else the usual search.
+pub fn start_as(role: ServerRole, options: ClusterOptions) -> anyhow::Result<LocalCluster> {
+    Ok(LocalCluster::start_with_bin_dir(
+        find_bin_dir_for(role)?,
+        options,
+    )?)
+}
+
+/// The server's major version (`server_version_num / 10000`), e.g. 14 or 18.
+pub async fn server_major(client: &Client) -> anyhow::Result<u32> {
+    let row = client
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .await?;
+    Ok(row.get::<_, i32>(0) as u32 / 10_000)
 }
 
 /// A connector running in this process.

@@ -4,7 +4,9 @@
 
 mod plugin_support;
 
-use pgmorph_e2e::{digest, run_bin, spawn_bin, wait_same, wait_streaming, wait_until, Pair};
+use pgmorph_e2e::{
+    digest, run_bin, server_major, spawn_bin, wait_same, wait_streaming, wait_until, Pair,
+};
 
 /// Three leaves under `measurements`, one of them partitioned again, plus rows in each.
 const SCHEMA: &str = r#"
@@ -113,13 +115,18 @@ async fn a_partitioned_table_replicates_as_one_table_under_the_plugins_name_for_
          INSERT INTO measurements SELECT g, 'sa', g, 'after' FROM generate_series(30101, 30150) g;",
     )
     .await?;
-    wait_until(
-        &dst,
-        "SELECT count(*) = 50 FROM archive.readings WHERE region = 'sa'",
-        None,
-    )
-    .await
-    .map_err(show_log)?;
+    // PostgreSQL 14's pgoutput keeps the verdict "not published" it reached for m_sa before the
+    // ATTACH for the rest of the walsender's life, so rows written through it afterwards are
+    // dropped too (fixed in 15); the resync below is the remedy on every version.
+    if server_major(&src).await? >= 15 {
+        wait_until(
+            &dst,
+            "SELECT count(*) = 50 FROM archive.readings WHERE region = 'sa'",
+            None,
+        )
+        .await
+        .map_err(show_log)?;
+    }
     let before = count(
         &dst,
         "SELECT count(*) FROM archive.readings WHERE note = 'before'",

@@ -47,12 +47,18 @@ pub async fn run() -> anyhow::Result<()> {
     println!(
         "Starting a throwaway source (wal_level=logical) and destination PostgreSQL server..."
     );
-    let source = tokio::task::spawn_blocking(|| LocalCluster::start(ClusterOptions::source()))
-        .await?
-        .context("starting the source server")?;
-    let dest = tokio::task::spawn_blocking(|| LocalCluster::start(ClusterOptions::destination()))
-        .await?
-        .context("starting the destination server")?;
+    let bin_dir = super::demo_postgres::bin_dir().await?;
+    let source_bin = bin_dir.clone();
+    let source = tokio::task::spawn_blocking(move || {
+        LocalCluster::start_with_bin_dir(source_bin, ClusterOptions::source())
+    })
+    .await?
+    .context("starting the source server")?;
+    let dest = tokio::task::spawn_blocking(move || {
+        LocalCluster::start_with_bin_dir(bin_dir, ClusterOptions::destination())
+    })
+    .await?
+    .context("starting the destination server")?;
     println!("  source:      {}", source.url("postgres"));
     println!("  destination: {}", dest.url("postgres"));
 
@@ -163,6 +169,13 @@ async fn demo_plugins(dir: &std::path::Path) -> bool {
     let manifest = root.join("plugins").join("Cargo.toml");
     if !manifest.exists() {
         println!("(example plugins not found next to this binary: running without plugins)");
+        return false;
+    }
+    if !super::demo_postgres::wasm_target_installed().await {
+        println!(
+            "(the wasm32-wasip2 Rust target is missing: running without plugins; add it with \
+             `rustup target add wasm32-wasip2`)"
+        );
         return false;
     }
     println!("Building the example plugins for wasm32-wasip2 (first time only)...");

@@ -3,6 +3,7 @@
 //! `validate` and `wait`.
 
 pub mod demo;
+mod demo_postgres;
 pub mod logging;
 pub mod offsets;
 pub mod plugin_cli;

@@ -28,7 +28,10 @@ mod user;
 #[cfg(test)]
 mod tests;
 
-pub use bin::{find_bin_dir, BIN_DIR_ENV};
+pub use bin::{
+    cache_dir, find_bin_dir, find_bin_dir_for, ServerRole, BIN_DIR_ENV, CACHE_ENV,
+    DEST_BIN_DIR_ENV, SOURCE_BIN_DIR_ENV, SYSTEM_ROOT_ENV,
+};
 pub use error::ClusterError;
 pub use local::{LocalCluster, SUPERUSER};
 pub use options::ClusterOptions;

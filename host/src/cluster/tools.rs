@@ -5,6 +5,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
+use super::bin::find_psql;
 use super::user::RunAs;
 use super::ClusterError;
 
@@ -24,7 +25,11 @@ impl Tools {
     /// environment, `HOME` and cwd set to the cluster's temp dir, and
     /// privileges dropped if needed. Stdin is `/dev/null`.
     pub(crate) fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(self.bin_dir.join(program));
+        let path = match program {
+            "psql" => find_psql(&self.bin_dir),
+            _ => self.bin_dir.join(program),
+        };
+        let mut cmd = Command::new(path);
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("PG") {
                 cmd.env_remove(key);
