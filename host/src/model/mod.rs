@@ -1,10 +1,11 @@
 //! The shared vocabulary of the data path: LSNs, table schemas, mappings, cells and changes,
-//! user types, secondary indexes and page ranges.
+//! user types, secondary indexes, page ranges and where a batch of changes came from.
 
 mod change;
 mod index;
 mod lsn;
 mod mapping;
+mod provenance;
 mod ranges;
 mod sequence;
 mod table;
@@ -14,6 +15,7 @@ pub use change::{Cell, Op, Row, RowChange};
 pub use index::{IndexColumn, IndexTarget, SourceIndex};
 pub use lsn::Lsn;
 pub use mapping::{MappedColumn, TableMapping};
+pub use provenance::{Provenance, Scope};
 pub use ranges::{PageRange, RangePolicy};
 pub use sequence::SequenceTarget;
 pub use table::{quote_ident, quote_literal, Column, ReplicaIdentity, TableName, TableSchema};

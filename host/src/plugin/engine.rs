@@ -4,10 +4,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use pgmorph_wire::PANIC_LINE_PREFIX;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, StoreLimits};
@@ -16,7 +17,9 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{self, wit};
+use super::determinism::Determinism;
 use super::PluginError;
+use crate::config::Grant;
 
 /// How often the ticker advances the engine's epoch; deadlines are counted in these ticks.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -28,25 +31,53 @@ pub(crate) struct PluginState {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limits: StoreLimits,
+    /// The message of the plugin's last panic, from its stderr (see [`PANIC_LINE_PREFIX`]).
+    pub(crate) panic: PanicSlot,
+}
+
+/// Where a plugin's stderr leaves the message of a panic, for the row's error.
+pub(crate) type PanicSlot = Arc<Mutex<Option<String>>>;
+
+/// What a plugin's sandbox grants beyond computing.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Grants {
+    /// The real wall and monotonic clocks.
+    pub(crate) clock: Grant,
+    /// Real random bytes.
+    pub(crate) random: Grant,
 }
 
 impl PluginState {
     /// A state with a WASI context that grants nothing: no files, environment, arguments,
-    /// sockets or name lookups; stdout and stderr go to the host log.
-    pub(crate) fn new(name: &str, limits: StoreLimits) -> Self {
-        let wasi = WasiCtx::builder()
-            .stdout(LogStream::new(name, "stdout"))
-            .stderr(LogStream::new(name, "stderr"))
+    /// sockets or name lookups, and, unless `grants` say otherwise, clocks and random bytes
+    /// from `determinism`; stdout and stderr go to the host log.
+    pub(crate) fn new(
+        name: &str,
+        limits: StoreLimits,
+        determinism: &Determinism,
+        grants: Grants,
+    ) -> Self {
+        let panic = PanicSlot::default();
+        let mut builder = WasiCtx::builder();
+        builder
+            .stdout(LogStream::new(name, "stdout", None))
+            .stderr(LogStream::new(name, "stderr", Some(panic.clone())))
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+            .allow_ip_name_lookup(false);
+        determinism.install(&mut builder, grants.clock, grants.random);
         Self {
             name: name.to_string(),
-            wasi,
+            wasi: builder.build(),
             table: ResourceTable::new(),
             limits,
+            panic,
         }
+    }
+
+    /// Takes the message of the plugin's last panic, if it wrote one.
+    pub(crate) fn take_panic(&self) -> Option<String> {
+        self.panic.lock().ok()?.take()
     }
 }
 
@@ -74,20 +105,23 @@ impl bindings::pgmorph::plugin::host::Host for PluginState {
     }
 }
 
-/// A plugin's stdout or stderr: each line becomes a log event.
+/// A plugin's stdout or stderr: each line becomes a log event; on stderr, a line starting with
+/// [`PANIC_LINE_PREFIX`] also leaves its message in the panic slot.
 #[derive(Clone)]
 struct LogStream {
     plugin: String,
     stream: &'static str,
     pending: Vec<u8>,
+    panic: Option<PanicSlot>,
 }
 
 impl LogStream {
-    fn new(plugin: &str, stream: &'static str) -> Self {
+    fn new(plugin: &str, stream: &'static str, panic: Option<PanicSlot>) -> Self {
         Self {
             plugin: plugin.to_string(),
             stream,
             pending: Vec::new(),
+            panic,
         }
     }
 
@@ -105,6 +139,11 @@ impl LogStream {
 
     fn emit(&self, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
+        if let (Some(slot), Some(message)) = (&self.panic, text.strip_prefix(PANIC_LINE_PREFIX)) {
+            if let Ok(mut slot) = slot.lock() {
+                *slot = Some(message.trim_end().to_string());
+            }
+        }
         tracing::info!(plugin = %self.plugin, stream = self.stream, "{text}");
     }
 }

@@ -11,6 +11,7 @@
 mod bindings;
 mod chain;
 mod codec;
+mod determinism;
 mod engine;
 mod instance;
 mod layout;

@@ -10,9 +10,10 @@ use wasmtime::component::types::ComponentItem;
 
 use crate::config::{OnError, PluginSettings};
 use crate::model::{
-    Cell, Column, Op, ReplicaIdentity, Row, RowChange, TableMapping, TableName, TableSchema,
+    Cell, Column, Op, Provenance, ReplicaIdentity, Row, RowChange, TableMapping, TableName,
+    TableSchema,
 };
-use crate::transform::Transform;
+use crate::transform::{TableBatch, Transform};
 
 use super::bindings;
 use super::chain::{LoadOptions, PluginChain};
@@ -275,6 +276,12 @@ pub fn run_offline_with(
         .map_table(source.clone(), &table.name.schema)
         .map_err(|e| PluginError::Input(e.message))?;
     let mut results = Vec::new();
+    // The plugin's clock reads the time of the run; each row's random stream is seeded by
+    // its line number.
+    let started = Provenance {
+        time_us: Provenance::unix_us(std::time::SystemTime::now()),
+        ..Provenance::default()
+    };
     for (n, line) in rows_jsonl.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -306,7 +313,7 @@ pub fn run_offline_with(
             r.map(|r| source_row(table, r).map(|row| mapping.project(row)))
                 .transpose()
         };
-        let mut batch = vec![RowChange {
+        let batch = vec![RowChange {
             op,
             old: project(old)?,
             new: project(new)?,
@@ -318,9 +325,19 @@ pub fn run_offline_with(
             results.push(result.into());
             continue;
         }
-        let outcome = chain
-            .transform_rows(&mapping, &mut batch)
-            .map_err(|e| PluginError::Input(e.message))?;
+        let at = Provenance {
+            row: n as u64 + 1,
+            ..started
+        };
+        let mut batches = [TableBatch::new(Arc::new(mapping.clone()), batch).at(at)];
+        chain
+            .transform_batches(&mut batches)
+            .map_err(|e| PluginError::Input(e.source.message))?;
+        let [TableBatch {
+            changes: batch,
+            outcome,
+            ..
+        }] = batches;
         if let Some(dead) = outcome.dead_letters.first() {
             result.insert("result".into(), "dead_letter".into());
             result.insert("error".into(), dead.error.clone().into());
