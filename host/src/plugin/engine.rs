@@ -1,7 +1,7 @@
 //! The shared wasmtime engine: configuration, the epoch ticker behind call deadlines, the
-//! sandboxed WASI context, the linker, and the on-disk cache of compiled components.
+//! sandboxed WASI context, the linker, and loading components through the compile cache
+//! ([`super::cache`]).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -285,6 +285,7 @@ pub(crate) fn load_component(
     let cached = cache_dir.map(|d| d.join(format!("{key}.cwasm")));
     if let Some(cached) = cached.as_deref().filter(|c| c.is_file()) {
         if let Some(component) = deserialize(runtime, cached) {
+            super::cache::used(cached, path);
             tracing::debug!(plugin = %path.display(), cache = %cached.display(), "plugin loaded from cache");
             return Ok(component);
         }
@@ -296,7 +297,11 @@ pub(crate) fn load_component(
     })?;
     tracing::info!(plugin = %path.display(), ms = started.elapsed().as_millis() as u64, "plugin compiled");
     if let Some(cached) = cached {
-        if let Err(e) = store_in_cache(&component, &cached) {
+        let stored = component
+            .serialize()
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| super::cache::store(&cached, path, &bytes));
+        if let Err(e) = stored {
             tracing::warn!(cache = %cached.display(), error = %e, "cannot cache compiled plugin");
         }
     }
@@ -315,14 +320,4 @@ fn deserialize(runtime: &Runtime, cached: &Path) -> Option<Component> {
             None
         }
     }
-}
-
-fn store_in_cache(component: &Component, cached: &Path) -> std::io::Result<()> {
-    let dir = cached.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let bytes = component.serialize().map_err(std::io::Error::other)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(&bytes)?;
-    tmp.persist(cached).map_err(|e| e.error)?;
-    Ok(())
 }

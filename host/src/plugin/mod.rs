@@ -9,6 +9,7 @@
 //! `int4 -> int8` need nothing more; a cast that fails there stops the apply.
 
 mod bindings;
+mod cache;
 mod chain;
 mod codec;
 mod determinism;
