@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
-use crate::model::{RowChange, TableMapping, TableSchema};
+use crate::model::{Provenance, RowChange, TableMapping, TableSchema};
 
 /// The transform the pipeline's tasks share (swapped whole on a plugin reload).
 pub type SharedTransform = Arc<Mutex<Box<dyn Transform>>>;
@@ -65,7 +65,7 @@ pub trait Transform: Send {
     /// touches several tables makes one trip to the plugins instead of one per table. Stops at
     /// the first batch that fails.
     fn transform_batches(&mut self, batches: &mut [TableBatch]) -> Result<(), RowStepError> {
-        each_batch(batches, |mapping, changes| {
+        each_batch(batches, |mapping, _, changes| {
             self.transform_rows(mapping, changes)
         })
     }
@@ -80,6 +80,8 @@ pub struct TableBatch {
     pub changes: Vec<RowChange>,
     /// What the step did with the others.
     pub outcome: RowOutcome,
+    /// Where and when the changes happened on the source.
+    pub provenance: Provenance,
 }
 
 impl TableBatch {
@@ -89,7 +91,13 @@ impl TableBatch {
             mapping,
             changes,
             outcome: RowOutcome::default(),
+            provenance: Provenance::default(),
         }
+    }
+
+    /// The batch, with where and when its changes happened on the source.
+    pub fn at(self, provenance: Provenance) -> Self {
+        Self { provenance, ..self }
     }
 }
 
@@ -107,13 +115,18 @@ pub struct RowStepError {
 /// Runs `step` over each batch in order, recording each outcome; stops at the first error.
 pub fn each_batch(
     batches: &mut [TableBatch],
-    mut step: impl FnMut(&TableMapping, &mut Vec<RowChange>) -> Result<RowOutcome, TransformError>,
+    mut step: impl FnMut(
+        &TableMapping,
+        &Provenance,
+        &mut Vec<RowChange>,
+    ) -> Result<RowOutcome, TransformError>,
 ) -> Result<(), RowStepError> {
     for b in batches {
-        b.outcome = step(&b.mapping, &mut b.changes).map_err(|source| RowStepError {
-            table: b.mapping.source.name.to_string(),
-            source,
-        })?;
+        b.outcome =
+            step(&b.mapping, &b.provenance, &mut b.changes).map_err(|source| RowStepError {
+                table: b.mapping.source.name.to_string(),
+                source,
+            })?;
     }
     Ok(())
 }

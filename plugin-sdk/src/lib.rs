@@ -41,6 +41,7 @@ extern crate self as pgmorph_plugin_sdk;
 mod codec;
 mod config;
 mod error;
+mod panic_line;
 mod row;
 #[doc(hidden)]
 pub mod runtime;

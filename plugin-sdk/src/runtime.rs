@@ -85,6 +85,7 @@ fn to_wit_error(e: Error) -> wit::PluginError {
 
 /// `init` export.
 pub fn guest_init<P: Plugin>(config: String) -> Result<(), wit::PluginError> {
+    crate::panic_line::install();
     let runtime = Config::from_json(&config)
         .and_then(Runtime::<P>::new)
         .map_err(to_wit_error)?;

@@ -114,6 +114,8 @@ pub struct Mapping {
     pub columns: Vec<MappedColumn>,
     /// The output columns the row hook reads or writes; `None`: the row hook is not called.
     pub rows: Option<Vec<String>>,
+    /// Columns renamed so far, `(from, to)`, to say so when a method is given an old name.
+    renamed: Vec<(String, String)>,
 }
 
 impl Mapping {
@@ -136,6 +138,7 @@ impl Mapping {
                 })
                 .collect(),
             rows: None,
+            renamed: Vec::new(),
         }
     }
 
@@ -147,6 +150,7 @@ impl Mapping {
             name: String::new(),
             columns: Vec::new(),
             rows: None,
+            renamed: Vec::new(),
         }
     }
 
@@ -155,11 +159,27 @@ impl Mapping {
             .iter()
             .position(|c| c.name == column)
             .ok_or_else(|| {
+                let renamed = self.renamed_to(column).map_or(String::new(), |to| {
+                    format!(" (it was renamed to {to:?}: mapping methods take output names)")
+                });
                 Error::unsupported(format!(
-                    "table {}.{} has no column {column:?}",
+                    "table {}.{} has no column {column:?}{renamed}",
                     self.schema, self.name
                 ))
             })
+    }
+
+    /// What `column` is called now, if it was renamed (following renames of renames).
+    fn renamed_to(&self, column: &str) -> Option<&str> {
+        let mut name = column;
+        let mut found = None;
+        for (from, to) in &self.renamed {
+            if from == name {
+                name = to;
+                found = Some(to.as_str());
+            }
+        }
+        found
     }
 
     /// The output column with this name.
@@ -175,9 +195,10 @@ impl Mapping {
         self
     }
 
-    /// Renames a column.
+    /// Renames a column: `from` is its current (output) name.
     pub fn rename_column(&mut self, from: &str, to: &str) -> Result<&mut Self, Error> {
         self.column_mut(from)?.name = to.to_string();
+        self.renamed.push((from.to_string(), to.to_string()));
         if let Some(rows) = &mut self.rows {
             for r in rows.iter_mut().filter(|r| *r == from) {
                 *r = to.to_string();
@@ -317,5 +338,32 @@ mod tests {
         m.add_column("n", "int").unwrap();
         assert_eq!(m.columns[2].source, ColumnSource::Computed);
         assert_eq!(m.rows.as_ref().unwrap().len(), 2);
+    }
+}
+
+#[cfg(test)]
+mod rename_tests {
+    use super::*;
+
+    #[test]
+    fn a_column_asked_for_by_its_old_name_names_its_new_one() {
+        let table = TableSchema::new(
+            "public",
+            "orders",
+            vec![
+                Column::new("id", "int").key(),
+                Column::new("cust_id", "int"),
+            ],
+        );
+        let mut m = Mapping::from_schema(&table);
+        m.rename_column("cust_id", "customer").unwrap();
+        m.rename_column("customer", "client").unwrap();
+        let err = m.set_type("cust_id", "bigint").unwrap_err().to_string();
+        assert!(
+            err.contains("has no column \"cust_id\" (it was renamed to \"client\""),
+            "{err}"
+        );
+        let err = m.set_type("nope", "bigint").unwrap_err().to_string();
+        assert!(!err.contains("renamed"), "{err}");
     }
 }

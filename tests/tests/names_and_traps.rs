@@ -1,6 +1,6 @@
 //! Two operator-facing details, with the real binary: a table whose name contains a dot can be
-//! listed in `source.tables` (quoted as in SQL), and a plugin trap's multi-line wasm backtrace
-//! stays in the log while the state row and dead letters get its first line.
+//! listed in `source.tables` (quoted as in SQL), and a plugin panic's multi-line wasm backtrace
+//! stays in the log while the state row and dead letters get the panic's message.
 
 mod plugin_support;
 
@@ -48,7 +48,8 @@ async fn a_table_with_a_dot_in_its_name_is_listed_quoted_and_replicated() -> any
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trap_keeps_its_first_line_in_the_state_row_and_dead_letters() -> anyhow::Result<()> {
+async fn a_panic_message_reaches_the_state_row_and_dead_letters_and_its_backtrace_the_log(
+) -> anyhow::Result<()> {
     let pair = Pair::start()?;
     let (src, dst) = pair.clients().await?;
     src.batch_execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
@@ -58,7 +59,7 @@ async fn a_trap_keeps_its_first_line_in_the_state_row_and_dead_letters() -> anyh
             "on_error = \"{on_error}\"\nconfig = {{ mode = \"trap\", when_column = \"id\", when_equals = \"3\" }}"
         )
     };
-    // Under dead_letter: the trapped row's error is one line.
+    // Under dead_letter: the trapped row's error is the panic's message, on one line.
     let dead = fault("dead_letter");
     let (args, log) = plugin_support::binary_run(
         &pair,
@@ -83,7 +84,14 @@ async fn a_trap_keeps_its_first_line_in_the_state_row_and_dead_letters() -> anyh
         )
         .await?
         .get(0);
-    assert!(error.contains("trap") && !error.contains('\n'), "{error}");
+    assert!(
+        error.contains("panicked: fault plugin: trap (at ") && !error.contains('\n'),
+        "{error}"
+    );
+    assert!(
+        !error.contains("wasm"),
+        "no backtrace in the dead letter: {error}"
+    );
     child.stop_cleanly()?;
     let text = std::fs::read_to_string(&log)?;
     assert!(
@@ -113,8 +121,8 @@ async fn a_trap_keeps_its_first_line_in_the_state_row_and_dead_letters() -> anyh
         .await?
         .get(0);
     assert!(
-        err.contains("wasm trap") && !err.contains('\n'),
-        "one line in the state row: {err}"
+        err.contains("panicked: fault plugin: trap") && !err.contains('\n'),
+        "the panic's message on one line in the state row: {err}"
     );
     let text = std::fs::read_to_string(&log)?;
     assert!(

@@ -400,12 +400,58 @@ fn compiled_components_are_cached_by_content() {
     let started = std::time::Instant::now();
     PluginChain::from_files(&files, &options).unwrap();
     let compiled = started.elapsed();
-    let entries: Vec<_> = std::fs::read_dir(cache.path()).unwrap().collect();
-    assert_eq!(entries.len(), 1, "one compiled component in the cache");
+    assert_eq!(
+        cwasm_files(cache.path()),
+        1,
+        "one compiled component in the cache"
+    );
     let started = std::time::Instant::now();
     let mut chain = PluginChain::from_files(&files, &options).unwrap();
     let cached = started.elapsed();
     println!("compile + instantiate: {compiled:?}; from cache: {cached:?}");
     assert!(cached < compiled, "compile {compiled:?}, cached {cached:?}");
     chain.map_table(orders(1, "orders"), "dst").unwrap();
+}
+
+fn cwasm_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "cwasm")
+        })
+        .count()
+}
+
+#[test]
+fn a_plugin_rebuilt_twice_leaves_one_compiled_component_in_the_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let options = pgmorph::plugin::LoadOptions {
+        cache_dir: Some(cache.path().to_path_buf()),
+    };
+    let plugins = tempfile::tempdir().unwrap();
+    let file = plugins.path().join("10-p.wasm");
+    let other = plugins.path().join("20-q.wasm");
+    std::fs::copy(plugin_support::wasm("passthrough"), &other).unwrap();
+    for build in ["stamp", "stamp-v2", "passthrough"] {
+        std::fs::copy(plugin_support::wasm(build), &file).unwrap();
+        let files = [
+            ("10-p".to_string(), file.clone(), Default::default()),
+            ("20-q".to_string(), other.clone(), Default::default()),
+        ];
+        PluginChain::from_files(&files, &options).unwrap();
+    }
+    // stamp and stamp-v2 were replaced; passthrough is the content of both files now.
+    assert_eq!(
+        cwasm_files(cache.path()),
+        1,
+        "one entry per current plugin content"
+    );
+    std::fs::copy(plugin_support::wasm("stamp"), &file).unwrap();
+    let files = [("10-p".to_string(), file.clone(), Default::default())];
+    PluginChain::from_files(&files, &options).unwrap();
+    assert_eq!(cwasm_files(cache.path()), 2, "the other file's entry stays");
 }

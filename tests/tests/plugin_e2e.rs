@@ -189,7 +189,7 @@ async fn dead_letters_land_in_the_destination() -> anyhow::Result<()> {
     wait_until(&dst, "SELECT count(*) = 5 FROM postgres.t", Some(&running)).await?;
     wait_until(
         &dst,
-        "SELECT count(*) = 2 AND bool_and(plugin = '50-fault' AND source_table = 'public.t' AND error LIKE '%trapped%')
+        "SELECT count(*) = 2 AND bool_and(plugin = '50-fault' AND source_table = 'public.t' AND error LIKE '%panicked: fault plugin: trap%')
            AND array_agg(op ORDER BY id) = ARRAY['snapshot', 'update']
            AND bool_and(row_data->'new'->>'id' = '3')
            FROM pgmorph.dead_letters",

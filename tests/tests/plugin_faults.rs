@@ -33,7 +33,7 @@ fn ids(batch: &[pgmorph::model::RowChange]) -> Vec<String> {
 }
 
 const FAULTS: [(&str, &str, &str); 7] = [
-    ("trap", "", "trapped"),
+    ("trap", "", "panicked: fault plugin: trap (at "),
     ("loop", "", "deadline"),
     ("memory", "", "memory limit of 16 MiB"),
     ("wrong-shape", "", "invalid output"),

@@ -26,6 +26,12 @@
 //! copying) and collect the closure's results. Decoding never panics and never preallocates
 //! more than the input's remaining bytes could fill, whatever a plugin returns.
 
+/// A plugin that panics writes one line to its stderr starting with this prefix, followed by
+/// the panic message and its location (`fault plugin: trap (at src/lib.rs:70)`); the host puts
+/// that message in the row's error and dead letter instead of the trap's backtrace. The Rust
+/// SDK's panic hook writes it; a plugin in another language may too.
+pub const PANIC_LINE_PREFIX: &str = "pgmorph-plugin-panic: ";
+
 mod batch;
 mod error;
 mod read;

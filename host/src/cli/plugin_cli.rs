@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Subcommand;
-use pgmorph::config::{Config, PluginSettings};
+use pgmorph::config::{Config, OnError, PluginSettings};
 use pgmorph::model::TableName;
 use pgmorph::pipeline::preview;
 use pgmorph::plugin as offline;
@@ -13,34 +13,94 @@ use pgmorph::plugin as offline;
 /// `pgmorph plugin ...`.
 #[derive(Subcommand)]
 pub enum PluginAction {
-    /// Validate a component against the plugin world and list its imports and exports.
+    /// Validate a component against the plugin world, list its imports and exports, then
+    /// instantiate it and run its `init` under the memory cap and deadline.
     Check {
         /// The `.wasm` component.
         path: PathBuf,
+        /// The plugin's config as JSON, handed to `init`.
+        #[arg(long)]
+        plugin_config: Option<String>,
+        #[command(flatten)]
+        limits: Limits,
     },
-    /// Run a plugin offline on sample rows (JSON lines) and print what it does to each.
+    /// Run a plugin offline on sample rows (JSON lines) and print what it does to each; the
+    /// timing of the calls goes to stderr.
+    #[command(after_help = ROWS_HELP)]
     Run {
         /// The `.wasm` component.
         path: PathBuf,
         /// The table the rows belong to, `schema.table`.
         #[arg(long)]
         table: String,
-        /// JSON lines: one row object per line (by source column name), or
-        /// `{"op": "update", "old": {...}, "new": {...}}`.
+        /// The rows file: JSON lines, see below.
         #[arg(long)]
         rows: PathBuf,
         /// The plugin's config as JSON (what `[plugins.<stem>.config]` would hold).
         #[arg(long)]
         plugin_config: Option<String>,
+        #[command(flatten)]
+        limits: Limits,
+        /// What a plugin fault does to a row, as `on_error` in the config: `dead_letter`
+        /// prints the row with its error, `skip` skips it, `stop` ends the run.
+        #[arg(long, default_value = "dead_letter", value_parser = ["stop", "skip", "dead_letter"])]
+        on_error: String,
     },
+}
+
+/// The sandbox limits, as `memory_mb` and `timeout_ms` in the config.
+#[derive(clap::Args)]
+pub struct Limits {
+    /// The plugin's memory cap in MiB.
+    #[arg(long, default_value_t = pgmorph::plugin::DEFAULT_MEMORY_MB)]
+    memory_mb: u64,
+    /// The CPU deadline of one call (`init` included) in milliseconds.
+    #[arg(long, default_value_t = pgmorph::plugin::DEFAULT_TIMEOUT_MS)]
+    timeout_ms: u64,
+}
+
+const ROWS_HELP: &str = r#"The rows file (JSON lines):
+  {"columns": [{"name": "id", "type": "bigint", "key": true}, {"name": "email", "type": "text"}]}
+  {"id": 1, "email": "a@example.com"}                        a snapshot row
+  {"op": "insert", "new": {"id": 2, "email": "b@example.com"}}
+  {"op": "update", "old": {"id": 2}, "new": {"id": 2, "email": "c@example.com"}}
+  {"op": "delete", "old": {"id": 2}}
+The first line states the table's columns in order ("type": SQL type, default text; "key";
+"not_null"). Without it, the columns of the first row are assumed, in the file's order, with
+types guessed from its JSON values and a column named id as the key, and a warning says so.
+Values are PostgreSQL text forms (JSON numbers and booleans are converted)."#;
+
+/// Settings from the command line: config JSON, limits and fault policy.
+fn settings(
+    plugin_config: Option<String>,
+    limits: &Limits,
+    on_error: OnError,
+) -> anyhow::Result<PluginSettings> {
+    Ok(PluginSettings {
+        config: plugin_config
+            .map(|c| serde_json::from_str::<toml::Value>(&c))
+            .transpose()
+            .context("--plugin-config must be JSON")?,
+        memory_mb: Some(limits.memory_mb),
+        timeout_ms: Some(limits.timeout_ms),
+        on_error,
+        ..PluginSettings::default()
+    })
 }
 
 /// Runs a plugin subcommand.
 pub fn run(action: PluginAction) -> anyhow::Result<()> {
     match action {
-        PluginAction::Check { path } => {
+        PluginAction::Check {
+            path,
+            plugin_config,
+            limits,
+        } => {
             let report = offline::check(&path)?;
             print!("{report}");
+            let settings = settings(plugin_config, &limits, OnError::Stop)?;
+            let init_ms = offline::check_init(&path, &settings)?;
+            println!("init: ok in {init_ms} ms");
             Ok(())
         }
         PluginAction::Run {
@@ -48,26 +108,46 @@ pub fn run(action: PluginAction) -> anyhow::Result<()> {
             table,
             rows,
             plugin_config,
+            limits,
+            on_error,
         } => {
             let text = std::fs::read_to_string(&rows)
                 .with_context(|| format!("reading {}", rows.display()))?;
             let name = TableName::parse(&table, "public");
-            let schema = offline::schema_from_jsonl(&name, &text)?;
-            let settings = PluginSettings {
-                config: plugin_config
-                    .map(|c| serde_json::from_str::<toml::Value>(&c))
-                    .transpose()
-                    .context("--plugin-config must be JSON")?,
-                ..PluginSettings::default()
+            let rows_table = offline::read_rows_table(&name, &text)?;
+            if let Some(assumed) = &rows_table.assumed {
+                eprintln!("warning: {}: {assumed}", rows.display());
+            }
+            let on_error = match on_error.as_str() {
+                "stop" => OnError::Stop,
+                "skip" => OnError::Skip,
+                _ => OnError::DeadLetter,
             };
-            let result = offline::run_offline(&path, &settings, &schema, &text)?;
+            let settings = settings(plugin_config, &limits, on_error)?;
+            let result = offline::run_offline(&path, &settings, &rows_table.schema, &text)?;
             println!("{}", offline::describe_mapping(&result.mapping));
-            for r in result.results {
+            for r in &result.results {
                 println!("{r}");
             }
+            eprintln!("{}", timing(&result));
             Ok(())
         }
     }
+}
+
+/// `timing: N calls, total X ms, mean Y ms per call (start Z ms)`.
+fn timing(run: &offline::OfflineRun) -> String {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    let mean = match run.calls {
+        0 => 0.0,
+        n => ms(run.call_time) / n as f64,
+    };
+    format!(
+        "timing: {} calls, total {:.3} ms, mean {mean:.3} ms per call (load, init and mapping {:.3} ms)",
+        run.calls,
+        ms(run.call_time),
+        ms(run.start_time)
+    )
 }
 
 /// `pgmorph schemasync --dry-run`: prints the mapping of every selected table.

@@ -277,6 +277,25 @@ pub struct PluginSettings {
     /// `[plugins.<stem>.config]`: handed to the plugin's `init` as JSON.
     #[serde(default)]
     pub config: Option<toml::Value>,
+    /// `clock = "deterministic" | "real"`: what the plugin's wall and monotonic clocks read.
+    #[serde(default)]
+    pub clock: Grant,
+    /// `random = "deterministic" | "real"`: where the plugin's random bytes come from.
+    #[serde(default)]
+    pub random: Grant,
+}
+
+/// Whether a plugin sees the real clock or randomness, or values derived from the changes it
+/// transforms (see docs/plugin-determinism.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    /// Derived from the source transaction (or snapshot) and the row position: a replay gives
+    /// the same values.
+    #[default]
+    Deterministic,
+    /// The host's real clock or random source.
+    Real,
 }
 
 impl Config {

@@ -70,6 +70,7 @@ impl Copier<'_> {
             state: self.state.clone(),
             async_commit: self.config.destination.synchronous_commit_off,
             sync_lsn: exported.consistent_point,
+            time_us: crate::model::Provenance::unix_us(std::time::SystemTime::now()),
             resume,
         })
         .await?;

@@ -6,16 +6,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::{OnError, PluginSettings};
-use crate::model::{Cell, Row, RowChange, TableMapping, TableSchema};
+use crate::model::{Cell, Provenance, Row, RowChange, TableMapping, TableSchema};
 use crate::transform::{
     each_batch, DeadLetter, RowOutcome, RowStepError, TableBatch, Transform, TransformError,
 };
 
 use super::codec::{self, Verdict};
 use super::engine::{default_cache_dir, load_component, runtime};
-use super::instance::{outside_async, CallError, PluginInstance};
+use super::instance::{outside_async, CallError, PluginInstance, Sandbox};
 use super::layout::{compose, RowStep};
-use super::{validate, PluginError, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS};
+use super::{validate, PluginError};
 
 /// How plugins are loaded.
 #[derive(Debug, Clone)]
@@ -118,13 +118,8 @@ impl PluginChain {
                     message: format!("config cannot be turned into JSON: {e}"),
                 })?,
             };
-            let instance = PluginInstance::new(
-                name,
-                &component,
-                config_json,
-                settings.memory_mb.unwrap_or(DEFAULT_MEMORY_MB),
-                settings.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
-            )?;
+            let instance =
+                PluginInstance::new(name, &component, config_json, Sandbox::of(settings))?;
             tracing::info!(plugin = %name, path = %path.display(), on_error = ?settings.on_error, "plugin loaded");
             instances.push(instance);
             policies.push(settings.on_error);
@@ -161,15 +156,17 @@ impl PluginChain {
         &mut self,
         step: &RowStep,
         mapping: &TableMapping,
+        at: &Provenance,
         batch: &mut Vec<RowChange>,
         outcome: &mut RowOutcome,
     ) -> Result<(), TransformError> {
         let width = step.positions.len();
         let plugin = &mut self.instances[step.plugin];
         let on_error = self.policies[step.plugin];
+        let table = mapping.source.name.to_string();
         codec::encode(&mut self.buf, batch, &step.positions);
         let whole = plugin
-            .transform_rows(step.table_id, &self.buf)
+            .transform_rows(step.table_id, &table, at, &self.buf)
             .and_then(|out| codec::decode(out, batch.len(), width).map_err(CallError::Invalid));
         let results: Vec<Result<Verdict, CallError>> = match whole {
             Ok(verdicts) => verdicts.into_iter().map(Ok).collect(),
@@ -181,10 +178,11 @@ impl PluginChain {
                 tracing::warn!(plugin = %plugin.name, table = %mapping.source.name, error = %e, rows = batch.len(), "plugin failed on a batch; retrying row by row");
                 batch
                     .iter()
-                    .map(|change| {
+                    .zip(at.row..)
+                    .map(|(change, row)| {
                         codec::encode(&mut self.buf, std::slice::from_ref(change), &step.positions);
                         plugin
-                            .transform_rows(step.table_id, &self.buf)
+                            .transform_rows(step.table_id, &table, &at.at_row(row), &self.buf)
                             .and_then(|out| {
                                 codec::decode(out, 1, width).map_err(CallError::Invalid)
                             })
@@ -362,11 +360,11 @@ impl Transform for PluginChain {
         mapping: &TableMapping,
         batch: &mut Vec<RowChange>,
     ) -> Result<RowOutcome, TransformError> {
-        outside_async(|| self.transform_one(mapping, batch))
+        outside_async(|| self.transform_one(mapping, &Provenance::default(), batch))
     }
 
     fn transform_batches(&mut self, batches: &mut [TableBatch]) -> Result<(), RowStepError> {
-        outside_async(|| each_batch(batches, |m, changes| self.transform_one(m, changes)))
+        outside_async(|| each_batch(batches, |m, at, changes| self.transform_one(m, at, changes)))
     }
 }
 
@@ -376,6 +374,7 @@ impl PluginChain {
     fn transform_one(
         &mut self,
         mapping: &TableMapping,
+        at: &Provenance,
         batch: &mut Vec<RowChange>,
     ) -> Result<RowOutcome, TransformError> {
         let mut outcome = RowOutcome::default();
@@ -396,7 +395,7 @@ impl PluginChain {
             }
         };
         for step in steps.iter() {
-            self.run_step(step, mapping, batch, &mut outcome)?;
+            self.run_step(step, mapping, at, batch, &mut outcome)?;
             if batch.is_empty() {
                 break;
             }

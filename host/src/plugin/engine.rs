@@ -1,13 +1,14 @@
 //! The shared wasmtime engine: configuration, the epoch ticker behind call deadlines, the
-//! sandboxed WASI context, the linker, and the on-disk cache of compiled components.
+//! sandboxed WASI context, the linker, and loading components through the compile cache
+//! ([`super::cache`]).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use pgmorph_wire::PANIC_LINE_PREFIX;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, StoreLimits};
@@ -16,7 +17,9 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{self, wit};
+use super::determinism::Determinism;
 use super::PluginError;
+use crate::config::Grant;
 
 /// How often the ticker advances the engine's epoch; deadlines are counted in these ticks.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -28,25 +31,53 @@ pub(crate) struct PluginState {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limits: StoreLimits,
+    /// The message of the plugin's last panic, from its stderr (see [`PANIC_LINE_PREFIX`]).
+    pub(crate) panic: PanicSlot,
+}
+
+/// Where a plugin's stderr leaves the message of a panic, for the row's error.
+pub(crate) type PanicSlot = Arc<Mutex<Option<String>>>;
+
+/// What a plugin's sandbox grants beyond computing.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Grants {
+    /// The real wall and monotonic clocks.
+    pub(crate) clock: Grant,
+    /// Real random bytes.
+    pub(crate) random: Grant,
 }
 
 impl PluginState {
     /// A state with a WASI context that grants nothing: no files, environment, arguments,
-    /// sockets or name lookups; stdout and stderr go to the host log.
-    pub(crate) fn new(name: &str, limits: StoreLimits) -> Self {
-        let wasi = WasiCtx::builder()
-            .stdout(LogStream::new(name, "stdout"))
-            .stderr(LogStream::new(name, "stderr"))
+    /// sockets or name lookups, and, unless `grants` say otherwise, clocks and random bytes
+    /// from `determinism`; stdout and stderr go to the host log.
+    pub(crate) fn new(
+        name: &str,
+        limits: StoreLimits,
+        determinism: &Determinism,
+        grants: Grants,
+    ) -> Self {
+        let panic = PanicSlot::default();
+        let mut builder = WasiCtx::builder();
+        builder
+            .stdout(LogStream::new(name, "stdout", None))
+            .stderr(LogStream::new(name, "stderr", Some(panic.clone())))
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+            .allow_ip_name_lookup(false);
+        determinism.install(&mut builder, grants.clock, grants.random);
         Self {
             name: name.to_string(),
-            wasi,
+            wasi: builder.build(),
             table: ResourceTable::new(),
             limits,
+            panic,
         }
+    }
+
+    /// Takes the message of the plugin's last panic, if it wrote one.
+    pub(crate) fn take_panic(&self) -> Option<String> {
+        self.panic.lock().ok()?.take()
     }
 }
 
@@ -74,20 +105,23 @@ impl bindings::pgmorph::plugin::host::Host for PluginState {
     }
 }
 
-/// A plugin's stdout or stderr: each line becomes a log event.
+/// A plugin's stdout or stderr: each line becomes a log event; on stderr, a line starting with
+/// [`PANIC_LINE_PREFIX`] also leaves its message in the panic slot.
 #[derive(Clone)]
 struct LogStream {
     plugin: String,
     stream: &'static str,
     pending: Vec<u8>,
+    panic: Option<PanicSlot>,
 }
 
 impl LogStream {
-    fn new(plugin: &str, stream: &'static str) -> Self {
+    fn new(plugin: &str, stream: &'static str, panic: Option<PanicSlot>) -> Self {
         Self {
             plugin: plugin.to_string(),
             stream,
             pending: Vec::new(),
+            panic,
         }
     }
 
@@ -105,6 +139,11 @@ impl LogStream {
 
     fn emit(&self, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
+        if let (Some(slot), Some(message)) = (&self.panic, text.strip_prefix(PANIC_LINE_PREFIX)) {
+            if let Ok(mut slot) = slot.lock() {
+                *slot = Some(message.trim_end().to_string());
+            }
+        }
         tracing::info!(plugin = %self.plugin, stream = self.stream, "{text}");
     }
 }
@@ -246,6 +285,7 @@ pub(crate) fn load_component(
     let cached = cache_dir.map(|d| d.join(format!("{key}.cwasm")));
     if let Some(cached) = cached.as_deref().filter(|c| c.is_file()) {
         if let Some(component) = deserialize(runtime, cached) {
+            super::cache::used(cached, path);
             tracing::debug!(plugin = %path.display(), cache = %cached.display(), "plugin loaded from cache");
             return Ok(component);
         }
@@ -257,7 +297,11 @@ pub(crate) fn load_component(
     })?;
     tracing::info!(plugin = %path.display(), ms = started.elapsed().as_millis() as u64, "plugin compiled");
     if let Some(cached) = cached {
-        if let Err(e) = store_in_cache(&component, &cached) {
+        let stored = component
+            .serialize()
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| super::cache::store(&cached, path, &bytes));
+        if let Err(e) = stored {
             tracing::warn!(cache = %cached.display(), error = %e, "cannot cache compiled plugin");
         }
     }
@@ -276,14 +320,4 @@ fn deserialize(runtime: &Runtime, cached: &Path) -> Option<Component> {
             None
         }
     }
-}
-
-fn store_in_cache(component: &Component, cached: &Path) -> std::io::Result<()> {
-    let dir = cached.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let bytes = component.serialize().map_err(std::io::Error::other)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(&bytes)?;
-    tmp.persist(cached).map_err(|e| e.error)?;
-    Ok(())
 }

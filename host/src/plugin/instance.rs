@@ -8,14 +8,19 @@ use wasmtime::component::Component;
 use wasmtime::{Store, StoreLimitsBuilder, Trap};
 
 use super::bindings::{self, wit};
-use super::engine::{runtime, PluginState, EPOCH_TICK};
+use super::determinism::Determinism;
+use super::engine::{runtime, Grants, PluginState, EPOCH_TICK};
 use super::PluginError;
+use crate::config::PluginSettings;
+use crate::model::Provenance;
 
 /// A call into a plugin failed; every kind is a plugin fault handled by its `on_error` policy.
 #[derive(Debug, Clone)]
 pub(crate) enum CallError {
-    /// The plugin trapped (a panic, an `unreachable`, a host-detected fault).
+    /// The plugin trapped (an `unreachable`, a host-detected fault).
     Trap(String),
+    /// The plugin panicked, with this message (from its stderr).
+    Panic(String),
     /// The call ran past its CPU deadline.
     Timeout(u64),
     /// The plugin tried to grow its memory past its cap.
@@ -30,6 +35,7 @@ impl fmt::Display for CallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CallError::Trap(m) => write!(f, "trapped: {m}"),
+            CallError::Panic(m) => write!(f, "panicked: {m}"),
             CallError::Timeout(ms) => write!(f, "ran past its {ms} ms deadline"),
             CallError::OutOfMemory(mb) => write!(f, "exceeded its memory limit of {mb} MiB"),
             CallError::Plugin(e) => match e {
@@ -85,18 +91,46 @@ fn plugin_thread() -> Option<&'static rayon_core::ThreadPool> {
     .as_ref()
 }
 
+/// The limits and grants of a plugin's sandbox.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sandbox {
+    pub(crate) memory_mb: u64,
+    pub(crate) timeout_ms: u64,
+    pub(crate) grants: Grants,
+}
+
+impl Sandbox {
+    /// The sandbox a plugin's settings ask for.
+    pub(crate) fn of(settings: &PluginSettings) -> Self {
+        Self {
+            memory_mb: settings.memory_mb.unwrap_or(super::DEFAULT_MEMORY_MB),
+            timeout_ms: settings.timeout_ms.unwrap_or(super::DEFAULT_TIMEOUT_MS),
+            grants: Grants {
+                clock: settings.clock,
+                random: settings.random,
+            },
+        }
+    }
+}
+
 /// A loaded plugin, instantiated lazily again after any trap.
 pub(crate) struct PluginInstance {
     pub(crate) name: String,
-    pre: bindings::PluginPre<PluginState>,
     live: Option<Live>,
-    config_json: String,
-    memory_mb: u64,
-    timeout_ms: u64,
-    /// Tables mapped so far, replayed into a fresh instance after a trap.
-    mapped: BTreeMap<u32, wit::TableSchema>,
+    recipe: Recipe,
     /// How many times the instance was rebuilt after a fault.
     pub(crate) restarts: u64,
+}
+
+/// What (re)building a plugin's instance takes.
+struct Recipe {
+    name: String,
+    pre: bindings::PluginPre<PluginState>,
+    config_json: String,
+    sandbox: Sandbox,
+    determinism: Determinism,
+    /// Tables mapped so far, replayed into a fresh instance after a trap.
+    mapped: BTreeMap<u32, wit::TableSchema>,
 }
 
 impl PluginInstance {
@@ -105,8 +139,7 @@ impl PluginInstance {
         name: &str,
         component: &Component,
         config_json: String,
-        memory_mb: u64,
-        timeout_ms: u64,
+        sandbox: Sandbox,
     ) -> Result<Self, PluginError> {
         let rt = runtime()?;
         let invalid = |e: wasmtime::Error| PluginError::Invalid {
@@ -117,12 +150,15 @@ impl PluginInstance {
         let pre = bindings::PluginPre::new(pre).map_err(invalid)?;
         let mut instance = Self {
             name: name.to_string(),
-            pre,
             live: None,
-            config_json,
-            memory_mb,
-            timeout_ms,
-            mapped: BTreeMap::new(),
+            recipe: Recipe {
+                name: name.to_string(),
+                pre,
+                config_json,
+                sandbox,
+                determinism: Determinism::default(),
+                mapped: BTreeMap::new(),
+            },
             restarts: 0,
         };
         instance.ensure_live().map_err(|e| PluginError::Init {
@@ -133,11 +169,7 @@ impl PluginInstance {
     }
 
     fn deadline_ticks(&self) -> u64 {
-        deadline_ticks(self.timeout_ms)
-    }
-
-    fn classify(&self, e: wasmtime::Error) -> CallError {
-        classify(e, self.timeout_ms, self.memory_mb)
+        deadline_ticks(self.recipe.sandbox.timeout_ms)
     }
 
     /// Makes sure a working instance exists: instantiate, `init`, replay the mapped tables.
@@ -145,11 +177,7 @@ impl PluginInstance {
         if self.live.is_some() {
             return Ok(());
         }
-        let (pre, name, config_json, mapped) =
-            (&self.pre, &self.name, &self.config_json, &self.mapped);
-        let (memory_mb, timeout_ms) = (self.memory_mb, self.timeout_ms);
-        let live =
-            outside_async(|| build_live(pre, name, config_json, mapped, memory_mb, timeout_ms))?;
+        let live = outside_async(|| build_live(&self.recipe))?;
         self.live = Some(live);
         Ok(())
     }
@@ -169,9 +197,10 @@ impl PluginInstance {
         match outside_async(|| f(&live.plugin, &mut live.store)) {
             Ok(r) => Ok(r),
             Err(e) => {
+                let panic = live.store.data().take_panic();
                 // After a trap the instance is unusable; the next call builds a fresh one.
                 self.live = None;
-                Err(self.classify(e))
+                Err(classify(e, &self.recipe.sandbox, panic))
             }
         }
     }
@@ -185,17 +214,25 @@ impl PluginInstance {
         let out = self
             .call(|p, s| p.pgmorph_plugin_transform().call_map_table(s, id, schema))?
             .map_err(CallError::Plugin)?;
-        self.mapped.insert(id, schema.clone());
+        self.recipe.mapped.insert(id, schema.clone());
         Ok(out)
     }
 
     /// Forgets a table (its relation changed and it was mapped again under a new id).
     pub(crate) fn forget_table(&mut self, id: u32) {
-        self.mapped.remove(&id);
+        self.recipe.mapped.remove(&id);
     }
 
-    /// The row hook over one encoded batch.
-    pub(crate) fn transform_rows(&mut self, id: u32, batch: &[u8]) -> Result<Vec<u8>, CallError> {
+    /// The row hook over one encoded batch of `table`'s changes, which happened at `at`: the
+    /// plugin's deterministic clocks and random bytes are set from it first.
+    pub(crate) fn transform_rows(
+        &mut self,
+        id: u32,
+        table: &str,
+        at: &Provenance,
+        batch: &[u8],
+    ) -> Result<Vec<u8>, CallError> {
+        self.recipe.determinism.set(&self.name, table, at);
         let started = std::time::Instant::now();
         let out = self
             .call(|p, s| {
@@ -212,17 +249,20 @@ fn deadline_ticks(timeout_ms: u64) -> u64 {
     timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64).max(1) + 1
 }
 
-fn classify(e: wasmtime::Error, timeout_ms: u64, memory_mb: u64) -> CallError {
+fn classify(e: wasmtime::Error, sandbox: &Sandbox, panic: Option<String>) -> CallError {
     if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-        return CallError::Timeout(timeout_ms);
+        return CallError::Timeout(sandbox.timeout_ms);
     }
     let text = format!("{e:?}");
     if text.contains("forcing trap when growing memory") {
-        return CallError::OutOfMemory(memory_mb);
+        return CallError::OutOfMemory(sandbox.memory_mb);
     }
     // The error carries a multi-line wasm backtrace: the log gets all of it, the row's error
-    // (and its dead letter) one line naming the trap.
+    // (and its dead letter) the panic's message, or else one line naming the trap.
     tracing::warn!(error = %text, "plugin trapped");
+    if let Some(message) = panic {
+        return CallError::Panic(message);
+    }
     let summary = match e.downcast_ref::<Trap>() {
         Some(trap) => format!("wasm trap: {trap}"),
         None => e.to_string(),
@@ -232,40 +272,72 @@ fn classify(e: wasmtime::Error, timeout_ms: u64, memory_mb: u64) -> CallError {
 
 /// Instantiates the plugin in a fresh store with its limits, calls `init`, and replays the
 /// tables mapped so far.
-fn build_live(
-    pre: &bindings::PluginPre<PluginState>,
-    name: &str,
-    config_json: &str,
-    mapped: &BTreeMap<u32, wit::TableSchema>,
-    memory_mb: u64,
-    timeout_ms: u64,
-) -> Result<Live, CallError> {
+fn build_live(instance: &Recipe) -> Result<Live, CallError> {
     let rt = runtime().map_err(|e| CallError::Trap(e.to_string()))?;
+    let sandbox = &instance.sandbox;
     let limits = StoreLimitsBuilder::new()
-        .memory_size(usize::try_from(memory_mb << 20).unwrap_or(usize::MAX))
+        .memory_size(usize::try_from(sandbox.memory_mb << 20).unwrap_or(usize::MAX))
         .trap_on_grow_failure(true)
         .instances(64)
         .memories(16)
         .tables(64)
         .build();
-    let classify = |e| classify(e, timeout_ms, memory_mb);
-    let mut store = Store::new(&rt.engine, PluginState::new(name, limits));
+    let state = PluginState::new(
+        &instance.name,
+        limits,
+        &instance.determinism,
+        sandbox.grants,
+    );
+    let mut store = Store::new(&rt.engine, state);
     store.limiter(|s| &mut s.limits);
     store.epoch_deadline_trap();
-    store.set_epoch_deadline(deadline_ticks(timeout_ms));
-    let plugin = pre.instantiate(&mut store).map_err(classify)?;
-    plugin
-        .pgmorph_plugin_transform()
-        .call_init(&mut store, config_json)
-        .map_err(classify)?
-        .map_err(CallError::Plugin)?;
-    for (id, schema) in mapped {
-        store.set_epoch_deadline(deadline_ticks(timeout_ms));
-        plugin
-            .pgmorph_plugin_transform()
-            .call_map_table(&mut store, *id, schema)
-            .map_err(classify)?
-            .map_err(CallError::Plugin)?;
+    match start(instance, &mut store) {
+        Ok(plugin) => Ok(Live { store, plugin }),
+        Err(e) => {
+            let panic = store.data().take_panic();
+            Err(e.into_call_error(sandbox, panic))
+        }
     }
-    Ok(Live { store, plugin })
+}
+
+/// How starting an instance failed.
+enum StartError {
+    Wasm(wasmtime::Error),
+    Plugin(wit::PluginError),
+}
+
+impl StartError {
+    fn into_call_error(self, sandbox: &Sandbox, panic: Option<String>) -> CallError {
+        match self {
+            StartError::Wasm(e) => classify(e, sandbox, panic),
+            StartError::Plugin(e) => CallError::Plugin(e),
+        }
+    }
+}
+
+/// Instantiates, calls `init` and replays the mapped tables, each under the call deadline.
+fn start(
+    instance: &Recipe,
+    store: &mut Store<PluginState>,
+) -> Result<bindings::Plugin, StartError> {
+    let ticks = deadline_ticks(instance.sandbox.timeout_ms);
+    store.set_epoch_deadline(ticks);
+    let plugin = instance
+        .pre
+        .instantiate(&mut *store)
+        .map_err(StartError::Wasm)?;
+    let hooks = plugin.pgmorph_plugin_transform();
+    store.set_epoch_deadline(ticks);
+    hooks
+        .call_init(&mut *store, &instance.config_json)
+        .map_err(StartError::Wasm)?
+        .map_err(StartError::Plugin)?;
+    for (id, schema) in &instance.mapped {
+        store.set_epoch_deadline(ticks);
+        hooks
+            .call_map_table(&mut *store, *id, schema)
+            .map_err(StartError::Wasm)?
+            .map_err(StartError::Plugin)?;
+    }
+    Ok(plugin)
 }

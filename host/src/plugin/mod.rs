@@ -9,13 +9,16 @@
 //! `int4 -> int8` need nothing more; a cast that fails there stops the apply.
 
 mod bindings;
+mod cache;
 mod chain;
 mod codec;
+mod determinism;
 mod engine;
 mod instance;
 mod layout;
 mod offline;
 pub mod reload;
+mod rows_file;
 mod validate;
 
 use std::path::PathBuf;
@@ -23,9 +26,10 @@ use std::path::PathBuf;
 pub use chain::{LoadOptions, PluginChain};
 pub use engine::default_cache_dir;
 pub use offline::{
-    check, check_with, describe_mapping, run_offline, run_offline_with, schema_from_jsonl,
-    OfflineRun, PluginReport,
+    check, check_init, check_with, describe_mapping, run_offline, run_offline_with,
+    schema_from_jsonl, OfflineRun, PluginReport,
 };
+pub use rows_file::{read_rows_table, RowsTable};
 
 /// Default memory cap of one plugin instance.
 pub const DEFAULT_MEMORY_MB: u64 = 64;

@@ -8,15 +8,14 @@ use std::time::Instant;
 
 use wasmtime::component::types::ComponentItem;
 
-use crate::config::{OnError, PluginSettings};
-use crate::model::{
-    Cell, Column, Op, ReplicaIdentity, Row, RowChange, TableMapping, TableName, TableSchema,
-};
-use crate::transform::Transform;
+use crate::config::PluginSettings;
+use crate::model::{Cell, Provenance, Row, RowChange, TableMapping, TableName, TableSchema};
+use crate::transform::{TableBatch, Transform};
 
 use super::bindings;
 use super::chain::{LoadOptions, PluginChain};
 use super::engine::{load_component, runtime};
+use super::rows_file::{file_change, read_rows_table, source_row, FileChange};
 use super::PluginError;
 
 /// What `pgmorph plugin check` found.
@@ -115,6 +114,20 @@ pub fn check_with(path: &Path, options: &LoadOptions) -> Result<PluginReport, Pl
     })
 }
 
+/// Instantiates the plugin and runs its `init` with `settings`' config, memory cap and
+/// deadline; returns how long that took in milliseconds. A plugin that hangs at start fails
+/// with "ran past its N ms deadline".
+pub fn check_init(path: &Path, settings: &PluginSettings) -> Result<u128, PluginError> {
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let started = Instant::now();
+    let files = [(name, path.to_path_buf(), settings.clone())];
+    PluginChain::from_files(&files, &LoadOptions::default())?;
+    Ok(started.elapsed().as_millis())
+}
+
 /// A table's mapping, column by column, for humans.
 pub fn describe_mapping(mapping: &TableMapping) -> String {
     let mut out = String::new();
@@ -154,62 +167,9 @@ pub fn describe_mapping(mapping: &TableMapping) -> String {
     out
 }
 
-/// A schema for offline runs: from a first line `{"columns": [{"name": "id", "type": "bigint",
-/// "key": true}, ...]}`, or else inferred from the first row's keys (in alphabetical order; a
-/// column named `id` is the key).
+/// A schema for offline runs: see [`read_rows_table`] (the assumption, if any, is dropped).
 pub fn schema_from_jsonl(name: &TableName, rows_jsonl: &str) -> Result<TableSchema, PluginError> {
-    let first = rows_jsonl
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .ok_or_else(|| PluginError::Input("the rows file is empty".into()))?;
-    let value: serde_json::Value = serde_json::from_str(first)
-        .map_err(|e| PluginError::Input(format!("line 1 is not JSON: {e}")))?;
-    let mut columns = Vec::new();
-    if let Some(cols) = value.get("columns").and_then(|c| c.as_array()) {
-        for c in cols {
-            let col_name = c
-                .get("name")
-                .and_then(|n| n.as_str())
-                .ok_or_else(|| PluginError::Input("a column needs a \"name\"".into()))?;
-            let type_sql = c.get("type").and_then(|n| n.as_str()).unwrap_or("text");
-            let is_key = c.get("key").and_then(|k| k.as_bool()).unwrap_or(false);
-            let not_null = is_key || c.get("not_null").and_then(|k| k.as_bool()).unwrap_or(false);
-            columns.push(column(col_name, type_sql, not_null, is_key));
-        }
-    } else {
-        let row = value.get("new").or(value.get("old")).unwrap_or(&value);
-        let obj = row
-            .as_object()
-            .ok_or_else(|| PluginError::Input("line 1 is not a JSON object".into()))?;
-        for (k, v) in obj {
-            let type_sql = match v {
-                serde_json::Value::Bool(_) => "boolean",
-                serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => "bigint",
-                serde_json::Value::Number(_) => "double precision",
-                serde_json::Value::Object(_) | serde_json::Value::Array(_) => "jsonb",
-                _ => "text",
-            };
-            columns.push(column(k, type_sql, k == "id", k == "id"));
-        }
-    }
-    Ok(TableSchema {
-        oid: 1,
-        name: name.clone(),
-        columns,
-        identity: ReplicaIdentity::Default,
-        has_primary_key: true,
-    })
-}
-
-fn column(name: &str, type_sql: &str, not_null: bool, is_key: bool) -> Column {
-    Column {
-        name: name.to_string(),
-        type_oid: 0,
-        type_modifier: -1,
-        type_sql: type_sql.to_string(),
-        not_null,
-        is_key,
-    }
+    read_rows_table(name, rows_jsonl).map(|t| t.schema)
 }
 
 /// The result of an offline run.
@@ -220,32 +180,18 @@ pub struct OfflineRun {
     /// One JSON object per input row: `{"line", "result": "keep"|"skip"|"dead_letter",
     /// "error"?, "old"?, "new"?}` in destination column names.
     pub results: Vec<serde_json::Value>,
-}
-
-fn json_cell(v: &serde_json::Value) -> Cell {
-    match v {
-        serde_json::Value::Null => Cell::Null,
-        serde_json::Value::String(s) => Cell::text(s.clone()),
-        serde_json::Value::Bool(b) => Cell::text(if *b { "t" } else { "f" }),
-        other => Cell::text(other.to_string()),
-    }
-}
-
-fn source_row(table: &TableSchema, v: &serde_json::Value) -> Result<Row, PluginError> {
-    let obj = v
-        .as_object()
-        .ok_or_else(|| PluginError::Input("a row must be a JSON object".into()))?;
-    Ok(table
-        .columns
-        .iter()
-        .map(|c| obj.get(&c.name).map(json_cell).unwrap_or(Cell::Null))
-        .collect())
+    /// Calls of the row hook.
+    pub calls: u32,
+    /// Time spent in them.
+    pub call_time: std::time::Duration,
+    /// Time to load, initialise and map before the first call.
+    pub start_time: std::time::Duration,
 }
 
 /// Runs one plugin offline over sample rows (JSON lines: a row object, or
 /// `{"op": "insert"|"update"|"delete"|"snapshot", "old": {...}, "new": {...}}`, by source column
-/// name; a `{"columns": [...]}` header line is skipped). Plugin faults are reported per row, as
-/// under `on_error = "dead_letter"`.
+/// name; a `{"columns": [...]}` header line is skipped). Plugin faults follow `settings.on_error`:
+/// `dead_letter` reports them per row, `skip` skips the row, `stop` ends the run with the error.
 pub fn run_offline(
     path: &Path,
     settings: &PluginSettings,
@@ -267,14 +213,22 @@ pub fn run_offline_with(
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut settings = settings.clone();
-    settings.on_error = OnError::DeadLetter;
-    let mut chain = PluginChain::from_files(&[(name, path.to_path_buf(), settings)], options)?;
+    let begun = Instant::now();
+    let mut chain =
+        PluginChain::from_files(&[(name, path.to_path_buf(), settings.clone())], options)?;
     let source = Arc::new(table.clone());
     let mapping = chain
         .map_table(source.clone(), &table.name.schema)
         .map_err(|e| PluginError::Input(e.message))?;
+    let start_time = begun.elapsed();
+    let (mut calls, mut call_time) = (0, std::time::Duration::ZERO);
     let mut results = Vec::new();
+    // The plugin's clock reads the time of the run; each row's random stream is seeded by
+    // its line number.
+    let started = Provenance {
+        time_us: Provenance::unix_us(std::time::SystemTime::now()),
+        ..Provenance::default()
+    };
     for (n, line) in rows_jsonl.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -284,29 +238,12 @@ pub fn run_offline_with(
         if v.get("columns").is_some() {
             continue;
         }
-        let (op, old, new) = match v.get("op").and_then(|o| o.as_str()) {
-            None => (Op::Snapshot, None, Some(&v)),
-            Some(op) => {
-                let op = match op {
-                    "snapshot" => Op::Snapshot,
-                    "insert" => Op::Insert,
-                    "update" => Op::Update,
-                    "delete" => Op::Delete,
-                    other => {
-                        return Err(PluginError::Input(format!(
-                            "line {}: unknown op {other:?}",
-                            n + 1
-                        )))
-                    }
-                };
-                (op, v.get("old"), v.get("new"))
-            }
-        };
+        let FileChange { op, old, new } = file_change(&v, n + 1)?;
         let project = |r: Option<&serde_json::Value>| -> Result<Option<Row>, PluginError> {
             r.map(|r| source_row(table, r).map(|row| mapping.project(row)))
                 .transpose()
         };
-        let mut batch = vec![RowChange {
+        let batch = vec![RowChange {
             op,
             old: project(old)?,
             new: project(new)?,
@@ -318,9 +255,21 @@ pub fn run_offline_with(
             results.push(result.into());
             continue;
         }
-        let outcome = chain
-            .transform_rows(&mapping, &mut batch)
-            .map_err(|e| PluginError::Input(e.message))?;
+        let at = Provenance {
+            row: n as u64 + 1,
+            ..started
+        };
+        let mut batches = [TableBatch::new(Arc::new(mapping.clone()), batch).at(at)];
+        let call = Instant::now();
+        let stepped = chain.transform_batches(&mut batches);
+        call_time += call.elapsed();
+        calls += 1;
+        stepped.map_err(|e| PluginError::Input(format!("line {}: {}", n + 1, e.source.message)))?;
+        let [TableBatch {
+            changes: batch,
+            outcome,
+            ..
+        }] = batches;
         if let Some(dead) = outcome.dead_letters.first() {
             result.insert("result".into(), "dead_letter".into());
             result.insert("error".into(), dead.error.clone().into());
@@ -349,5 +298,11 @@ pub fn run_offline_with(
         }
         results.push(result.into());
     }
-    Ok(OfflineRun { mapping, results })
+    Ok(OfflineRun {
+        mapping,
+        results,
+        calls,
+        call_time,
+        start_time,
+    })
 }

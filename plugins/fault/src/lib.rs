@@ -1,5 +1,5 @@
 //! `fault`: a plugin that fails on purpose (trap, infinite loop, memory bomb, wrong-shaped
-//! output, invalid values, errors), for the host's error-policy tests only.
+//! output, invalid values, errors, a hang in `init`), for the host's error-policy tests only.
 
 use std::cell::Cell;
 
@@ -52,6 +52,12 @@ impl Plugin for Fault {
         let settings: Settings = config.parse()?;
         if settings.mode == "init-error" {
             return Err(Error::config("fault plugin: init-error mode"));
+        }
+        if settings.mode == "init-loop" {
+            let mut n = 0u64;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
         }
         Ok(Self { settings })
     }

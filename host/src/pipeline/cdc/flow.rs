@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::model::{Lsn, RowChange, TableMapping};
+use crate::model::{Lsn, Provenance, RowChange, TableMapping};
 use crate::state::Progress;
 use crate::transform::{TableBatch, MAX_BATCH_BYTES};
 
@@ -81,7 +81,14 @@ pub(super) struct Pending {
 }
 
 impl Pending {
-    pub(super) fn push(&mut self, mapping: Arc<TableMapping>, change: RowChange, lsn: Lsn) {
+    /// Adds a change of the transaction ending at `lsn`, which happened at `at`.
+    pub(super) fn push(
+        &mut self,
+        mapping: Arc<TableMapping>,
+        change: RowChange,
+        lsn: Lsn,
+        at: Provenance,
+    ) {
         self.rows += 1;
         self.bytes += change.value_bytes();
         if let (Some(last), Some(&last_lsn)) = (self.batches.last_mut(), self.lsns.last()) {
@@ -90,7 +97,8 @@ impl Pending {
                 return;
             }
         }
-        self.batches.push(TableBatch::new(mapping, vec![change]));
+        self.batches
+            .push(TableBatch::new(mapping, vec![change]).at(at));
         self.lsns.push(lsn);
     }
 
@@ -124,6 +132,10 @@ pub(super) struct OpenTx {
     pub(super) final_lsn: Lsn,
     pub(super) xid: u32,
     pub(super) skip: bool,
+    /// Commit time, microseconds since 2000-01-01.
+    pub(super) commit_time: i64,
+    /// Changes of the transaction pushed so far.
+    pub(super) changes: u64,
 }
 
 /// What the loop tracks between events.
@@ -188,10 +200,10 @@ mod tests {
     pub(super) fn consecutive_changes_of_one_table_and_transaction_form_one_batch() {
         let (a, b) = (mapping("a", false), mapping("b", true));
         let mut p = Pending::default();
-        p.push(a.clone(), insert(1), Lsn(10));
-        p.push(a.clone(), insert(1), Lsn(10));
-        p.push(b.clone(), insert(1), Lsn(10));
-        p.push(a.clone(), insert(1), Lsn(20));
+        p.push(a.clone(), insert(1), Lsn(10), Provenance::default());
+        p.push(a.clone(), insert(1), Lsn(10), Provenance::default());
+        p.push(b.clone(), insert(1), Lsn(10), Provenance::default());
+        p.push(a.clone(), insert(1), Lsn(20), Provenance::default());
         assert!(p.waits_for_plugins(), "b goes through plugins");
         let (batches, lsns) = p.take();
         let sizes: Vec<usize> = batches.iter().map(|b| b.changes.len()).collect();
@@ -205,15 +217,25 @@ mod tests {
         let a = mapping("a", false);
         let mut p = Pending::default();
         for _ in 0..ROW_BATCH - 1 {
-            p.push(a.clone(), insert(1), Lsn(1));
+            p.push(a.clone(), insert(1), Lsn(1), Provenance::default());
         }
         assert!(!p.full());
-        p.push(a.clone(), insert(1), Lsn(1));
+        p.push(a.clone(), insert(1), Lsn(1), Provenance::default());
         assert!(p.full(), "{ROW_BATCH} rows");
         let mut p = Pending::default();
-        p.push(a.clone(), insert(MAX_BATCH_BYTES / 2), Lsn(1));
+        p.push(
+            a.clone(),
+            insert(MAX_BATCH_BYTES / 2),
+            Lsn(1),
+            Provenance::default(),
+        );
         assert!(!p.full());
-        p.push(a, insert(MAX_BATCH_BYTES / 2), Lsn(1));
+        p.push(
+            a,
+            insert(MAX_BATCH_BYTES / 2),
+            Lsn(1),
+            Provenance::default(),
+        );
         assert!(p.full(), "{MAX_BATCH_BYTES} bytes of values");
     }
 

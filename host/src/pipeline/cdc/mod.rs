@@ -15,7 +15,7 @@ mod source_ddl;
 use flow::{Flow, Group, OpenTx, Pending, MAX_GROUP_DELAY};
 
 use super::relations::{RelationError, RelationUpdate, Relations};
-use crate::model::{Lsn, Op, Row, RowChange, TableMapping};
+use crate::model::{Lsn, Op, Provenance, Row, RowChange, TableMapping};
 use crate::plugin::reload::{self, Prepared};
 use crate::sink::{ddl, ApplyError, Sink};
 use crate::source::pgoutput::Message;
@@ -262,7 +262,11 @@ impl Cdc<'_> {
         committed: &watch::Receiver<Lsn>,
     ) -> Result<(), CdcError> {
         match event {
-            StreamEvent::Begin { final_lsn, xid, .. } => {
+            StreamEvent::Begin {
+                final_lsn,
+                xid,
+                commit_time,
+            } => {
                 let skip = final_lsn < self.durable;
                 if skip {
                     tracing::debug!(%final_lsn, xid, "skipping a transaction applied before");
@@ -272,6 +276,8 @@ impl Cdc<'_> {
                     final_lsn,
                     xid,
                     skip,
+                    commit_time,
+                    changes: 0,
                 });
             }
             StreamEvent::Commit {
@@ -440,8 +446,15 @@ impl Cdc<'_> {
             old: old.map(|r| mapping.project(r)),
             new: new.map(|r| mapping.project(r)),
         };
-        let lsn = f.tx.as_ref().map_or(Lsn::ZERO, |t| t.final_lsn);
-        f.pending.push(mapping, change, lsn);
+        let (lsn, at) = match f.tx.as_mut() {
+            Some(tx) => {
+                tx.changes += 1;
+                let at = Provenance::transaction(tx.final_lsn.0, tx.commit_time);
+                (tx.final_lsn, at.at_row(tx.changes - 1))
+            }
+            None => (Lsn::ZERO, Provenance::default()),
+        };
+        f.pending.push(mapping, change, lsn, at);
         Ok(())
     }
 
@@ -600,6 +613,7 @@ impl Cdc<'_> {
                 mapping,
                 changes,
                 outcome,
+                ..
             } = batch;
             if mapping.transforms_rows {
                 self.sink.begin().await?;

@@ -99,6 +99,9 @@ pub struct SnapshotJob {
     pub async_commit: bool,
     /// The stream position the snapshot corresponds to (recorded per table).
     pub sync_lsn: crate::model::Lsn,
+    /// When the snapshot was taken, microseconds since the Unix epoch: what plugins' clocks
+    /// read for snapshot rows.
+    pub time_us: i64,
     /// Split tables whose interrupted copy resumes: the page ranges already copied.
     pub resume: Resume,
 }
@@ -436,6 +439,19 @@ fn log_finished(table: &TableCopy, started: Instant, rows: u64, skipped: u64, de
     );
 }
 
+/// Names what one COPY reads (its page range and leaf partition), for the position of the
+/// rows plugins see: FNV-1a of their text.
+fn read_id(filter: &RowFilter<'_>) -> u64 {
+    let text = format!(
+        "{} {:?}",
+        filter.range,
+        filter.relation.map(|r| r.to_string())
+    );
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// What one COPY stream wrote.
 struct Streamed {
     rows: u64,
@@ -477,9 +493,14 @@ async fn stream_rows(
 
     let mut rows: u64 = 0;
     let mut out = BytesMut::with_capacity(SEND_CHUNK * 2);
-    let mut row_path = mapping
-        .transforms_rows
-        .then(|| RowPath::new(mapping.clone()));
+    let mut row_path = mapping.transforms_rows.then(|| {
+        let at = crate::model::Provenance {
+            time_us: job.time_us,
+            scope: crate::model::Scope::Snapshot(read_id(&filter)),
+            row: 0,
+        };
+        RowPath::new(mapping.clone(), at)
+    });
     let mut dead_letters = Vec::new();
     let mut skipped = 0u64;
     while let Some(chunk) = stream.next().await {

@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::{SnapshotError, ROW_BATCH};
 use crate::copy_text::{self, LineSplitter};
-use crate::model::{Cell, Op, RowChange, TableMapping};
+use crate::model::{Cell, Op, Provenance, RowChange, TableMapping};
 use crate::transform::{
     start_row_step, DeadLetter, RowStepTask, SharedTransform, TableBatch, MAX_BATCH_BYTES,
 };
@@ -24,13 +24,15 @@ pub(super) struct RowPath {
     fed_columns: usize,
     /// The previous batch's row step.
     running: Option<RowStepTask>,
+    /// Where the rows come from; `row` counts the rows handed to the row step so far.
+    at: Provenance,
 }
 
 /// Rows written, rows skipped and rows dead-lettered by finished row steps.
 pub(super) type StepCounts = (u64, u64, Vec<DeadLetter>);
 
 impl RowPath {
-    pub(super) fn new(mapping: Arc<TableMapping>) -> Self {
+    pub(super) fn new(mapping: Arc<TableMapping>, at: Provenance) -> Self {
         let fed_columns = mapping
             .columns
             .iter()
@@ -43,6 +45,7 @@ impl RowPath {
             splitter: LineSplitter::default(),
             batch: Vec::with_capacity(ROW_BATCH),
             running: None,
+            at,
         }
     }
 
@@ -104,7 +107,9 @@ impl RowPath {
         if !self.batch.is_empty() {
             let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(ROW_BATCH));
             self.batch_bytes = 0;
-            let batch = TableBatch::new(Arc::clone(&self.mapping), batch);
+            let at = self.at;
+            self.at.row += batch.len() as u64;
+            let batch = TableBatch::new(Arc::clone(&self.mapping), batch).at(at);
             self.running = Some(start_row_step(transform, vec![batch]));
         }
         Ok(done)

@@ -1,0 +1,87 @@
+//! `pgmorph plugin check` and `pgmorph plugin run` with the real binary: `check` runs `init`
+//! under the deadline, `run` takes the sandbox limits and `on_error`, states what it assumed
+//! about a rows file without a header, and prints its timing to stderr.
+
+mod plugin_support;
+
+use pgmorph_e2e::run_bin;
+use plugin_support::wasm;
+
+fn path(p: &std::path::Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
+#[test]
+fn check_runs_init_under_the_deadline() {
+    let fault = wasm("fault");
+    let (ok, out, err) = run_bin(&[
+        "plugin",
+        "check",
+        path(&fault),
+        "--plugin-config",
+        r#"{"mode": "init-loop"}"#,
+        "--timeout-ms",
+        "200",
+    ]);
+    assert!(!ok, "a plugin that hangs in init fails the check: {out}");
+    assert!(err.contains("ran past its 200 ms deadline"), "{err}");
+    let (ok, out, err) = run_bin(&[
+        "plugin",
+        "check",
+        path(&fault),
+        "--plugin-config",
+        r#"{"mode": "none"}"#,
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("init: ok in "), "{out}");
+}
+
+#[test]
+fn run_takes_limits_and_on_error_and_prints_timing() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = dir.path().join("rows.jsonl");
+    std::fs::write(&rows, "{\"zeta\": \"z\", \"id\": 1}\n{\"zeta\": \"z\", \"id\": 3}\n{\"zeta\": \"z\", \"id\": 4}\n").unwrap();
+    let fault = wasm("fault");
+    let run = |on_error: &str| {
+        run_bin(&[
+            "plugin",
+            "run",
+            path(&fault),
+            "--table",
+            "public.t",
+            "--rows",
+            path(&rows),
+            "--plugin-config",
+            r#"{"mode": "trap", "when_column": "id", "when_equals": "3"}"#,
+            "--memory-mb",
+            "16",
+            "--timeout-ms",
+            "300",
+            "--on-error",
+            on_error,
+        ])
+    };
+    let (ok, out, err) = run("dead_letter");
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(r#""result":"dead_letter""#) && out.contains("panicked: fault plugin: trap"),
+        "{out}"
+    );
+    assert!(
+        err.contains("has no {\"columns\": [...]} header line")
+            && err.contains("zeta text, id bigint (key)"),
+        "the assumption is stated, in file order: {err}"
+    );
+    assert!(err.contains("timing: 3 calls, total "), "{err}");
+    assert!(err.contains("ms per call"), "{err}");
+    let zeta = out.find("zeta text").unwrap();
+    assert!(zeta < out.find("id bigint").unwrap(), "file order: {out}");
+
+    let (ok, out, err) = run("skip");
+    assert!(ok, "{err}");
+    assert_eq!(out.matches(r#""result":"skip""#).count(), 1, "{out}");
+
+    let (ok, _, err) = run("stop");
+    assert!(!ok);
+    assert!(err.contains("line 2") && err.contains("panicked"), "{err}");
+}
