@@ -6,6 +6,11 @@ set -euo pipefail
 COMPONENTIZE_JS_VERSION=0.23.0
 cache="${PGMORPH_SDK_CACHE:-$HOME/.cache/pgmorph-sdk}"
 dir="$cache/js-$COMPONENTIZE_JS_VERSION"
+if [ "${1:-}" = "--check" ]; then
+    # Only says whether it is installed: prints the path and exits 0, or exits 1.
+    [ -f "$dir/.installed" ] && echo "$dir" && exit 0
+    exit 1
+fi
 if [ ! -f "$dir/.installed" ]; then
     echo "installing @bytecodealliance/componentize-js $COMPONENTIZE_JS_VERSION into $dir" >&2
     rm -rf "$dir"

@@ -6,6 +6,11 @@ set -euo pipefail
 COMPONENTIZE_PY_VERSION=0.25.1
 cache="${PGMORPH_SDK_CACHE:-$HOME/.cache/pgmorph-sdk}"
 venv="$cache/py-$COMPONENTIZE_PY_VERSION"
+if [ "${1:-}" = "--check" ]; then
+    # Only says whether it is installed: prints the path and exits 0, or exits 1.
+    [ -f "$venv/.installed" ] && echo "$venv" && exit 0
+    exit 1
+fi
 if [ ! -f "$venv/.installed" ]; then
     echo "installing componentize-py $COMPONENTIZE_PY_VERSION into $venv" >&2
     rm -rf "$venv"
