@@ -197,10 +197,10 @@ async fn replicates_through_the_example(sdk: &str, email_len: i32) -> anyhow::Re
         return Ok(());
     };
     let pair = Pair::start()?;
+    let (src, dst) = pair.clients().await?;
+    src.batch_execute(SCHEMA).await?;
     // A row with 8 MiB values in the redacted and the unmasked text column, and an e-mail of
     // `email_len` bytes.
-    src.batch_execute(SCHEMA).await?;
-    // A row with an 8 MiB value in each masked text column and one left alone.
     src.execute(
         "INSERT INTO users VALUES (4, repeat('e', $2), repeat('s', $1), 1, repeat('n', $1))",
         &[&(BIG as i32), &email_len],
