@@ -43,7 +43,11 @@ fn sample_changes() -> Vec<(Op, SampleRow, SampleRow)> {
             Some(vec![t("2"), CellRef::Null, CellRef::Null]),
             Some(vec![t("2"), t("x"), CellRef::Unchanged]),
         ),
-        (Op::Delete, Some(vec![t("3"), CellRef::Null, CellRef::Null]), None),
+        (
+            Op::Delete,
+            Some(vec![t("3"), CellRef::Null, CellRef::Null]),
+            None,
+        ),
     ]
 }
 
@@ -56,7 +60,9 @@ fn batch() -> (Vec<u8>, Value) {
     }
     let described: Vec<Value> = changes
         .iter()
-        .map(|(op, old, new)| json!({ "op": op.code(), "old": row_json(old), "new": row_json(new) }))
+        .map(
+            |(op, old, new)| json!({ "op": op.code(), "old": row_json(old), "new": row_json(new) }),
+        )
         .collect();
     // What the decoder reads back is what was written.
     let decoded = decode_batch(&out, 3, |c| cell_json(c.get(&out)), |op, old, new| {
@@ -70,7 +76,11 @@ fn batch() -> (Vec<u8>, Value) {
 fn verdicts() -> (Vec<u8>, Value) {
     let mut out = Vec::new();
     write_keep(&mut out);
-    write_modified(&mut out, None::<Vec<CellRef>>, Some(vec![t("7"), CellRef::Null]));
+    write_modified(
+        &mut out,
+        None::<Vec<CellRef>>,
+        Some(vec![t("7"), CellRef::Null]),
+    );
     write_modified(
         &mut out,
         Some(vec![t("a"), CellRef::Unchanged]),
@@ -88,7 +98,10 @@ fn verdicts() -> (Vec<u8>, Value) {
         { "route": "sales.orders" },
     ]);
     assert_eq!(decode_verdicts(&out, 6, 2, |c| c).unwrap().len(), 6);
-    (out, json!({ "count": 6, "width": 2, "verdicts": described }))
+    (
+        out,
+        json!({ "count": 6, "width": 2, "verdicts": described }),
+    )
 }
 
 /// Malformed inputs with the error the decoders report.
@@ -142,8 +155,9 @@ fn sdk_fixtures_match_the_encoders() {
         }
     }
     for (name, bytes) in &files {
-        let committed = std::fs::read(dir.join(name))
-            .unwrap_or_else(|e| panic!("wire/fixtures/{name}: {e} (PGMORPH_WRITE_FIXTURES=1 writes it)"));
+        let committed = std::fs::read(dir.join(name)).unwrap_or_else(|e| {
+            panic!("wire/fixtures/{name}: {e} (PGMORPH_WRITE_FIXTURES=1 writes it)")
+        });
         assert!(
             committed == *bytes,
             "wire/fixtures/{name} differs from what pgmorph-wire writes (PGMORPH_WRITE_FIXTURES=1 writes it again)"
