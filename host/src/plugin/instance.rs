@@ -132,6 +132,23 @@ impl PluginInstance {
         Ok(instance)
     }
 
+    /// Another instance of the same plugin: the pre-instantiated component shared, a store of
+    /// its own with the same limits, `init` called and the tables mapped so far replayed.
+    pub(crate) fn fork(&self) -> Result<Self, CallError> {
+        let mut instance = Self {
+            name: self.name.clone(),
+            pre: self.pre.clone(),
+            live: None,
+            config_json: self.config_json.clone(),
+            memory_mb: self.memory_mb,
+            timeout_ms: self.timeout_ms,
+            mapped: self.mapped.clone(),
+            restarts: 0,
+        };
+        instance.ensure_live()?;
+        Ok(instance)
+    }
+
     fn deadline_ticks(&self) -> u64 {
         deadline_ticks(self.timeout_ms)
     }
