@@ -2,12 +2,17 @@
 //! rows arrive transformed as one instance would have done, and a chain reloaded while
 //! streaming reaches later rows and the workers of a later copy.
 
+mod plugin_support;
+
 use std::path::{Path, PathBuf};
 
+use pgmorph::model::TableMapping;
 use pgmorph::pipeline::{Mode, ReloadOptions};
 use pgmorph::plugin::reload::{build_transform, Fingerprint};
 use pgmorph::state::control::{self, Request};
+use pgmorph::transform::Transform;
 use pgmorph_e2e::{digest, wait_streaming, wait_until, Pair, Running};
+use plugin_support::{chain, insert, order, orders, text};
 use tokio_postgres::Client;
 
 fn built(name: &str) -> PathBuf {
@@ -152,4 +157,59 @@ async fn each_snapshot_worker_runs_its_own_plugin_instances_and_reloads_reach_th
     );
     running.stop().await?;
     Ok(())
+}
+
+/// The `tally` values `transform` gives `n` new rows.
+fn tallies(transform: &mut dyn Transform, mapping: &TableMapping, n: i64) -> Vec<String> {
+    let at = mapping
+        .columns
+        .iter()
+        .position(|c| c.name == "tally")
+        .expect("tally adds its column");
+    let mut batch: Vec<_> = (1..=n)
+        .map(|id| insert(mapping.project(order(id, "paid"))))
+        .collect();
+    transform.transform_rows(mapping, &mut batch).unwrap();
+    batch
+        .iter()
+        .map(|c| text(&c.new.as_ref().unwrap()[at]).unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_fork_runs_instances_of_its_own_and_follows_the_generation() {
+    let mut shared = chain(&[("10-tally", "tally", "")]).unwrap();
+    let loaded = shared.generation();
+    let mapping = shared.map_table(orders(1, "orders"), "dst").unwrap();
+    assert_ne!(
+        shared.generation(),
+        loaded,
+        "a mapping moves the generation on"
+    );
+    assert_eq!(tallies(&mut shared, &mapping, 2), ["1", "2"]);
+
+    let mut fork = shared.fork().unwrap().expect("a plugin chain forks");
+    assert_eq!(fork.generation(), shared.generation());
+    assert_eq!(
+        tallies(fork.as_mut(), &mapping, 3),
+        ["1", "2", "3"],
+        "a fork's instance counts on its own"
+    );
+    assert_eq!(
+        tallies(&mut shared, &mapping, 1),
+        ["3"],
+        "and leaves the shared one alone"
+    );
+
+    let reloaded = chain(&[("10-tally", "tally", "")]).unwrap();
+    assert!(
+        ![loaded, shared.generation()].contains(&reloaded.generation()),
+        "a new chain never repeats a generation"
+    );
+    shared.map_table(orders(1, "orders"), "dst").unwrap();
+    assert_ne!(
+        shared.generation(),
+        fork.generation(),
+        "a fork goes stale when the shared chain maps again"
+    );
 }

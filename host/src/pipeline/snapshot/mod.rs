@@ -1,7 +1,8 @@
 //! The initial copy: every selected table read under the slot's exported snapshot and written
 //! with COPY, several tables at once, each in its own destination transaction; a big table is
 //! split into page ranges copied at once, each range in its own destination transaction
-//! (`range_copy`), and rows that plugins change take the row path (`row_path`).
+//! (`range_copy`), and rows that plugins change take the row path (`row_path`), through the
+//! worker's own plugin instances (`worker_plugins`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
