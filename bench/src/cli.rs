@@ -106,6 +106,10 @@ pub struct Args {
     /// Give up waiting for a phase after this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout_secs: u64,
+    /// Sizes and parallelism for a kind of machine (`many-core`: see bench/README.md);
+    /// options given on the command line win.
+    #[arg(long, value_enum)]
+    pub preset: Option<crate::preset::Preset>,
 }
 
 impl Args {

@@ -5,6 +5,7 @@
 mod cli;
 mod live;
 mod pair;
+mod preset;
 mod process;
 mod report;
 mod tls;
@@ -18,14 +19,14 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, ValueEnum};
+use clap::ValueEnum;
 
 use cli::{Args, VariantKind, Workload};
 use report::Measurement;
 use variants::Ctx;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = preset::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

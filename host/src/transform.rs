@@ -69,6 +69,20 @@ pub trait Transform: Send {
             self.transform_rows(mapping, changes)
         })
     }
+
+    /// A copy of this transform for one worker of a parallel step (a snapshot copy worker):
+    /// the same mappings, state of its own (plugin instances), so that workers run row steps
+    /// at once. `None` (the default): the workers share this transform.
+    fn fork(&self) -> Result<Option<Box<dyn Transform>>, TransformError> {
+        Ok(None)
+    }
+
+    /// Changes whenever the mappings do (a table mapped, a new chain): a copy made by
+    /// [`Transform::fork`] holds the generation it was made from, and is made again when the
+    /// shared transform's has moved on. Unique within the process.
+    fn generation(&self) -> u64 {
+        0
+    }
 }
 
 /// One table's consecutive changes on their way through the row step.

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::config::{OnError, PluginSettings};
@@ -32,6 +33,7 @@ impl Default for LoadOptions {
     }
 }
 
+#[derive(Clone)]
 struct TableState {
     source: Arc<TableSchema>,
     id: u32,
@@ -47,6 +49,14 @@ pub struct PluginChain {
     tables: HashMap<u32, TableState>,
     next_id: u32,
     buf: Vec<u8>,
+    /// See [`Transform::generation`]: drawn anew by every chain and every mapping.
+    generation: u64,
+}
+
+/// The next chain generation (process-wide, so a new chain never repeats an old one's).
+fn next_generation() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl std::fmt::Debug for PluginChain {
@@ -130,6 +140,7 @@ impl PluginChain {
             tables: HashMap::new(),
             next_id: 1,
             buf: Vec::new(),
+            generation: next_generation(),
         })
     }
 
@@ -341,6 +352,7 @@ impl Transform for PluginChain {
         }
         let id = self.next_id;
         self.next_id += 1;
+        self.generation = next_generation();
         let ids = vec![id; self.instances.len()];
         let composed = compose(&mut self.instances, &ids, source.clone(), dest_schema)
             .map_err(|message| TransformError { message })?;
@@ -365,6 +377,30 @@ impl Transform for PluginChain {
 
     fn transform_batches(&mut self, batches: &mut [TableBatch]) -> Result<(), RowStepError> {
         outside_async(|| each_batch(batches, |m, at, changes| self.transform_one(m, at, changes)))
+    }
+
+    fn fork(&self) -> Result<Option<Box<dyn Transform>>, TransformError> {
+        if self.instances.is_empty() {
+            return Ok(None);
+        }
+        let mut instances = Vec::with_capacity(self.instances.len());
+        for p in &self.instances {
+            instances.push(p.fork().map_err(|e| TransformError {
+                message: format!("plugin {} failed to start another instance: it {e}", p.name),
+            })?);
+        }
+        Ok(Some(Box::new(Self {
+            instances,
+            policies: self.policies.clone(),
+            tables: self.tables.clone(),
+            next_id: self.next_id,
+            buf: Vec::new(),
+            generation: self.generation,
+        })))
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation
     }
 }
 

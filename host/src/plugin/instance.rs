@@ -168,6 +168,27 @@ impl PluginInstance {
         Ok(instance)
     }
 
+    /// Another instance of the same plugin: the pre-instantiated component shared, a store of
+    /// its own with the same limits, `init` called and the tables mapped so far replayed.
+    pub(crate) fn fork(&self) -> Result<Self, CallError> {
+        let mut instance = Self {
+            name: self.name.clone(),
+            live: None,
+            recipe: Recipe {
+                name: self.recipe.name.clone(),
+                pre: self.recipe.pre.clone(),
+                config_json: self.recipe.config_json.clone(),
+                sandbox: self.recipe.sandbox,
+                // Its own clocks and random stream: set per call by the thread that calls it.
+                determinism: Determinism::default(),
+                mapped: self.recipe.mapped.clone(),
+            },
+            restarts: 0,
+        };
+        instance.ensure_live()?;
+        Ok(instance)
+    }
+
     fn deadline_ticks(&self) -> u64 {
         deadline_ticks(self.recipe.sandbox.timeout_ms)
     }

@@ -1,7 +1,8 @@
 //! The initial copy: every selected table read under the slot's exported snapshot and written
 //! with COPY, several tables at once, each in its own destination transaction; a big table is
 //! split into page ranges copied at once, each range in its own destination transaction
-//! (`range_copy`), and rows that plugins change take the row path (`row_path`).
+//! (`range_copy`), and rows that plugins change take the row path (`row_path`), through the
+//! worker's own plugin instances (`worker_plugins`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -16,10 +17,12 @@ mod partitioned;
 mod progress;
 mod range_copy;
 mod row_path;
+mod worker_plugins;
 
 use progress::{Reporter, TableProgress};
 use range_copy::RangeCtx;
 use row_path::RowPath;
+use worker_plugins::WorkerPlugins;
 
 use crate::config::ConnectionSettings;
 use crate::model::TableMapping;
@@ -182,12 +185,12 @@ pub async fn copy_all(job: SnapshotJob) -> Result<u64, SnapshotError> {
     let queue = Arc::new(std::sync::Mutex::new(items));
     let failed = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::with_capacity(workers);
-    for _ in 0..workers {
+    for worker in 0..workers {
         let job = job.clone();
         let queue = queue.clone();
         let failed = failed.clone();
         handles.push(tokio::spawn(async move {
-            let result = work(&job, &queue, &failed).await;
+            let result = work(worker, &job, &queue, &failed).await;
             if result.is_err() {
                 // The others stop after their current item.
                 failed.store(true, Ordering::Relaxed);
@@ -335,9 +338,10 @@ async fn plan(job: &SnapshotJob) -> Result<VecDeque<Item>, SnapshotError> {
         .collect())
 }
 
-/// One worker: its own snapshot reader and destination connection, taking items until the
-/// queue is empty or another worker failed.
+/// One worker: its own snapshot reader, destination connection and plugin instances, taking
+/// items until the queue is empty or another worker failed.
 async fn work(
+    worker: usize,
     job: &SnapshotJob,
     queue: &std::sync::Mutex<VecDeque<Item>>,
     failed: &AtomicBool,
@@ -350,19 +354,22 @@ async fn work(
             table: "(connect)".into(),
             source,
         })?;
+    let mut plugins = WorkerPlugins::new(worker, job.transform.clone());
     let mut rows = 0;
     while !failed.load(Ordering::Relaxed) {
         let next = queue.lock().expect("queue lock").pop_front();
         let Some((table, unit)) = next else { break };
+        let transform = plugins.for_unit(&table.mapping).await?;
         let ctx = RangeCtx {
             job,
             reader: &reader,
             dest: &dest,
             table: &table,
             snapshot: &snapshot,
+            transform: &transform,
         };
         rows += match unit {
-            Unit::Whole => copy_table(job, &reader, &dest, &table).await?,
+            Unit::Whole => copy_table(&ctx).await?,
             Unit::Range(range) => ctx.copy_range(&range).await?,
             Unit::Merge(range, since) => ctx.merge(&range, &since, true).await?,
             Unit::Refresh(range, since) => ctx.merge(&range, &since, false).await?,
@@ -370,6 +377,7 @@ async fn work(
             Unit::Leaf(leaf, range) => ctx.copy_leaf(&leaf, &range).await?,
         };
     }
+    plugins.report();
     Ok(rows)
 }
 
@@ -382,12 +390,8 @@ fn dst_err(table: &str) -> impl Fn(tokio_postgres::Error) -> SnapshotError + '_ 
 
 /// Copies a whole table in one destination transaction: emptied, filled, indexed and recorded
 /// as copied together.
-async fn copy_table(
-    job: &SnapshotJob,
-    reader: &tokio_postgres::Client,
-    dest: &Loader,
-    table: &TableCopy,
-) -> Result<u64, SnapshotError> {
+async fn copy_table(ctx: &RangeCtx<'_>) -> Result<u64, SnapshotError> {
+    let (job, dest, table) = (ctx.job, ctx.dest, ctx.table);
     let mapping = &table.mapping;
     let started = Instant::now();
     job.state
@@ -398,7 +402,7 @@ async fn copy_table(
     dest.begin().await.map_err(&err)?;
     dest.truncate(mapping).await.map_err(&err)?;
     let whole = RowFilter::range(&PageRange::WHOLE);
-    let streamed = stream_rows(job, reader, dest, table, Into::Table, whole).await?;
+    let streamed = stream_rows(ctx, Into::Table, whole).await?;
     dest.dead_letters(&table.name, &streamed.dead_letters)
         .await
         .map_err(&err)?;
@@ -463,14 +467,11 @@ struct Streamed {
 /// COPY, inside the caller's destination transaction: raw bytes when no row step touches the
 /// table, else parsed, transformed and re-encoded rows.
 async fn stream_rows(
-    job: &SnapshotJob,
-    reader: &tokio_postgres::Client,
-    dest: &Loader,
-    copy: &TableCopy,
+    ctx: &RangeCtx<'_>,
     into: Into,
     filter: RowFilter<'_>,
 ) -> Result<Streamed, SnapshotError> {
-    let mapping = &copy.mapping;
+    let (reader, dest, mapping) = (ctx.reader, ctx.dest, &ctx.table.mapping);
     let table = mapping.source.name.to_string();
     let src_err = |source| SnapshotError::Source {
         table: table.clone(),
@@ -495,7 +496,7 @@ async fn stream_rows(
     let mut out = BytesMut::with_capacity(SEND_CHUNK * 2);
     let mut row_path = mapping.transforms_rows.then(|| {
         let at = crate::model::Provenance {
-            time_us: job.time_us,
+            time_us: ctx.job.time_us,
             scope: crate::model::Scope::Snapshot(read_id(&filter)),
             row: 0,
         };
@@ -520,24 +521,24 @@ async fn stream_rows(
             Some(path) => {
                 path.feed(&chunk)?;
                 if path.due() {
-                    let (n, s, d) = path.run(&job.transform, &mut out).await?;
+                    let (n, s, d) = path.run(ctx.transform, &mut out).await?;
                     rows += n;
                     skipped += s;
                     dead_letters.extend(d);
                 }
             }
         }
-        copy.progress.add(rows - before, chunk.len() as u64);
+        ctx.table.progress.add(rows - before, chunk.len() as u64);
         if out.len() >= SEND_CHUNK {
             sink.send(out.split().freeze()).await.map_err(&dst_err)?;
         }
     }
     if let Some(path) = row_path.as_mut() {
         for (n, s, d) in [
-            path.run(&job.transform, &mut out).await?,
+            path.run(ctx.transform, &mut out).await?,
             path.settle(&mut out).await?,
         ] {
-            copy.progress.add(n, 0);
+            ctx.table.progress.add(n, 0);
             rows += n;
             skipped += s;
             dead_letters.extend(d);

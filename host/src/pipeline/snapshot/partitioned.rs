@@ -52,15 +52,7 @@ impl RangeCtx<'_> {
         let started = self.start().await?;
         let err = self.err();
         self.dest.begin().await.map_err(&err)?;
-        let streamed = super::stream_rows(
-            self.job,
-            self.reader,
-            self.dest,
-            self.table,
-            Into::Table,
-            RowFilter::leaf(range, leaf),
-        )
-        .await?;
+        let streamed = super::stream_rows(self, Into::Table, RowFilter::leaf(range, leaf)).await?;
         self.commit_leaf(leaf, range, streamed, started).await
     }
 

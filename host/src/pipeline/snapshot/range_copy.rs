@@ -12,9 +12,10 @@ use super::{
 use crate::model::PageRange;
 use crate::sink::load::{Into, Loader, RangeRecord};
 use crate::source::copy_out::{self, RowFilter};
+use crate::transform::SharedTransform;
 use std::sync::atomic::Ordering;
 
-/// One worker's connections and the table a range unit belongs to.
+/// One worker's connections and plugin instances, and the table a unit belongs to.
 pub(super) struct RangeCtx<'a> {
     pub(super) job: &'a SnapshotJob,
     pub(super) reader: &'a tokio_postgres::Client,
@@ -22,6 +23,8 @@ pub(super) struct RangeCtx<'a> {
     pub(super) table: &'a TableCopy,
     /// The snapshot the reader runs under (`pg_current_snapshot()` text).
     pub(super) snapshot: &'a str,
+    /// The transform of this unit's rows (the worker's own plugin instances).
+    pub(super) transform: &'a SharedTransform,
 }
 
 impl RangeCtx<'_> {
@@ -64,15 +67,7 @@ impl RangeCtx<'_> {
     pub(super) async fn copy_range(&self, range: &PageRange) -> Result<u64, SnapshotError> {
         let started = self.start().await?;
         self.dest.begin().await.map_err(self.err())?;
-        let streamed = stream_rows(
-            self.job,
-            self.reader,
-            self.dest,
-            self.table,
-            Into::Table,
-            RowFilter::range(range),
-        )
-        .await?;
+        let streamed = stream_rows(self, Into::Table, RowFilter::range(range)).await?;
         self.commit_unit(range, streamed, started).await
     }
 
@@ -101,15 +96,7 @@ impl RangeCtx<'_> {
                 unchanged_since: Some(since),
                 relation: None,
             };
-            copied = stream_rows(
-                self.job,
-                self.reader,
-                self.dest,
-                self.table,
-                Into::Table,
-                unchanged,
-            )
-            .await?;
+            copied = stream_rows(self, Into::Table, unchanged).await?;
         }
         let changed = RowFilter {
             range,
@@ -117,15 +104,7 @@ impl RangeCtx<'_> {
             unchanged_since: None,
             relation: None,
         };
-        let merged = stream_rows(
-            self.job,
-            self.reader,
-            self.dest,
-            self.table,
-            Into::Stage,
-            changed,
-        )
-        .await?;
+        let merged = stream_rows(self, Into::Stage, changed).await?;
         self.dest.merge_stage(mapping).await.map_err(self.err())?;
         tracing::debug!(table = %self.table.name, %range, copied = copied.rows, merged = merged.rows, "page range merged");
         copied.rows += merged.rows;
