@@ -58,8 +58,8 @@ impl Pair {
         let source = source.context("starting the source cluster")?;
         let dest = dest.context("starting the destination cluster")?;
         if transport == Transport::Tls {
-            crate::tls::enable(&source).await?;
-            crate::tls::enable(&dest).await?;
+            crate::tls::enable(&source)?;
+            crate::tls::enable(&dest)?;
         }
         let src = source.connect("postgres").await?;
         let dst = dest.connect("postgres").await?;

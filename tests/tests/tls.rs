@@ -2,7 +2,6 @@
 //! URLs say `sslmode=verify-full`, and the failures that must be loud (wrong CA, a server
 //! without TLS under `require`), without the password ever showing.
 
-use std::os::unix::fs::{chown, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -55,35 +54,9 @@ impl Certs {
     }
 }
 
-/// Puts the server certificate in the data dir (owned by the server user, key 0600), turns
-/// `ssl` on by reload, and waits until a `require` connection works.
+/// Turns TLS on with the server certificate and waits until a `require` connection works.
 async fn enable_tls(cluster: &LocalCluster, certs: &Certs) -> anyhow::Result<()> {
-    let dir = cluster.data_dir();
-    let owner = std::fs::metadata(dir)?;
-    for (name, text) in [
-        ("tls.crt", &certs.server_cert),
-        ("tls.key", &certs.server_key),
-    ] {
-        let path = dir.join(name);
-        std::fs::write(&path, text)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-        chown(&path, Some(owner.uid()), Some(owner.gid()))?;
-    }
-    let client = cluster.connect("postgres").await?;
-    for sql in [
-        format!(
-            "ALTER SYSTEM SET ssl_cert_file = '{}'",
-            dir.join("tls.crt").display()
-        ),
-        format!(
-            "ALTER SYSTEM SET ssl_key_file = '{}'",
-            dir.join("tls.key").display()
-        ),
-        "ALTER SYSTEM SET ssl = on".into(),
-        "SELECT pg_reload_conf()".into(),
-    ] {
-        client.batch_execute(&sql).await?;
-    }
+    cluster.enable_tls(&certs.server_cert, &certs.server_key)?;
     let probe = ConnectionSettings::from_url("source", &url(cluster, "sslmode=require"), None)?;
     let start = Instant::now();
     loop {

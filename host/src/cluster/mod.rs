@@ -22,6 +22,7 @@ mod error;
 mod lifecycle;
 mod local;
 mod options;
+mod tls;
 mod tools;
 mod user;
 
