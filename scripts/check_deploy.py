@@ -20,6 +20,7 @@ Run by scripts/check-deploy, with the rendered manifests of each overlay:
 Prints one line per problem and exits 1 if there is any.
 """
 
+import base64
 import os
 import re
 import shlex
@@ -175,7 +176,15 @@ def check_overlay(repo, overlay, rendered, image, binary):
     docs = [d for d in yaml.safe_load_all(rendered.read_text()) if d]
     deployments = [d for d in docs if d["kind"] == "Deployment"]
     services = [d for d in docs if d["kind"] == "Service"]
-    configmaps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+    # The files each ConfigMap or Secret of the overlay holds (a config with a secret plugin
+    # setting may live in a Secret).
+    held = {}
+    for d in docs:
+        if d["kind"] == "ConfigMap":
+            held[("configMap", d["metadata"]["name"])] = d.get("data", {})
+        elif d["kind"] == "Secret":
+            files = {k: base64.b64decode(v).decode() for k, v in d.get("data", {}).items()}
+            held[("secret", d["metadata"]["name"])] = {**files, **d.get("stringData", {})}
     if len(deployments) != 1:
         problem(where, f"renders {len(deployments)} Deployments; one connector is one Deployment")
         return
@@ -219,13 +228,16 @@ def check_overlay(repo, overlay, rendered, image, binary):
         problem(where, f"nothing is mounted at {config_dir}, the folder of --config")
         return
     source = volumes[mount["name"]]
-    cm_name = source.get("configMap", {}).get("name")
-    if cm_name not in configmaps:
-        problem(where, f"{config_dir} is not one of the overlay's ConfigMaps")
+    if "configMap" in source:
+        key = ("configMap", source["configMap"].get("name"))
+    else:
+        key = ("secret", source.get("secret", {}).get("secretName"))
+    if key not in held:
+        problem(where, f"{config_dir} is not a ConfigMap or Secret of the overlay")
         return
-    text = configmaps[cm_name]["data"].get(config_file)
+    text = held[key].get(config_file)
     if text is None:
-        problem(where, f"ConfigMap {cm_name} has no key {config_file}")
+        problem(where, f"{key[0]} {key[1]} has no key {config_file}")
         return
     try:
         config = tomllib.loads(text)
