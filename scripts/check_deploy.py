@@ -15,7 +15,7 @@ Run by scripts/check-deploy, with the rendered manifests of each overlay:
 - one replica, strategy Recreate, readiness on /health, liveness not on /health;
 - each plugin an overlay copies is one the image ships, and each `[plugins.<file>]` names one;
 - with a binary, `pgmorph status` reads each config past its parsing and validation (it stops
-  at the password file, which exists only in the pod, before connecting anywhere).
+  at a password or certificate file, which exists only in the pod, before connecting anywhere).
 
 Prints one line per problem and exits 1 if there is any.
 """
@@ -301,15 +301,19 @@ def check_overlay(repo, overlay, rendered, image, binary):
             problem(where, f"[plugins.{name}] configures a plugin the pod does not get")
 
     # The real parser, when a binary is at hand: status loads and validates the config, then
-    # stops at the password file (absent here) before connecting.
-    if binary:
+    # stops at a password or certificate file (absent here) before connecting.
+    if binary and "/run/secrets/" not in text:
+        print(f"{where}: no file under /run/secrets/ to stop `pgmorph status` before it connects: "
+              "not asking the binary")
+    elif binary:
         with tempfile.TemporaryDirectory() as tmp:
             copy = Path(tmp) / config_file
             copy.write_text(text.replace("/run/secrets/", f"{tmp}/absent/"))
             out = subprocess.run([binary, "status", "--config", str(copy)], capture_output=True,
                                  text=True, env={**os.environ, "PGMORPH_STATE_DIR": tmp}, timeout=60)
             said = out.stdout + out.stderr
-            if out.returncode == 78 or "config file" in said or "password_file" not in said:
+            # Past Config::load, it stops on a file of the pod that is absent here.
+            if out.returncode == 78 or "config file" in said or f"{tmp}/absent/" not in said:
                 problem(where, f"`pgmorph status` on {config_file}: {said.strip()}")
 
 
