@@ -65,6 +65,9 @@ pub struct ConnectionSettings {
     pub dbname: String,
     /// Read the replication stream in batches (see [`ReadBatching`]).
     pub batch_reads: bool,
+    /// Ask the source to send large transactions while they run (pgoutput `streaming`,
+    /// protocol 2), so they are applied before their commit arrives.
+    pub stream_in_progress: bool,
     /// The parsed string with the resolved password (never printed) and TLS settings.
     endpoint: Endpoint,
     /// Built once from the TLS settings; `None` for sslmode=disable.
@@ -165,6 +168,7 @@ impl ConnectionSettings {
             user: endpoint.user.clone(),
             dbname: endpoint.dbname.clone(),
             batch_reads: false,
+            stream_in_progress: false,
             endpoint,
             tls,
         })
@@ -295,8 +299,13 @@ impl ConnectionSettings {
         start: crate::model::Lsn,
     ) -> StartOptions {
         let mut o = StartOptions::new(slot, start.into(), vec![publication.to_string()]);
-        // The decoder (source::pgoutput) knows protocol 1 only.
-        o.proto_version = Some(1);
+        // Protocol 2 adds blocks of in-progress transactions (source::pgoutput decodes both).
+        if self.stream_in_progress {
+            o.proto_version = Some(2);
+            o.streaming = pgmorph_replication::Streaming::On;
+        } else {
+            o.proto_version = Some(1);
+        }
         o.messages = true;
         o.status_interval = Duration::from_secs(1);
         // Events waiting between the transport and the apply loop: bounds memory when rows are

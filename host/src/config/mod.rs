@@ -116,6 +116,11 @@ pub struct SourceConfig {
     /// its own (`leaf`).
     #[serde(default)]
     pub partitions: Partitions,
+    /// `stream_large_transactions = true`: a transaction larger than the source's
+    /// `logical_decoding_work_mem` is sent while it runs and applied on a destination
+    /// connection of its own, committed when its commit arrives (false: sent after its commit).
+    #[serde(default = "default_true")]
+    pub stream_large_transactions: bool,
 }
 
 /// How partitioned source tables replicate (`source.partitions`).
@@ -127,6 +132,10 @@ pub enum Partitions {
     Root,
     /// One destination table per leaf partition.
     Leaf,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_retained() -> u64 {
@@ -416,6 +425,7 @@ impl Config {
             self.source.password_file.as_deref(),
         )?;
         settings.batch_reads = self.source.read_batching.applies_to(&settings.host);
+        settings.stream_in_progress = self.source.stream_large_transactions;
         Ok(settings)
     }
 

@@ -296,6 +296,10 @@ async fn run_owned(config: &Config, options: RunOptions) -> Result<(), RunError>
                 attempt.restart_with(*prepared);
                 continue;
             }
+            Ok(Ended::WholeTransactions) => {
+                attempt.config.source.stream_large_transactions = false;
+                continue;
+            }
             Ok(Ended::Final(final_state)) => {
                 if let Some(state) = state {
                     let stage = (final_state == "paused").then_some("schema sync");
@@ -497,4 +501,7 @@ pub(super) enum Ended {
     Final(&'static str),
     /// The reloaded config selects other tables: start again with it.
     Restart(Box<crate::plugin::reload::Prepared>),
+    /// A large transaction could not be applied while it ran: start again, with the source
+    /// sending transactions whole.
+    WholeTransactions,
 }

@@ -97,16 +97,10 @@ impl Relations {
         Ok(changed)
     }
 
-    /// Handles a Relation message: keeps the mapping when the shape is unchanged, otherwise
-    /// builds the new schema (resolving new column types on the source) and maps it again.
-    pub async fn on_relation(
-        &mut self,
-        rel: Relation,
-        source: &Client,
-        transform: &mut dyn Transform,
-    ) -> Result<RelationUpdate, RelationError> {
-        let previous = self.by_oid.get(&rel.oid).map(|m| m.source.clone());
-        let same = previous.as_ref().is_some_and(|p| {
+    /// Whether `rel` describes a known relation with the shape it is mapped with.
+    pub fn is_unchanged(&self, rel: &Relation) -> bool {
+        self.by_oid.get(&rel.oid).is_some_and(|m| {
+            let p = &m.source;
             p.name.schema == rel.schema
                 && p.name.name == rel.name
                 && p.columns.len() == rel.columns.len()
@@ -115,10 +109,21 @@ impl Relations {
                         && a.type_oid == b.type_oid
                         && a.type_modifier == b.type_modifier
                 })
-        });
-        if same {
+        })
+    }
+
+    /// Handles a Relation message: keeps the mapping when the shape is unchanged, otherwise
+    /// builds the new schema (resolving new column types on the source) and maps it again.
+    pub async fn on_relation(
+        &mut self,
+        rel: Relation,
+        source: &Client,
+        transform: &mut dyn Transform,
+    ) -> Result<RelationUpdate, RelationError> {
+        if self.is_unchanged(&rel) {
             return Ok(RelationUpdate::Unchanged);
         }
+        let previous = self.by_oid.get(&rel.oid).map(|m| m.source.clone());
         let mut types = std::collections::BTreeMap::new();
         let full = rel.identity == ReplicaIdentity::Full;
         let mut columns = Vec::with_capacity(rel.columns.len());

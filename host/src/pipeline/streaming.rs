@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::cdc::{Cdc, CdcError, Stopped};
+use super::cdc::{Cdc, CdcError, InProgress, SideConnections, Stopped};
 use super::connector::{Ended, ReloadOptions, RunError};
 use super::copier::Copier;
 use super::relations::Relations;
@@ -48,6 +48,11 @@ impl Streaming<'_> {
             relations.insert(m.clone());
         }
         let reloads = self.watch_reloads(reload).await?;
+        let main_pid: i32 = dest
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .map_err(|e| CdcError::InProgress(format!("reading the apply backend: {e}")))?
+            .get(0);
         let mut sink = Sink::open(dest, &config.name, config.destination.on_apply_error)
             .await
             .map_err(CdcError::from)?;
@@ -64,6 +69,7 @@ impl Streaming<'_> {
             .set(Some("change data capture"), "polling", None)
             .await?;
         tracing::info!(slot = self.start.slot, from = %durable, "streaming changes");
+        let in_progress = InProgress::new(self.side_connections(&stream, &sink), main_pid);
         let mut cdc = Cdc {
             stream: &mut stream,
             sink: &mut sink,
@@ -81,16 +87,30 @@ impl Streaming<'_> {
             state: state.clone(),
             reloads,
             restart_with: None,
+            in_progress,
         };
         let outcome = self.stream_until_stopped(&mut cdc).await;
         drop(cdc);
         let _ = shutdown.borrow_and_update();
         stream.shutdown().await;
-        if let Some(prepared) = outcome? {
-            return Ok(Ended::Restart(Box::new(prepared)));
+        let ended = outcome?;
+        if matches!(ended, Ended::Final(_)) {
+            tracing::info!("stopped cleanly");
         }
-        tracing::info!("stopped cleanly");
-        Ok(Ended::Final("stopped"))
+        Ok(ended)
+    }
+
+    /// How large transactions sent while they run get connections of their own, when the
+    /// stream sends them.
+    fn side_connections(&self, stream: &ReplicationStream, sink: &Sink) -> Option<SideConnections> {
+        let config = self.start.config;
+        stream.streams_in_progress().then(|| SideConnections {
+            settings: self.start.dest_settings.clone(),
+            connector: config.name.clone(),
+            on_apply_error: config.destination.on_apply_error,
+            async_commit: config.destination.synchronous_commit_off,
+            reorder_tables: sink.reorder_tables,
+        })
     }
 
     /// Starts watching the plugin directory and config file, when reloading is on.
@@ -129,17 +149,27 @@ impl Streaming<'_> {
         Ok(Some(rx))
     }
 
-    /// Runs the CDC loop, copying tables between transactions when asked; returns the
-    /// prepared config to restart with, if the loop stopped for that.
-    pub(super) async fn stream_until_stopped(
-        &self,
-        cdc: &mut Cdc<'_>,
-    ) -> Result<Option<reload::Prepared>, RunError> {
+    /// Runs the CDC loop, copying tables between transactions when asked; returns how the
+    /// run ends: stopped, or to start again (with a reloaded config, or with large
+    /// transactions sent whole).
+    pub(super) async fn stream_until_stopped(&self, cdc: &mut Cdc<'_>) -> Result<Ended, RunError> {
         loop {
             match cdc.run().await? {
-                Stopped::Shutdown => return Ok(None),
-                Stopped::Restart => return Ok(cdc.restart_with.take()),
+                Stopped::Shutdown => return Ok(Ended::Final("stopped")),
+                Stopped::Restart => match cdc.restart_with.take() {
+                    Some(prepared) => return Ok(Ended::Restart(Box::new(prepared))),
+                    None => return Ok(Ended::Final("stopped")),
+                },
                 Stopped::Resync => cdc.sync = self.resync(cdc).await?,
+                Stopped::WholeTransactions(reason) => {
+                    tracing::warn!(
+                        reason,
+                        "a large transaction cannot be applied while it runs: starting again \
+                         from the destination's position, with large transactions applied \
+                         after their commit from now on"
+                    );
+                    return Ok(Ended::WholeTransactions);
+                }
             }
         }
     }
@@ -176,7 +206,7 @@ impl Streaming<'_> {
 }
 
 /// Ends a task when dropped, also when a start fails half way.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub(super) struct AbortOnDrop(pub(super) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

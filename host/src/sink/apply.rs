@@ -446,6 +446,12 @@ impl Sink {
         self.writer.rollback().await;
     }
 
+    /// Forgets the changes gathered and not sent yet (the open transaction stays open).
+    pub(super) fn discard_unsent(&mut self) {
+        self.runs.clear();
+        self.pipeline.clear();
+    }
+
     /// Waits until everything queued has run; returns the first failure.
     pub async fn drain(&mut self) -> Result<(), ApplyError> {
         self.writer.drain().await
@@ -775,7 +781,11 @@ impl Sink {
     }
 
     /// Queues SQL for the simple protocol (BEGIN first if it has not gone out yet).
-    async fn send_sql(&mut self, table: &TableName, sql: String) -> Result<(), ApplyError> {
+    pub(super) async fn send_sql(
+        &mut self,
+        table: &TableName,
+        sql: String,
+    ) -> Result<(), ApplyError> {
         let begin = std::mem::take(&mut self.need_begin);
         self.writer
             .send(Job::Sql {

@@ -7,6 +7,7 @@ pub mod ddl;
 mod dead_letters;
 mod durability;
 mod error;
+pub mod in_progress;
 pub mod indexes;
 pub mod load;
 mod params;

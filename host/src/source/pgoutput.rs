@@ -1,8 +1,10 @@
-//! Decoder for the messages of PostgreSQL's `pgoutput` logical decoding plugin (protocol 1).
+//! Decoder for the messages of PostgreSQL's `pgoutput` logical decoding plugin (protocols 1
+//! and 2).
 //!
 //! Decodes each XLogData payload: Begin, Commit, logical decoding Message, Relation, Type,
-//! Insert, Update, Delete, Truncate and Origin. See "Logical Replication Message Formats" in
-//! the PostgreSQL documentation.
+//! Insert, Update, Delete, Truncate and Origin, and protocol 2's blocks of in-progress
+//! transactions (Stream Start, Stop, Commit and Abort), inside which changes carry their
+//! transaction id. See "Logical Replication Message Formats" in the PostgreSQL documentation.
 
 use bytes::{Buf, Bytes};
 
@@ -143,6 +145,33 @@ pub enum Message {
         /// Commit time, microseconds since 2000-01-01.
         commit_time: i64,
     },
+    /// A block of an in-progress transaction's changes begins ('S', protocol 2).
+    StreamStart {
+        /// The top-level transaction id.
+        xid: u32,
+        /// Whether this is the transaction's first block.
+        first: bool,
+    },
+    /// The block ends ('E').
+    StreamStop,
+    /// A streamed transaction commits ('c').
+    StreamCommit {
+        /// The top-level transaction id.
+        xid: u32,
+        /// The commit record's LSN.
+        lsn: u64,
+        /// The end of the commit record.
+        end_lsn: u64,
+        /// Commit time, microseconds since 2000-01-01.
+        commit_time: i64,
+    },
+    /// A streamed transaction, or one of its subtransactions, aborts ('A').
+    StreamAbort {
+        /// The top-level transaction id.
+        xid: u32,
+        /// The aborted subtransaction; `xid` itself when the whole transaction aborts.
+        subxid: u32,
+    },
     /// A `pg_logical_emit_message` message ('M').
     LogicalMessage {
         /// Emitted inside a transaction (flag bit 1).
@@ -156,8 +185,14 @@ pub enum Message {
     },
 }
 
-/// Decodes one pgoutput message.
-pub fn decode(mut buf: Bytes) -> Result<Message, DecodeError> {
+/// Decodes one pgoutput message outside a stream block.
+pub fn decode(buf: Bytes) -> Result<Message, DecodeError> {
+    decode_in(buf, false).map(|(_, m)| m)
+}
+
+/// Decodes one pgoutput message; inside a stream block (`in_stream`), changes, relations,
+/// types and messages carry the id of the (sub)transaction they belong to, returned with them.
+pub fn decode_in(mut buf: Bytes, in_stream: bool) -> Result<(Option<u32>, Message), DecodeError> {
     if buf.is_empty() {
         return Err(DecodeError::Truncated { tag: '?' });
     }
@@ -166,131 +201,161 @@ pub fn decode(mut buf: Bytes) -> Result<Message, DecodeError> {
         buf,
         tag: tag as char,
     };
-    match tag {
-        b'R' => {
-            let oid = r.u32()?;
-            let schema = r.cstr()?;
-            let name = r.cstr()?;
-            let identity = ReplicaIdentity::from_code(r.u8()?);
-            let n = r.u16()?;
-            let mut columns = Vec::with_capacity(r.capacity_for(n as usize, 7));
-            for _ in 0..n {
-                let flags = r.u8()?;
-                columns.push(RelationColumn {
-                    is_key: flags & 1 == 1,
-                    name: r.cstr()?,
-                    type_oid: r.u32()?,
-                    type_modifier: r.u32()? as i32,
-                });
-            }
-            Ok(Message::Relation(Relation {
-                oid,
-                schema,
-                name,
-                identity,
-                columns,
-            }))
-        }
-        b'Y' => Ok(Message::Type {
-            oid: r.u32()?,
-            schema: r.cstr()?,
-            name: r.cstr()?,
-        }),
-        b'I' => {
-            let rel = r.u32()?;
-            r.expect(b'N', "insert tuple")?;
-            Ok(Message::Insert {
-                rel,
-                new: r.tuple()?,
-            })
-        }
-        b'U' => {
-            let rel = r.u32()?;
-            let mut kind = r.u8()?;
-            let mut old = None;
-            if kind == b'K' || kind == b'O' {
-                let which = if kind == b'K' {
-                    OldTuple::Key
-                } else {
-                    OldTuple::Full
-                };
-                old = Some((which, r.tuple()?));
-                kind = r.u8()?;
-            }
-            if kind != b'N' {
-                return Err(DecodeError::UnknownTag {
-                    what: "update tuple",
-                    tag: kind as char,
-                });
-            }
-            Ok(Message::Update {
-                rel,
-                old,
-                new: r.tuple()?,
-            })
-        }
-        b'D' => {
-            let rel = r.u32()?;
-            let which = match r.u8()? {
-                b'K' => OldTuple::Key,
-                b'O' => OldTuple::Full,
-                other => {
-                    return Err(DecodeError::UnknownTag {
-                        what: "delete tuple",
-                        tag: other as char,
-                    })
+    let xid = match in_stream && b"RYIUDTM".contains(&tag) {
+        true => Some(r.u32()?),
+        false => None,
+    };
+    r.message(tag).map(|m| (xid, m))
+}
+
+impl Reader {
+    fn message(&mut self, tag: u8) -> Result<Message, DecodeError> {
+        let r = self;
+        match tag {
+            b'R' => {
+                let oid = r.u32()?;
+                let schema = r.cstr()?;
+                let name = r.cstr()?;
+                let identity = ReplicaIdentity::from_code(r.u8()?);
+                let n = r.u16()?;
+                let mut columns = Vec::with_capacity(r.capacity_for(n as usize, 7));
+                for _ in 0..n {
+                    let flags = r.u8()?;
+                    columns.push(RelationColumn {
+                        is_key: flags & 1 == 1,
+                        name: r.cstr()?,
+                        type_oid: r.u32()?,
+                        type_modifier: r.u32()? as i32,
+                    });
                 }
-            };
-            Ok(Message::Delete {
-                rel,
-                old: (which, r.tuple()?),
-            })
-        }
-        b'T' => {
-            let n = r.u32()?;
-            let options = r.u8()?;
-            let mut rels = Vec::with_capacity(r.capacity_for(n as usize, 4));
-            for _ in 0..n {
-                rels.push(r.u32()?);
+                Ok(Message::Relation(Relation {
+                    oid,
+                    schema,
+                    name,
+                    identity,
+                    columns,
+                }))
             }
-            Ok(Message::Truncate {
-                rels,
-                cascade: options & 1 == 1,
-                restart_identity: options & 2 == 2,
-            })
+            b'Y' => Ok(Message::Type {
+                oid: r.u32()?,
+                schema: r.cstr()?,
+                name: r.cstr()?,
+            }),
+            b'I' => {
+                let rel = r.u32()?;
+                r.expect(b'N', "insert tuple")?;
+                Ok(Message::Insert {
+                    rel,
+                    new: r.tuple()?,
+                })
+            }
+            b'U' => {
+                let rel = r.u32()?;
+                let mut kind = r.u8()?;
+                let mut old = None;
+                if kind == b'K' || kind == b'O' {
+                    let which = if kind == b'K' {
+                        OldTuple::Key
+                    } else {
+                        OldTuple::Full
+                    };
+                    old = Some((which, r.tuple()?));
+                    kind = r.u8()?;
+                }
+                if kind != b'N' {
+                    return Err(DecodeError::UnknownTag {
+                        what: "update tuple",
+                        tag: kind as char,
+                    });
+                }
+                Ok(Message::Update {
+                    rel,
+                    old,
+                    new: r.tuple()?,
+                })
+            }
+            b'D' => {
+                let rel = r.u32()?;
+                let which = match r.u8()? {
+                    b'K' => OldTuple::Key,
+                    b'O' => OldTuple::Full,
+                    other => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "delete tuple",
+                            tag: other as char,
+                        })
+                    }
+                };
+                Ok(Message::Delete {
+                    rel,
+                    old: (which, r.tuple()?),
+                })
+            }
+            b'T' => {
+                let n = r.u32()?;
+                let options = r.u8()?;
+                let mut rels = Vec::with_capacity(r.capacity_for(n as usize, 4));
+                for _ in 0..n {
+                    rels.push(r.u32()?);
+                }
+                Ok(Message::Truncate {
+                    rels,
+                    cascade: options & 1 == 1,
+                    restart_identity: options & 2 == 2,
+                })
+            }
+            b'O' => Ok(Message::Origin {
+                lsn: r.u64()?,
+                name: r.cstr()?,
+            }),
+            b'B' => Ok(Message::Begin {
+                final_lsn: r.u64()?,
+                commit_time: r.u64()? as i64,
+                xid: r.u32()?,
+            }),
+            b'C' => Ok(Message::Commit {
+                flags: r.u8()?,
+                lsn: r.u64()?,
+                end_lsn: r.u64()?,
+                commit_time: r.u64()? as i64,
+            }),
+            b'M' => {
+                let flags = r.u8()?;
+                let lsn = r.u64()?;
+                let prefix = r.cstr()?;
+                let len = r.u32()? as usize;
+                r.need(len)?;
+                Ok(Message::LogicalMessage {
+                    transactional: flags & 1 == 1,
+                    lsn,
+                    prefix,
+                    content: r.buf.split_to(len),
+                })
+            }
+            b'S' => Ok(Message::StreamStart {
+                xid: r.u32()?,
+                first: r.u8()? == 1,
+            }),
+            b'E' => Ok(Message::StreamStop),
+            b'c' => {
+                let xid = r.u32()?;
+                let _flags = r.u8()?;
+                Ok(Message::StreamCommit {
+                    xid,
+                    lsn: r.u64()?,
+                    end_lsn: r.u64()?,
+                    commit_time: r.u64()? as i64,
+                })
+            }
+            b'A' => Ok(Message::StreamAbort {
+                xid: r.u32()?,
+                subxid: r.u32()?,
+            }),
+            other => Err(DecodeError::UnknownTag {
+                what: "message",
+                tag: other as char,
+            }),
         }
-        b'O' => Ok(Message::Origin {
-            lsn: r.u64()?,
-            name: r.cstr()?,
-        }),
-        b'B' => Ok(Message::Begin {
-            final_lsn: r.u64()?,
-            commit_time: r.u64()? as i64,
-            xid: r.u32()?,
-        }),
-        b'C' => Ok(Message::Commit {
-            flags: r.u8()?,
-            lsn: r.u64()?,
-            end_lsn: r.u64()?,
-            commit_time: r.u64()? as i64,
-        }),
-        b'M' => {
-            let flags = r.u8()?;
-            let lsn = r.u64()?;
-            let prefix = r.cstr()?;
-            let len = r.u32()? as usize;
-            r.need(len)?;
-            Ok(Message::LogicalMessage {
-                transactional: flags & 1 == 1,
-                lsn,
-                prefix,
-                content: r.buf.split_to(len),
-            })
-        }
-        other => Err(DecodeError::UnknownTag {
-            what: "message",
-            tag: other as char,
-        }),
     }
 }
 
@@ -622,5 +687,78 @@ mod tests {
             decode(Bytes::from_static(b"C\0\0")),
             Err(DecodeError::Truncated { tag: 'C' })
         );
+    }
+
+    #[test]
+    fn decodes_stream_blocks_byte_exact() {
+        let start: &[u8] = &[b'S', 0, 0, 0x02, 0xE7, 1];
+        assert_eq!(
+            decode(Bytes::copy_from_slice(start)).unwrap(),
+            Message::StreamStart {
+                xid: 743,
+                first: true
+            }
+        );
+        assert_eq!(
+            decode(Bytes::from_static(b"E")).unwrap(),
+            Message::StreamStop
+        );
+        let commit: &[u8] = &[
+            b'c', 0, 0, 0x02, 0xE7, // xid 743
+            0x00, // flags
+            0, 0, 0, 1, 0, 0, 0, 0x10, // lsn 1/10
+            0, 0, 0, 1, 0, 0, 0, 0x40, // end_lsn 1/40
+            0, 0, 0, 0, 0, 0, 0x03, 0xE8, // commit time 1000
+        ];
+        assert_eq!(
+            decode(Bytes::copy_from_slice(commit)).unwrap(),
+            Message::StreamCommit {
+                xid: 743,
+                lsn: 0x1_0000_0010,
+                end_lsn: 0x1_0000_0040,
+                commit_time: 1000,
+            }
+        );
+        let abort: &[u8] = &[b'A', 0, 0, 0x02, 0xE7, 0, 0, 0x02, 0xE9];
+        assert_eq!(
+            decode(Bytes::copy_from_slice(abort)).unwrap(),
+            Message::StreamAbort {
+                xid: 743,
+                subxid: 745
+            }
+        );
+        for payload in [start, commit, abort] {
+            for n in 1..payload.len() {
+                assert!(
+                    decode(Bytes::copy_from_slice(&payload[..n])).is_err(),
+                    "{n}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn changes_inside_a_stream_block_carry_their_transaction() {
+        let mut b = BytesMut::new();
+        b.put_u8(b'I');
+        b.put_u32(745); // the subtransaction
+        b.put_u32(7);
+        b.put_u8(b'N');
+        tuple(&mut b, &[Some("1")]);
+        let payload = b.freeze();
+        let (xid, m) = decode_in(payload.clone(), true).unwrap();
+        assert_eq!(xid, Some(745));
+        assert_eq!(
+            m,
+            Message::Insert {
+                rel: 7,
+                new: vec![Cell::text("1")]
+            }
+        );
+        // The same bytes outside a block read the xid as the relation: not this insert.
+        assert_ne!(decode(payload).ok(), Some(m));
+        // Stream control messages carry no extra xid inside a block.
+        let (xid, m) = decode_in(Bytes::from_static(b"E"), true).unwrap();
+        assert_eq!((xid, m), (None, Message::StreamStop));
     }
 }

@@ -124,6 +124,38 @@ pub enum StreamEvent {
         /// Its content.
         content: Bytes,
     },
+    /// A block of an in-progress transaction's changes begins (`streaming`, protocol 2).
+    StreamStart {
+        /// The top-level transaction id.
+        xid: u32,
+        /// Whether this is its first block.
+        first: bool,
+    },
+    /// A change, relation, type or message of the in-progress transaction whose block is open.
+    Streamed {
+        /// The (sub)transaction it belongs to.
+        xid: u32,
+        /// The message.
+        message: Message,
+    },
+    /// The block ends.
+    StreamStop,
+    /// A streamed transaction commits.
+    StreamCommit {
+        /// The top-level transaction id.
+        xid: u32,
+        /// The end of the commit record: the position to acknowledge once applied.
+        end_lsn: Lsn,
+        /// Commit time, microseconds since 2000-01-01.
+        commit_time: i64,
+    },
+    /// A streamed transaction (`subxid == xid`) or one of its subtransactions aborts.
+    StreamAbort {
+        /// The top-level transaction id.
+        xid: u32,
+        /// The aborted (sub)transaction.
+        subxid: u32,
+    },
 }
 
 /// A slot just created with an exported snapshot.
@@ -143,6 +175,8 @@ pub struct ReplicationStream {
     /// The positions reported to the server once streaming: write is the highest `wal_end`
     /// received, flush and apply the last acknowledged LSN.
     positions: Option<StandbyPositions>,
+    /// Inside a block of an in-progress transaction (between Stream Start and Stop).
+    in_stream: bool,
 }
 
 enum State {
@@ -198,6 +232,7 @@ impl ReplicationStream {
                 },
                 settings: settings.clone(),
                 positions: None,
+                in_stream: false,
             },
         })
     }
@@ -246,6 +281,7 @@ impl ReplicationStream {
             },
             settings: settings.clone(),
             positions: None,
+            in_stream: false,
         };
         stream.start().await?;
         Ok(stream)
@@ -298,31 +334,13 @@ impl ReplicationStream {
         let out = match ev {
             ReplicationEvent::XLogData(x) => {
                 received(x.wal_end);
-                match pgoutput::decode(x.data)? {
-                    Message::Begin {
-                        final_lsn,
-                        commit_time,
-                        xid,
-                    } => StreamEvent::Begin {
-                        final_lsn: Lsn(final_lsn),
-                        xid,
-                        commit_time,
-                    },
-                    Message::Commit {
-                        lsn,
-                        end_lsn,
-                        commit_time,
-                        ..
-                    } => StreamEvent::Commit {
-                        lsn: Lsn(lsn),
-                        end_lsn: Lsn(end_lsn),
-                        commit_time,
-                    },
-                    Message::LogicalMessage {
-                        prefix, content, ..
-                    } => StreamEvent::Logical { prefix, content },
-                    m => StreamEvent::Message(m),
-                }
+                let (xid, message) = pgoutput::decode_in(x.data, self.in_stream)?;
+                self.in_stream = match message {
+                    Message::StreamStart { .. } => true,
+                    Message::StreamStop => false,
+                    _ => self.in_stream,
+                };
+                event_of(xid, message)
             }
             ReplicationEvent::Keepalive(k) => {
                 received(k.wal_end);
@@ -332,6 +350,11 @@ impl ReplicationStream {
             }
         };
         Ok(Some(out))
+    }
+
+    /// Whether the stream sends large transactions while they run (`streaming` on).
+    pub fn streams_in_progress(&self) -> bool {
+        self.settings.stream_in_progress
     }
 
     /// Reports that everything up to `lsn` is durably applied on the destination: flush and
@@ -355,6 +378,51 @@ impl ReplicationStream {
         if let Err(e) = result {
             tracing::debug!(error = %e, "replication connection shutdown");
         }
+    }
+}
+
+/// The event a decoded message makes; `xid` is set for messages inside a stream block.
+fn event_of(xid: Option<u32>, message: Message) -> StreamEvent {
+    if let Some(xid) = xid {
+        return StreamEvent::Streamed { xid, message };
+    }
+    match message {
+        Message::Begin {
+            final_lsn,
+            commit_time,
+            xid,
+        } => StreamEvent::Begin {
+            final_lsn: Lsn(final_lsn),
+            xid,
+            commit_time,
+        },
+        Message::Commit {
+            lsn,
+            end_lsn,
+            commit_time,
+            ..
+        } => StreamEvent::Commit {
+            lsn: Lsn(lsn),
+            end_lsn: Lsn(end_lsn),
+            commit_time,
+        },
+        Message::LogicalMessage {
+            prefix, content, ..
+        } => StreamEvent::Logical { prefix, content },
+        Message::StreamStart { xid, first } => StreamEvent::StreamStart { xid, first },
+        Message::StreamStop => StreamEvent::StreamStop,
+        Message::StreamCommit {
+            xid,
+            end_lsn,
+            commit_time,
+            ..
+        } => StreamEvent::StreamCommit {
+            xid,
+            end_lsn: Lsn(end_lsn),
+            commit_time,
+        },
+        Message::StreamAbort { xid, subxid } => StreamEvent::StreamAbort { xid, subxid },
+        m => StreamEvent::Message(m),
     }
 }
 

@@ -9,10 +9,12 @@ use tokio::sync::{mpsc, watch};
 use tokio_postgres::Client;
 
 mod flow;
+mod in_progress;
 mod new_table;
 mod source_ddl;
 
 use flow::{Flow, Group, OpenTx, Pending, MAX_GROUP_DELAY};
+pub use in_progress::{InProgress, SideConnections};
 
 use super::relations::{RelationError, RelationUpdate, Relations};
 use crate::model::{Lsn, Op, Provenance, Row, RowChange, TableMapping};
@@ -83,10 +85,14 @@ pub enum CdcError {
     /// Reading operator requests failed.
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    /// A large transaction sent while it runs cannot be applied that way (see
+    /// [`in_progress`]); nothing of it was committed.
+    #[error("a large source transaction cannot be applied while it runs: {0}")]
+    InProgress(String),
 }
 
 /// Why the loop returned without error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stopped {
     /// Shutdown was requested (signal or `pgmorph stop`).
     Shutdown,
@@ -94,6 +100,9 @@ pub enum Stopped {
     Resync,
     /// The reloaded config replicates other tables; [`Cdc::restart_with`] holds it.
     Restart,
+    /// A large transaction sent while it runs could not be applied that way (the reason):
+    /// start again from the destination's position, with transactions sent whole.
+    WholeTransactions(String),
 }
 
 /// Runs the CDC loop until shutdown or error.
@@ -127,6 +136,8 @@ pub struct Cdc<'a> {
     pub reloads: Option<mpsc::Receiver<Prepared>>,
     /// After [`Stopped::Restart`]: the config and chain to start again with.
     pub restart_with: Option<Prepared>,
+    /// Large transactions applied while they run.
+    pub in_progress: InProgress,
 }
 
 impl Cdc<'_> {
@@ -136,6 +147,20 @@ impl Cdc<'_> {
         if result.is_err() {
             self.sink.rollback().await;
         }
+        let streaming = !self.in_progress.is_empty();
+        self.in_progress.abandon().await;
+        let result = match result {
+            Err(CdcError::InProgress(reason)) => return Ok(Stopped::WholeTransactions(reason)),
+            // With a large transaction open, the error may be its doing (a lock it held).
+            Err(e) if streaming => {
+                let reason = format!(
+                    "an error while one was open: {}",
+                    crate::error_chain::one_line(&e)
+                );
+                return Ok(Stopped::WholeTransactions(reason));
+            }
+            other => other,
+        };
         result.map_err(|e| match e {
             CdcError::Apply(source) => CdcError::Refused {
                 source,
@@ -187,7 +212,7 @@ impl Cdc<'_> {
                     self.write_position(&mut f).await?;
                     continue;
                 }
-                Some(prepared) = next_reload(&mut self.reloads), if idle => {
+                Some(prepared) = next_reload(&mut self.reloads), if idle && self.in_progress.is_empty() => {
                     self.settle().await?;
                     match self.swap(prepared).await? {
                         Some(stop) => return Ok(stop),
@@ -304,6 +329,15 @@ impl Cdc<'_> {
                     self.on_message(f, message).await?;
                 }
             }
+            StreamEvent::StreamStart { xid, first } => self.on_stream_start(xid, first).await?,
+            StreamEvent::Streamed { xid, message } => self.on_streamed(xid, message).await?,
+            StreamEvent::StreamStop => self.on_stream_stop().await?,
+            StreamEvent::StreamAbort { xid, subxid } => self.on_stream_abort(xid, subxid).await?,
+            StreamEvent::StreamCommit {
+                xid,
+                end_lsn,
+                commit_time,
+            } => self.on_stream_commit(f, xid, end_lsn, commit_time).await?,
         }
         Ok(())
     }
@@ -358,7 +392,11 @@ impl Cdc<'_> {
             | Message::Origin { .. }
             | Message::Begin { .. }
             | Message::Commit { .. }
-            | Message::LogicalMessage { .. } => return Ok(()),
+            | Message::LogicalMessage { .. }
+            | Message::StreamStart { .. }
+            | Message::StreamStop
+            | Message::StreamCommit { .. }
+            | Message::StreamAbort { .. } => return Ok(()),
             Message::Insert { rel, new } => (rel, Op::Insert, None, Some(new)),
             Message::Update { rel, old, new } => {
                 (rel, Op::Update, old.map(|(_, row)| row), Some(new))
