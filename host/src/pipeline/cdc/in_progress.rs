@@ -195,6 +195,7 @@ fn side_err(e: ApplyError) -> CdcError {
 impl Cdc<'_> {
     /// A block of an in-progress transaction begins; its first opens a destination transaction.
     pub(super) async fn on_stream_start(&mut self, xid: u32, first: bool) -> Result<(), CdcError> {
+        tracing::debug!(xid, first, "stream start");
         if first {
             self.in_progress.start(xid).await?;
         }
@@ -206,6 +207,7 @@ impl Cdc<'_> {
     pub(super) async fn on_stream_stop(&mut self) -> Result<(), CdcError> {
         let tx = self.in_progress.current()?;
         tx.flush().await?;
+        tx.sink.flush().await.map_err(side_err)?;
         self.in_progress.block = None;
         Ok(())
     }
@@ -280,6 +282,7 @@ impl Cdc<'_> {
 
     /// A streamed transaction or one of its subtransactions aborted: its changes are undone.
     pub(super) async fn on_stream_abort(&mut self, xid: u32, subxid: u32) -> Result<(), CdcError> {
+        tracing::debug!(xid, subxid, "stream abort");
         if subxid == xid {
             if let Some(mut tx) = self.in_progress.take(xid) {
                 tx.sink.rollback().await;
@@ -313,6 +316,7 @@ impl Cdc<'_> {
         end_lsn: Lsn,
         commit_time: i64,
     ) -> Result<(), CdcError> {
+        tracing::debug!(xid, %end_lsn, durable = %self.durable, "stream commit");
         let applied_before = end_lsn <= self.durable;
         let Some(mut tx) = self.in_progress.take(xid) else {
             return match applied_before {
