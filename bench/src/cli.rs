@@ -255,6 +255,9 @@ pub enum Workload {
     Pgbench,
     /// Backlog of one big transaction (`--bigtx-rows` inserts).
     Bigtx,
+    /// One big transaction (`--bigtx-rows` inserts) written while the replicator runs, timed
+    /// from its commit until the destination has it.
+    BigtxCommit,
 }
 
 impl Workload {
@@ -268,6 +271,7 @@ impl Workload {
             Workload::Deletes,
             Workload::Pgbench,
             Workload::Bigtx,
+            Workload::BigtxCommit,
         ]
     }
 
@@ -281,6 +285,7 @@ impl Workload {
             Workload::Deletes => "cdc deletes",
             Workload::Pgbench => "cdc pgbench",
             Workload::Bigtx => "cdc big tx",
+            Workload::BigtxCommit => "big tx after commit",
         }
     }
 

@@ -254,7 +254,7 @@ pub async fn apply_load(
             // TPC-B: three UPDATEs and one INSERT per transaction.
             4 * sizes.pgbench_clients * sizes.pgbench_tx_per_client
         }
-        Workload::Bigtx => {
+        Workload::Bigtx | Workload::BigtxCommit => {
             // One statement outside BEGIN/COMMIT: one source transaction.
             let from = state.next_id;
             client

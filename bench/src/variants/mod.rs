@@ -150,7 +150,9 @@ async fn drive(
     };
     let mut state = LoadState::new(&ctx.sizes);
     let (bigtx, backlog): (Vec<Workload>, Vec<Workload>) =
-        ctx.cdc.iter().partition(|w| **w == Workload::Bigtx);
+        ctx.cdc
+            .iter()
+            .partition(|w| matches!(w, Workload::Bigtx | Workload::BigtxCommit));
     for load in backlog {
         out.push(drain(&mut r, &scope, load, &mut state).await?);
         verify::compare(&pair.src, &pair.dst, &checks, load.label()).await?;
@@ -162,7 +164,10 @@ async fn drive(
         }
     }
     for load in bigtx {
-        out.push(drain(&mut r, &scope, load, &mut state).await?);
+        out.push(match load {
+            Workload::BigtxCommit => after_commit(&mut r, &scope, load, &mut state).await?,
+            _ => drain(&mut r, &scope, load, &mut state).await?,
+        });
         verify::compare(&pair.src, &pair.dst, &checks, load.label()).await?;
     }
     r.finish().await?;
@@ -204,6 +209,48 @@ async fn drain(
         variant,
         workload: load,
         secs,
+        units: changes,
+        bytes: None,
+        usage: r.usage(),
+        lag: None,
+        walsender_cpu: walsender_cpu(pair).await?,
+        apply_cpu: apply_cpu(pair).await?,
+    };
+    eprintln!("{}", measurement.line());
+    Ok(measurement)
+}
+
+/// One big transaction written while a fresh, caught-up replicator runs, timed from its
+/// commit until the marker committed right after it arrives.
+async fn after_commit(
+    r: &mut impl Replicator,
+    scope: &Scope<'_>,
+    load: Workload,
+    state: &mut LoadState,
+) -> Result<Measurement> {
+    let Scope {
+        pair,
+        ctx,
+        variant,
+        run,
+    } = *scope;
+    r.restart(
+        pair,
+        &Deadline::new("the replicator to restart", ctx.timeout),
+    )
+    .await?;
+    workload::bump_marker(&pair.src, state).await?;
+    let deadline = Deadline::new("the replicator to catch up", ctx.timeout);
+    wait_for_marker(r, pair, state.marker, &deadline).await?;
+    let changes = workload::apply_load(load, &pair.source, &pair.src, &ctx.sizes, state).await?;
+    let committed = Instant::now();
+    let deadline = Deadline::new(format!("{} to arrive", load.label()), ctx.timeout);
+    wait_for_marker(r, pair, state.marker, &deadline).await?;
+    let measurement = Measurement {
+        run,
+        variant,
+        workload: load,
+        secs: committed.elapsed().as_secs_f64(),
         units: changes,
         bytes: None,
         usage: r.usage(),
