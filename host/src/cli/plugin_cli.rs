@@ -65,9 +65,8 @@ const ROWS_HELP: &str = r#"The rows file (JSON lines):
   {"op": "insert", "new": {"id": 2, "email": "b@example.com"}}
   {"op": "update", "old": {"id": 2}, "new": {"id": 2, "email": "c@example.com"}}
   {"op": "delete", "old": {"id": 2}}
-The first line states the table's columns in order ("type": SQL type, default text; "key";
-"not_null"). Without it, the columns of the first row are assumed, in the file's order, with
-types guessed from its JSON values and a column named id as the key, and a warning says so.
+The first line must state the table's columns in order ("type": SQL type, default text; "key";
+"not_null"); a file without it is refused. Each other line is a change by source column name.
 Values are PostgreSQL text forms (JSON numbers and booleans are converted)."#;
 
 /// Settings from the command line: config JSON, limits and fault policy.
@@ -114,10 +113,8 @@ pub fn run(action: PluginAction) -> anyhow::Result<()> {
             let text = std::fs::read_to_string(&rows)
                 .with_context(|| format!("reading {}", rows.display()))?;
             let name = TableName::parse(&table, "public");
-            let rows_table = offline::read_rows_table(&name, &text)?;
-            if let Some(assumed) = &rows_table.assumed {
-                eprintln!("warning: {}: {assumed}", rows.display());
-            }
+            let rows_table = offline::read_rows_table(&name, &text)
+                .with_context(|| format!("reading {}", rows.display()))?;
             let on_error = match on_error.as_str() {
                 "stop" => OnError::Stop,
                 "skip" => OnError::Skip,
