@@ -1,5 +1,5 @@
-//! `pgmorph plugin check|run` and `pgmorph schemasync`: looking at plugins and mappings
-//! without moving data.
+//! `pgmorph plugin check|run|cache prune` and `pgmorph schemasync`: looking at plugins and
+//! mappings without moving data.
 
 use std::path::{Path, PathBuf};
 
@@ -45,6 +45,30 @@ pub enum PluginAction {
         /// prints the row with its error, `skip` skips it, `stop` ends the run.
         #[arg(long, default_value = "dead_letter", value_parser = ["stop", "skip", "dead_letter"])]
         on_error: String,
+    },
+    /// The cache of compiled components (`$PGMORPH_CACHE_DIR`, else `$XDG_CACHE_HOME/pgmorph`,
+    /// else `~/.cache/pgmorph`).
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
+}
+
+/// `pgmorph plugin cache ...`.
+#[derive(Subcommand)]
+pub enum CacheAction {
+    /// Remove the least recently used compiled components beyond the caps now (pgmorph also
+    /// does it whenever it loads a plugin), and print what was removed.
+    Prune {
+        /// Remove every compiled component.
+        #[arg(long, conflicts_with_all = ["max_entries", "max_mb"])]
+        all: bool,
+        /// Most compiled components kept.
+        #[arg(long, default_value_t = pgmorph::plugin::CACHE_MAX_ENTRIES)]
+        max_entries: usize,
+        /// Most MiB of compiled components kept.
+        #[arg(long, default_value_t = pgmorph::plugin::CACHE_MAX_BYTES >> 20)]
+        max_mb: u64,
     },
 }
 
@@ -129,7 +153,43 @@ pub fn run(action: PluginAction) -> anyhow::Result<()> {
             eprintln!("{}", timing(&result));
             Ok(())
         }
+        PluginAction::Cache {
+            action:
+                CacheAction::Prune {
+                    all,
+                    max_entries,
+                    max_mb,
+                },
+        } => prune_cache(all, max_entries, max_mb),
     }
+}
+
+/// `pgmorph plugin cache prune`: prints `removed N entries (B bytes) from DIR; kept ...`.
+fn prune_cache(all: bool, max_entries: usize, max_mb: u64) -> anyhow::Result<()> {
+    let dir = offline::default_cache_dir()
+        .context("no cache directory: set PGMORPH_CACHE_DIR, XDG_CACHE_HOME or HOME")?;
+    let caps = if all {
+        offline::CacheCaps {
+            max_entries: 0,
+            max_bytes: 0,
+        }
+    } else {
+        offline::CacheCaps {
+            max_entries,
+            max_bytes: max_mb.saturating_mul(1 << 20),
+        }
+    };
+    let pruned = offline::prune_cache(&dir, caps)
+        .with_context(|| format!("pruning the plugin cache {}", dir.display()))?;
+    println!(
+        "removed {} entries ({} bytes) from {}; kept {} entries ({} bytes)",
+        pruned.removed_entries,
+        pruned.removed_bytes,
+        dir.display(),
+        pruned.kept_entries,
+        pruned.kept_bytes
+    );
+    Ok(())
 }
 
 /// `timing: N calls, total X ms, mean Y ms per call (start Z ms)`.
