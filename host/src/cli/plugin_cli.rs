@@ -1,4 +1,4 @@
-//! `pgmorph plugin check|run|cache prune` and `pgmorph schemasync`: looking at plugins and
+//! `pgmorph plugin check|run|new|cache prune` and `pgmorph schemasync`: looking at plugins and
 //! mappings without moving data.
 
 use std::path::{Path, PathBuf};
@@ -9,6 +9,8 @@ use pgmorph::config::{Config, OnError, PluginSettings};
 use pgmorph::model::TableName;
 use pgmorph::pipeline::preview;
 use pgmorph::plugin as offline;
+
+use super::plugin_new::{Lang, NewPlugin};
 
 /// `pgmorph plugin ...`.
 #[derive(Subcommand)]
@@ -45,6 +47,25 @@ pub enum PluginAction {
         /// prints the row with its error, `skip` skips it, `stop` ends the run.
         #[arg(long, default_value = "dead_letter", value_parser = ["stop", "skip", "dead_letter"])]
         on_error: String,
+    },
+    /// Create a plugin that builds, passes `plugin check` and has unit tests, to start from.
+    #[command(after_help = NEW_HELP)]
+    New {
+        /// The plugin's name: its crate name and file stem (`[a-z][a-z0-9_-]*`).
+        name: String,
+        /// Its language.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Lang,
+        /// The directory to create it in (default: ./NAME); must not exist or be empty.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The SDK folder of a pgmorph checkout (`plugin-sdk`, `sdk-python` or `sdk-js`);
+        /// default: the one in the source tree this pgmorph was built from.
+        #[arg(long, conflicts_with = "sdk_git")]
+        sdk_path: Option<PathBuf>,
+        /// Rust only: depend on the SDK from this git repository instead of a local path.
+        #[arg(long)]
+        sdk_git: Option<String>,
     },
     /// The cache of compiled components (`$PGMORPH_CACHE_DIR`, else `$XDG_CACHE_HOME/pgmorph`,
     /// else `~/.cache/pgmorph`).
@@ -92,6 +113,12 @@ const ROWS_HELP: &str = r#"The rows file (JSON lines):
 The first line must state the table's columns in order ("type": SQL type, default text; "key";
 "not_null"); a file without it is refused. Each other line is a change by source column name.
 Values are PostgreSQL text forms (JSON numbers and booleans are converted)."#;
+
+const NEW_HELP: &str = "Rust: a crate with a `path` dependency on the SDK (or `git` with \
+--sdk-git); `cargo test`, then `cargo build --release --target wasm32-wasip2`. Python and \
+JavaScript: `./test.sh`, then `./build.sh`, using the SDK folder (PGMORPH_SDK_PYTHON or \
+PGMORPH_SDK_JS override it). Each holds a README with the next commands and a sample rows \
+file for `plugin run`.";
 
 /// Settings from the command line: config JSON, limits and fault policy.
 fn settings(
@@ -153,6 +180,19 @@ pub fn run(action: PluginAction) -> anyhow::Result<()> {
             eprintln!("{}", timing(&result));
             Ok(())
         }
+        PluginAction::New {
+            name,
+            lang,
+            dir,
+            sdk_path,
+            sdk_git,
+        } => new_plugin(NewPlugin {
+            dir: dir.unwrap_or_else(|| PathBuf::from(&name)),
+            name,
+            lang,
+            sdk_path,
+            sdk_git,
+        }),
         PluginAction::Cache {
             action:
                 CacheAction::Prune {
@@ -161,6 +201,34 @@ pub fn run(action: PluginAction) -> anyhow::Result<()> {
                     max_mb,
                 },
         } => prune_cache(all, max_entries, max_mb),
+    }
+}
+
+/// `pgmorph plugin new`: writes the plugin and prints its files and the next commands.
+fn new_plugin(new: NewPlugin) -> anyhow::Result<()> {
+    let files = super::plugin_new::scaffold(&new)?;
+    println!(
+        "created {} plugin {} in {}:",
+        lang_name(new.lang),
+        new.name,
+        new.dir.display()
+    );
+    for f in &files {
+        println!("  {}", f.display());
+    }
+    let next = match new.lang {
+        Lang::Rust => "cargo test && cargo build --release --target wasm32-wasip2",
+        Lang::Python | Lang::Js => "./test.sh && ./build.sh",
+    };
+    println!("next: cd {} && {next} (see README.md)", new.dir.display());
+    Ok(())
+}
+
+fn lang_name(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Rust => "Rust",
+        Lang::Python => "Python",
+        Lang::Js => "JavaScript",
     }
 }
 
