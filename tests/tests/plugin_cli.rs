@@ -38,6 +38,43 @@ fn check_runs_init_under_the_deadline() {
 }
 
 #[test]
+fn check_reads_the_plugin_config_from_a_json_or_toml_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let fault = wasm("fault");
+    let json = dir.path().join("fault.json");
+    std::fs::write(&json, r#"{"mode": "init-loop"}"#).unwrap();
+    let toml = dir.path().join("fault.toml");
+    std::fs::write(&toml, "mode = \"init-loop\"\n").unwrap();
+    for file in [&json, &toml] {
+        let (ok, out, err) = run_bin(&[
+            "plugin",
+            "check",
+            path(&fault),
+            "--plugin-config",
+            path(file),
+            "--timeout-ms",
+            "200",
+        ]);
+        assert!(!ok, "{}: the config reached init: {out}", file.display());
+        assert!(err.contains("ran past its 200 ms deadline"), "{err}");
+    }
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "mode = ").unwrap();
+    let (ok, _, err) = run_bin(&[
+        "plugin",
+        "check",
+        path(&fault),
+        "--plugin-config",
+        path(&bad),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("bad.toml: not TOML"), "{err}");
+    let (ok, _, err) = run_bin(&["plugin", "check", path(&fault), "--plugin-config", "{nope"]);
+    assert!(!ok);
+    assert!(err.contains("neither JSON nor a readable file"), "{err}");
+}
+
+#[test]
 fn run_takes_limits_and_on_error_and_prints_timing() {
     let dir = tempfile::tempdir().unwrap();
     let rows = dir.path().join("rows.jsonl");

@@ -20,8 +20,9 @@ pub enum PluginAction {
     Check {
         /// The `.wasm` component.
         path: PathBuf,
-        /// The plugin's config as JSON, handed to `init`.
-        #[arg(long)]
+        /// The plugin's config, handed to `init`: JSON, or a file holding JSON (or TOML when
+        /// it ends in `.toml`: what `[plugins.<stem>.config]` would hold).
+        #[arg(long, value_name = "FILE_OR_JSON")]
         plugin_config: Option<String>,
         #[command(flatten)]
         limits: Limits,
@@ -38,8 +39,9 @@ pub enum PluginAction {
         /// The rows file: JSON lines, see below.
         #[arg(long)]
         rows: PathBuf,
-        /// The plugin's config as JSON (what `[plugins.<stem>.config]` would hold).
-        #[arg(long)]
+        /// The plugin's config: JSON, or a file holding JSON (or TOML when it ends in
+        /// `.toml`: what `[plugins.<stem>.config]` would hold).
+        #[arg(long, value_name = "FILE_OR_JSON")]
         plugin_config: Option<String>,
         #[command(flatten)]
         limits: Limits,
@@ -128,14 +130,31 @@ fn settings(
 ) -> anyhow::Result<PluginSettings> {
     Ok(PluginSettings {
         config: plugin_config
-            .map(|c| serde_json::from_str::<toml::Value>(&c))
-            .transpose()
-            .context("--plugin-config must be JSON")?,
+            .as_deref()
+            .map(plugin_config_value)
+            .transpose()?,
         memory_mb: Some(limits.memory_mb),
         timeout_ms: Some(limits.timeout_ms),
         on_error,
         ..PluginSettings::default()
     })
+}
+
+/// `--plugin-config`: JSON text, else the file it names (TOML when it ends in `.toml`).
+fn plugin_config_value(arg: &str) -> anyhow::Result<toml::Value> {
+    if let Ok(value) = serde_json::from_str::<toml::Value>(arg) {
+        return Ok(value);
+    }
+    let path = Path::new(arg);
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--plugin-config {arg:?} is neither JSON nor a readable file"))?;
+    if path.extension().is_some_and(|e| e == "toml") {
+        let table: toml::Table = toml::from_str(&text)
+            .with_context(|| format!("--plugin-config {}: not TOML", path.display()))?;
+        return Ok(toml::Value::Table(table));
+    }
+    serde_json::from_str(&text)
+        .with_context(|| format!("--plugin-config {}: not JSON", path.display()))
 }
 
 /// Runs a plugin subcommand.
