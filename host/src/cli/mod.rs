@@ -1,4 +1,5 @@
-//! Parts of the `pgmorph` command line that only the binary uses: the demo, plugin commands,
+//! Parts of the `pgmorph` command line that only the binary uses: the demo, plugin commands
+//! (and scaffolding new plugins),
 //! offsets, the log, building the transform from a config, and the operator commands
 //! `validate` and `wait`.
 
@@ -7,6 +8,7 @@ mod demo_postgres;
 pub mod logging;
 pub mod offsets;
 pub mod plugin_cli;
+pub mod plugin_new;
 pub mod snapshot_view;
 pub mod source_setup;
 pub mod transform_setup;

@@ -23,6 +23,9 @@ mod validate;
 
 use std::path::PathBuf;
 
+pub use cache::{
+    prune_cache, CacheCaps, Pruned, MAX_BYTES as CACHE_MAX_BYTES, MAX_ENTRIES as CACHE_MAX_ENTRIES,
+};
 pub use chain::{LoadOptions, PluginChain};
 pub use engine::default_cache_dir;
 pub use offline::{

@@ -167,7 +167,7 @@ pub fn describe_mapping(mapping: &TableMapping) -> String {
     out
 }
 
-/// A schema for offline runs: see [`read_rows_table`] (the assumption, if any, is dropped).
+/// A schema for offline runs, from the rows file's header line: see [`read_rows_table`].
 pub fn schema_from_jsonl(name: &TableName, rows_jsonl: &str) -> Result<TableSchema, PluginError> {
     read_rows_table(name, rows_jsonl).map(|t| t.schema)
 }

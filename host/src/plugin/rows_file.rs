@@ -1,53 +1,51 @@
-//! The rows file of `pgmorph plugin run`: JSON lines, an optional `{"columns": [...]}` header
-//! stating the table's columns, then one change per line. The format is documented in
+//! The rows file of `pgmorph plugin run`: JSON lines, a `{"columns": [...]}` header stating the
+//! table's columns, then one change per line. The format is documented in
 //! `plugin-sdk/README.md` ("Trying a plugin on sample rows").
-
-use std::fmt;
-
-use serde::de::{Deserializer, MapAccess, Visitor};
 
 use crate::model::{Cell, Column, Op, ReplicaIdentity, Row, TableName, TableSchema};
 
 use super::PluginError;
 
-/// A rows file's table, and what was assumed when it had no header line.
+/// The header line a rows file must start with, as an example.
+pub const HEADER_EXAMPLE: &str = r#"{"columns": [{"name": "id", "type": "bigint", "key": true}, {"name": "email", "type": "text"}]}"#;
+
+/// A rows file's table.
 #[derive(Debug, Clone)]
 pub struct RowsTable {
-    /// The table the rows belong to, columns in the order of the file.
+    /// The table the rows belong to, columns in the order of the header.
     pub schema: TableSchema,
-    /// Without a `{"columns": [...]}` header: the columns, types and key that were assumed.
-    pub assumed: Option<String>,
 }
 
-/// Reads the table of a rows file: from its `{"columns": [{"name": "id", "type": "bigint",
-/// "key": true}, ...]}` header line, or else assumed from the first row: its keys in the file's
-/// order, types guessed from the JSON values, a column named `id` as the key (stated in
-/// [`RowsTable::assumed`]).
+/// Reads the table of a rows file from its `{"columns": [{"name": "id", "type": "bigint",
+/// "key": true}, ...]}` header line. A file whose first line is not that header is refused:
+/// column types, order and keys cannot be told from a row.
 pub fn read_rows_table(name: &TableName, rows_jsonl: &str) -> Result<RowsTable, PluginError> {
     let first = rows_jsonl
         .lines()
         .find(|l| !l.trim().is_empty())
-        .ok_or_else(|| PluginError::Input("the rows file is empty".into()))?;
+        .ok_or_else(|| PluginError::Input(missing_header("the rows file is empty")))?;
     let value: serde_json::Value = serde_json::from_str(first)
-        .map_err(|e| PluginError::Input(format!("line 1 is not JSON: {e}")))?;
-    let (columns, assumed) = match value.get("columns") {
-        Some(cols) => (header_columns(cols)?, None),
-        None => {
-            let columns = guessed_columns(first)?;
-            let assumed = describe_assumed(&columns);
-            (columns, Some(assumed))
-        }
-    };
+        .map_err(|e| PluginError::Input(missing_header(&format!("line 1 is not JSON ({e})"))))?;
+    let cols = value
+        .get("columns")
+        .ok_or_else(|| PluginError::Input(missing_header("line 1 has no \"columns\" key")))?;
     Ok(RowsTable {
         schema: TableSchema {
             oid: 1,
             name: name.clone(),
-            columns,
+            columns: header_columns(cols)?,
             identity: ReplicaIdentity::Default,
             has_primary_key: true,
         },
-        assumed,
     })
+}
+
+fn missing_header(what: &str) -> String {
+    format!(
+        "the rows file must start with a header line stating the table's columns, in order \
+         (\"type\": SQL type, default text; \"key\" and \"not_null\": booleans), for example \
+         {HEADER_EXAMPLE}; {what}"
+    )
 }
 
 fn header_columns(cols: &serde_json::Value) -> Result<Vec<Column>, PluginError> {
@@ -65,58 +63,10 @@ fn header_columns(cols: &serde_json::Value) -> Result<Vec<Column>, PluginError> 
         let not_null = is_key || c.get("not_null").and_then(|k| k.as_bool()).unwrap_or(false);
         columns.push(column(col_name, type_sql, not_null, is_key));
     }
-    Ok(columns)
-}
-
-/// The columns of the first row (`new`, else `old`, else the line itself), in file order.
-fn guessed_columns(first: &str) -> Result<Vec<Column>, PluginError> {
-    #[derive(serde::Deserialize)]
-    struct Rows {
-        old: Option<OrderedObject>,
-        new: Option<OrderedObject>,
+    if columns.is_empty() {
+        return Err(PluginError::Input("\"columns\" lists no column".into()));
     }
-    let bad =
-        |e: serde_json::Error| PluginError::Input(format!("line 1 is not a JSON object: {e}"));
-    let line: OrderedObject = serde_json::from_str(first).map_err(bad)?;
-    let row = if line.get("new").is_some() || line.get("old").is_some() {
-        let rows: Rows = serde_json::from_str(first).map_err(bad)?;
-        rows.new.or(rows.old).unwrap_or(OrderedObject(Vec::new()))
-    } else {
-        line
-    };
-    Ok(row
-        .0
-        .iter()
-        .map(|(k, v)| {
-            let type_sql = match v {
-                serde_json::Value::Bool(_) => "boolean",
-                serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => "bigint",
-                serde_json::Value::Number(_) => "double precision",
-                serde_json::Value::Object(_) | serde_json::Value::Array(_) => "jsonb",
-                _ => "text",
-            };
-            column(k, type_sql, k == "id", k == "id")
-        })
-        .collect())
-}
-
-fn describe_assumed(columns: &[Column]) -> String {
-    let list: Vec<String> = columns
-        .iter()
-        .map(|c| {
-            let key = if c.is_key { " (key)" } else { "" };
-            format!("{} {}{key}", c.name, c.type_sql)
-        })
-        .collect();
-    let key = if columns.iter().any(|c| c.is_key) {
-        ""
-    } else {
-        "; no key column (no column is named id)"
-    };
-    format!(
-        "the rows file has no {{\"columns\": [...]}} header line; assumed the columns of line 1, types guessed from its values: {}{key}. Add a header line to state types and keys",
-        list.join(", ")
-    )
+    Ok(columns)
 }
 
 fn column(name: &str, type_sql: &str, not_null: bool, is_key: bool) -> Column {
@@ -127,35 +77,6 @@ fn column(name: &str, type_sql: &str, not_null: bool, is_key: bool) -> Column {
         type_sql: type_sql.to_string(),
         not_null,
         is_key,
-    }
-}
-
-/// A JSON object with its keys in the order of the text.
-struct OrderedObject(Vec<(String, serde_json::Value)>);
-
-impl OrderedObject {
-    fn get(&self, key: &str) -> Option<&serde_json::Value> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for OrderedObject {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Keys;
-        impl<'de> Visitor<'de> for Keys {
-            type Value = OrderedObject;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OrderedObject, A::Error> {
-                let mut entries = Vec::new();
-                while let Some(entry) = map.next_entry()? {
-                    entries.push(entry);
-                }
-                Ok(OrderedObject(entries))
-            }
-        }
-        d.deserialize_map(Keys)
     }
 }
 
@@ -231,44 +152,41 @@ mod tests {
     }
 
     #[test]
-    fn without_a_header_the_columns_keep_the_file_order_and_the_assumption_is_stated() {
-        let t = read_rows_table(
+    fn a_file_without_a_header_is_refused_with_the_expected_format() {
+        let err = read_rows_table(
             &TableName::new("public", "users"),
             "{\"zeta\": 1, \"id\": 2, \"alpha\": \"a\"}\n",
         )
-        .unwrap();
-        let expected = [
-            ("zeta", "bigint", false),
-            ("id", "bigint", true),
-            ("alpha", "text", false),
-        ];
-        assert_eq!(names(&t), expected);
-        let assumed = t.assumed.unwrap();
-        assert!(
-            assumed.contains("zeta bigint, id bigint (key), alpha text"),
-            "{assumed}"
-        );
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("must start with a header line"), "{err}");
+        assert!(err.contains(HEADER_EXAMPLE), "{err}");
+        assert!(err.contains("line 1 has no \"columns\" key"), "{err}");
     }
 
     #[test]
-    fn a_header_states_columns_and_nothing_is_assumed() {
+    fn an_empty_file_and_a_non_json_line_are_refused() {
+        let name = TableName::new("public", "t");
+        let empty = read_rows_table(&name, "\n  \n").unwrap_err().to_string();
+        assert!(empty.contains("the rows file is empty"), "{empty}");
+        let bad = read_rows_table(&name, "id,email\n")
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("line 1 is not JSON"), "{bad}");
+        let none = read_rows_table(&name, "{\"columns\": []}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(none.contains("lists no column"), "{none}");
+    }
+
+    #[test]
+    fn a_header_states_columns_in_order() {
         let t = read_rows_table(
             &TableName::new("public", "users"),
             "{\"columns\": [{\"name\": \"k\", \"type\": \"uuid\", \"key\": true}, {\"name\": \"b\"}]}\n{\"k\": \"x\"}\n",
         )
         .unwrap();
         assert_eq!(names(&t), [("k", "uuid", true), ("b", "text", false)]);
-        assert!(t.assumed.is_none());
-    }
-
-    #[test]
-    fn an_update_line_without_a_header_takes_its_columns_from_new() {
-        let t = read_rows_table(
-            &TableName::new("public", "t"),
-            "{\"op\": \"update\", \"old\": {\"id\": 1}, \"new\": {\"id\": 1, \"b\": true}}\n",
-        )
-        .unwrap();
-        assert_eq!(names(&t), [("id", "bigint", true), ("b", "boolean", false)]);
-        assert!(t.assumed.unwrap().contains("id bigint (key), b boolean"));
+        assert!(t.schema.columns[0].not_null);
     }
 }
