@@ -149,10 +149,10 @@ async fn drive(
         run,
     };
     let mut state = LoadState::new(&ctx.sizes);
-    let (bigtx, backlog): (Vec<Workload>, Vec<Workload>) =
-        ctx.cdc
-            .iter()
-            .partition(|w| matches!(w, Workload::Bigtx | Workload::BigtxCommit));
+    let (bigtx, backlog): (Vec<Workload>, Vec<Workload>) = ctx
+        .cdc
+        .iter()
+        .partition(|w| matches!(w, Workload::Bigtx | Workload::BigtxCommit));
     for load in backlog {
         out.push(drain(&mut r, &scope, load, &mut state).await?);
         verify::compare(&pair.src, &pair.dst, &checks, load.label()).await?;
