@@ -33,11 +33,8 @@ async fn failover_slot_on_17_and_later_and_a_clear_refusal_before() -> anyhow::R
          INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 100) g;",
     )
     .await?;
-    let (path, config) = pair.config(
-        "fo",
-        "",
-        "tables = [\"public.items\"]\nfailover_slot = true",
-    )?;
+    let on = "tables = [\"public.items\"]\nfailover_slot = true";
+    let (path, config) = pair.config("fo", "", on)?;
     let failover = "SELECT failover FROM pg_replication_slots WHERE slot_name = 'pgmorph_fo'";
 
     if major < 17 {
@@ -96,6 +93,7 @@ async fn failover_slot_on_17_and_later_and_a_clear_refusal_before() -> anyhow::R
     src.batch_execute("DELETE FROM items WHERE id = 2").await?;
     wait_same(&src, &dst, &tables, Some(&running)).await?;
     running.stop().await?;
+    let (path, config) = pair.config("fo", "", on)?; // the same file, failover on again
     let check = validate_line(&path, "source.failover");
     assert!(
         check.starts_with("warning ") && check.contains("failover = false"),
