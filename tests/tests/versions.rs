@@ -170,8 +170,17 @@ async fn row_filters_on_15_and_later_and_a_clear_refusal_before() -> anyhow::Res
             check.starts_with("error ") && check.contains("row_filters"),
             "{check}"
         );
+        let (ok, _, stderr) = run_bin(&["setup-source", "--config", path.to_str().unwrap()]);
+        assert!(!ok && stderr.contains("PostgreSQL 15 or later"), "{stderr}");
         return Ok(());
     }
+
+    // `setup-source` publishes with the filters; the run then finds the publication as wanted.
+    let (ok, stdout, stderr) = run_bin(&["setup-source", "--config", path.to_str().unwrap()]);
+    assert!(
+        ok && stdout.contains("publishes 3 tables (2 through a row filter)"),
+        "{stdout}{stderr}"
+    );
 
     let check = validate_line(&path, "source.row_filters");
     assert!(
