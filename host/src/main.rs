@@ -578,6 +578,9 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
         Some(l) => {
             println!("lag_bytes       {}", l["lag_bytes"]);
             println!("retained_wal    {}", l["retained_bytes"]);
+            if let Some(failover) = l["failover"].as_bool() {
+                println!("slot_failover   {failover}");
+            }
         }
         None => println!("lag_bytes       (source not reachable)"),
     }
@@ -632,8 +635,9 @@ async fn slot_lag(config: &Config) -> Option<serde_json::Value> {
     let row = client
         .query_opt(
             "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8, \
-                    pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8, active \
-             FROM pg_replication_slots WHERE slot_name = $1",
+                    pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8, active, \
+                    (to_jsonb(s) ->> 'failover')::bool \
+             FROM pg_replication_slots s WHERE slot_name = $1",
             &[&config.slot_name()],
         )
         .await
@@ -643,6 +647,8 @@ async fn slot_lag(config: &Config) -> Option<serde_json::Value> {
         "lag_bytes": row.get::<_, Option<i64>>(0),
         "retained_bytes": row.get::<_, Option<i64>>(1),
         "active": row.get::<_, bool>(2),
+        // PostgreSQL 17+: whether standbys keep a copy of the slot (`source.failover_slot`).
+        "failover": row.get::<_, Option<bool>>(3),
     }))
 }
 

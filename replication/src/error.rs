@@ -78,6 +78,16 @@ pub enum Error {
     /// The server closed the connection.
     #[error("the server closed the connection")]
     Closed,
+    /// The server's version lacks a feature the caller asked for.
+    #[error("PostgreSQL {server_version_num} does not support {feature} (needs {needs} or later)")]
+    Unsupported {
+        /// What was asked for, as the command spells it.
+        feature: &'static str,
+        /// The server's `server_version_num`.
+        server_version_num: u32,
+        /// The first major version that has it.
+        needs: u32,
+    },
 }
 
 impl Error {
@@ -106,6 +116,7 @@ impl Error {
                 | Error::TlsHandshake { .. }
                 | Error::PasswordMissing { .. }
                 | Error::UnsupportedAuth(_)
+                | Error::Unsupported { .. }
         )
     }
 

@@ -108,6 +108,7 @@ async fn logical_replication_over_tls() {
         name: "s1".into(),
         temporary: false,
         snapshot: SnapshotAction::Export,
+        failover: false,
     };
     let slot = session
         .create_replication_slot(&slot_options)

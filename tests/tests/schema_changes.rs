@@ -478,13 +478,15 @@ async fn ddl_the_destination_refuses_stops_the_connector() -> anyhow::Result<()>
     )
     .await?;
     let (_, config) = pair.config("refused", "", "tables = [\"public.items\"]")?;
-    pgmorph::source::setup::ensure_publication(
-        &src,
-        &config.slot_name(),
-        &[pgmorph::model::TableName::new("public", "items")],
-        true,
-    )
-    .await?;
+    let wanted = pgmorph::source::publication::Wanted {
+        name: &config.slot_name(),
+        tables: &[pgmorph::model::TableName::new("public", "items")],
+        filters: &Default::default(),
+        via_root: true,
+        keep_filters: true,
+        server_version_num: pgmorph::source::versions::server_version_num(&src).await?,
+    };
+    pgmorph::source::publication::ensure(&src, &wanted, true).await?;
     let follow = pgmorph::source::ddl_trigger::Follow::default();
     pgmorph::source::ddl_trigger::install(&src, "refused", &config.slot_name(), &follow).await?;
     let running = Running::start(&config, Mode::Initial);

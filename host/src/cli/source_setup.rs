@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use pgmorph::config::Config;
-use pgmorph::source::{catalog, ddl_trigger, setup};
+use pgmorph::source::{catalog, ddl_trigger, publication, setup, versions};
 
 async fn connect(config: &Config, what: &str) -> anyhow::Result<tokio_postgres::Client> {
     let src = config.source_connection()?;
@@ -20,15 +20,28 @@ pub async fn setup(config: &Config, ddl: bool, drop_tables: bool) -> anyhow::Res
     }
     let source = connect(config, "pgmorph setup-source").await?;
     setup::check_server(&source).await?;
+    let version = versions::server_version_num(&source).await?;
+    versions::check(config, version)?;
     let tables: Vec<_> = catalog::select_configured(&source, config)
         .await?
         .into_iter()
         .map(|(_, name)| name)
         .collect();
     let publication = config.slot_name();
-    setup::ensure_publication(&source, &publication, &tables, config.publish_via_root()).await?;
+    let filters = config.row_filters();
+    let slot_exists = setup::slot_info(&source, &publication).await?.is_some();
+    let wanted = publication::Wanted {
+        name: &publication,
+        tables: &tables,
+        filters: &filters,
+        via_root: config.publish_via_root(),
+        keep_filters: slot_exists,
+        server_version_num: version,
+    };
+    let published = publication::ensure(&source, &wanted, true).await?;
+    let filtered = published.values().filter(|p| p.filter.is_some()).count();
     println!(
-        "publication {publication} publishes {} tables",
+        "publication {publication} publishes {} tables ({filtered} through a row filter)",
         tables.len()
     );
     if ddl {

@@ -121,7 +121,22 @@ pub struct SourceConfig {
     /// connection of its own, committed when its commit arrives (false: sent after its commit).
     #[serde(default = "default_true")]
     pub stream_large_transactions: bool,
+    /// `failover_slot = true`: create the replication slot with `FAILOVER` (PostgreSQL 17+),
+    /// so a physical standby with `sync_replication_slots = on` keeps a copy of it and a
+    /// promoted standby can continue the stream; an existing slot is altered to match. On an
+    /// older source the start is refused.
+    #[serde(default)]
+    pub failover_slot: bool,
+    /// `[source.row_filters]` `"public.orders" = "amount > 100"`: publish (and copy) only the
+    /// rows of a table for which the SQL condition is true (PostgreSQL 15+ publication row
+    /// filters). The condition may use only the table's replica identity columns (or any
+    /// column under `REPLICA IDENTITY FULL`).
+    #[serde(default)]
+    pub row_filters: BTreeMap<String, String>,
 }
+
+/// By source table, the row filter `[source.row_filters]` sets.
+pub type RowFilters = BTreeMap<TableName, String>;
 
 /// How partitioned source tables replicate (`source.partitions`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -364,6 +379,18 @@ impl Config {
                 }
             }
         }
+        for (table, filter) in &self.source.row_filters {
+            if TableName::parse_qualified(table).is_none() {
+                return Err(format!(
+                    "source.row_filters key {table:?} must be a schema-qualified table, like \"public.orders\""
+                ));
+            }
+            if filter.trim().is_empty() {
+                return Err(format!(
+                    "source.row_filters.{table:?} is empty: give a condition, like \"amount > 100\", or remove the key"
+                ));
+            }
+        }
         if self.snapshot.parallel == 0 {
             return Err("snapshot.parallel must be at least 1".into());
         }
@@ -407,6 +434,15 @@ impl Config {
     /// (`publish_via_partition_root`): with `source.partitions = "root"`.
     pub fn publish_via_root(&self) -> bool {
         self.source.partitions == Partitions::Root
+    }
+
+    /// The row filters of `[source.row_filters]`, by table.
+    pub fn row_filters(&self) -> RowFilters {
+        self.source
+            .row_filters
+            .iter()
+            .filter_map(|(t, f)| Some((TableName::parse_qualified(t)?, f.trim().to_string())))
+            .collect()
     }
 
     /// The tables an `always` start re-copies, if limited.
@@ -548,6 +584,40 @@ config = { columns = ["email"] }
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown variant `ignore`"), "{err}");
+    }
+
+    #[test]
+    fn reads_failover_and_row_filters() {
+        let c = Config::parse(GOOD, Path::new("c.toml")).unwrap();
+        assert!(!c.source.failover_slot, "off by default");
+        assert!(c.row_filters().is_empty());
+        let text = GOOD.replace(
+            "tables = [\"public.orders\"]",
+            "tables = [\"public.orders\"]\nfailover_slot = true\n[source.row_filters]\n\"public.orders\" = \" amount > 100 \"",
+        );
+        let c = Config::parse(&text, Path::new("c.toml")).unwrap();
+        assert!(c.source.failover_slot);
+        assert_eq!(
+            c.row_filters()
+                .into_iter()
+                .map(|(t, f)| (t.to_string(), f))
+                .collect::<Vec<_>>(),
+            vec![("public.orders".to_string(), "amount > 100".to_string())]
+        );
+        let err = Config::parse(
+            &text.replace("\"public.orders\" = ", "orders = "),
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("schema-qualified"), "{err}");
+        let err = Config::parse(
+            &text.replace("\" amount > 100 \"", "\" \""),
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("is empty"), "{err}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::model::Lsn;
 use crate::plugin::reload::{self, Fingerprint};
 use crate::sink::ddl;
 use crate::source::stream::StreamError;
-use crate::source::{catalog, setup};
+use crate::source::{catalog, publication, setup, versions};
 use crate::state::local;
 use crate::state::owner::{OwnerError, Ownership, Wait};
 use crate::state::{StateError, StateStore};
@@ -59,6 +59,12 @@ pub enum RunError {
     /// Server checks or publication/slot setup failed.
     #[error(transparent)]
     Setup(#[from] setup::SetupError),
+    /// The config asks for a feature the source's PostgreSQL lacks.
+    #[error(transparent)]
+    Version(#[from] versions::VersionError),
+    /// The publication cannot apply the configured row filters.
+    #[error(transparent)]
+    Publication(#[from] publication::PublicationError),
     /// The catalog refused a table.
     #[error(transparent)]
     Catalog(#[from] catalog::CatalogError),
@@ -154,6 +160,10 @@ impl RunError {
             }
             RunError::Connect { kind, .. } => *kind,
             RunError::Setup(setup::SetupError::Query(e)) => ErrorKind::of_postgres(e),
+            RunError::Publication(publication::PublicationError::Query(e)) => {
+                ErrorKind::of_postgres(e)
+            }
+            RunError::Version(_) | RunError::Publication(_) => FixConfig,
             RunError::Setup(_) | RunError::Catalog(_) | RunError::SlotLost(_) => FixServer,
             RunError::SlotInvalidated(_) => FixServer,
             RunError::Gap { .. } => FixServer,

@@ -41,6 +41,7 @@ impl Copier<'_> {
                     &format!("{}_sync", self.slot),
                     self.slot,
                     true,
+                    false,
                 )
                 .await?,
             ),
@@ -72,6 +73,7 @@ impl Copier<'_> {
             sync_lsn: exported.consistent_point,
             time_us: crate::model::Provenance::unix_us(std::time::SystemTime::now()),
             resume,
+            row_filters: self.config.row_filters(),
         })
         .await?;
         // Closing the idle connection drops the temporary slot.

@@ -13,7 +13,7 @@ use crate::config::{Config, ConnectionSettings};
 use crate::model::{Lsn, TableMapping, TableName};
 use crate::sink::{align, ddl, Sink};
 use crate::source::stream::{CreatedSlot, ReplicationStream, StreamError};
-use crate::source::{catalog, ddl_trigger, setup};
+use crate::source::{catalog, ddl_trigger, publication, setup, versions};
 use crate::state::owner;
 use crate::state::{ConnectorState, StateStore, TableSync};
 use crate::transform::SharedTransform;
@@ -153,6 +153,10 @@ impl Start<'_> {
         state.set(None, "initializing", Some("no error")).await?;
         let source = connect(self.source_settings, "pgmorph").await?;
         setup::check_server(&source).await?;
+        let version = versions::server_version_num(&source)
+            .await
+            .map_err(setup::SetupError::from)?;
+        versions::check(self.config, version)?;
         let plan = self.map_tables(&source, transform).await?;
         let mut previous_maps = state.previous_mappings(&plan.mappings).await?;
         let mut lagging = HashSet::new();
@@ -168,11 +172,12 @@ impl Start<'_> {
                 same
             });
         }
-        let published: Vec<_> = plan.active.iter().map(|m| m.source.name.clone()).collect();
-        let via_root = self.config.publish_via_root();
-        setup::ensure_publication(&source, &self.slot, &published, via_root).await?;
+        self.ensure_publication(&source, &plan, version).await?;
         let previous = state.load().await?;
         let slot_info = self.check_slot(&source, &previous).await?;
+        if slot_info.is_some() {
+            self.align_failover(&source, version).await?;
+        }
         let mut early_stream = open_early(
             state,
             self.source_settings,
@@ -269,6 +274,51 @@ impl Start<'_> {
         })
     }
 
+    /// Creates or updates the publication with the active tables and their row filters. A
+    /// filter may change only while no slot exists or when every table is copied again.
+    async fn ensure_publication(
+        &self,
+        source: &tokio_postgres::Client,
+        plan: &Planned,
+        server_version_num: u32,
+    ) -> Result<(), RunError> {
+        let tables: Vec<_> = plan.active.iter().map(|m| m.source.name.clone()).collect();
+        let filters = self.config.row_filters();
+        let slot_exists = setup::slot_info(source, &self.slot).await?.is_some();
+        let recopies_all = self.mode == Mode::Always && self.config.snapshot_tables().is_none();
+        let wanted = publication::Wanted {
+            name: &self.slot,
+            tables: &tables,
+            filters: &filters,
+            via_root: self.config.publish_via_root(),
+            keep_filters: slot_exists && !recopies_all,
+            server_version_num,
+        };
+        let published = publication::ensure(source, &wanted, true).await?;
+        for (table, p) in published.iter().filter(|(_, p)| p.filter.is_some()) {
+            tracing::info!(%table, filter = p.filter.as_deref().unwrap_or_default(), "rows published through a row filter");
+        }
+        Ok(())
+    }
+
+    /// Makes an existing slot's `failover` property (PostgreSQL 17+) what
+    /// `source.failover_slot` asks for.
+    async fn align_failover(
+        &self,
+        source: &tokio_postgres::Client,
+        server_version_num: u32,
+    ) -> Result<(), RunError> {
+        let want = self.config.source.failover_slot;
+        let Some(has) = setup::slot_failover(source, &self.slot, server_version_num).await? else {
+            return Ok(());
+        };
+        if has != want {
+            ReplicationStream::set_failover(self.source_settings, &self.slot, want).await?;
+            tracing::info!(slot = %self.slot, failover = want, "replication slot failover property set");
+        }
+        Ok(())
+    }
+
     /// The slot's state, refusing a slot that was lost after the snapshot or that confirmed
     /// more than the destination applied (mode `always` copying every table recovers).
     pub(super) async fn check_slot(
@@ -360,10 +410,16 @@ impl Start<'_> {
         self.state
             .set(Some("initial snapshot"), "initializing", None)
             .await?;
-        let created =
-            ReplicationStream::create_slot_with_snapshot(self.source_settings, slot, slot, false)
-                .await?;
-        tracing::info!(slot, consistent_point = %created.consistent_point, "replication slot created");
+        let failover = self.config.source.failover_slot;
+        let created = ReplicationStream::create_slot_with_snapshot(
+            self.source_settings,
+            slot,
+            slot,
+            false,
+            failover,
+        )
+        .await?;
+        tracing::info!(slot, failover, consistent_point = %created.consistent_point, "replication slot created");
         self.state
             .start_initial(dest_schema, created.consistent_point)
             .await?;

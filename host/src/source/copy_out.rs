@@ -71,6 +71,9 @@ pub struct RowFilter<'a> {
     /// The relation to read instead of the mapping's source table: one leaf partition of a
     /// partitioned table (whose columns have the same names).
     pub relation: Option<&'a TableName>,
+    /// The publication's row filter of the table (`[source.row_filters]`): only the rows the
+    /// stream would send.
+    pub published: Option<&'a str>,
 }
 
 impl<'a> RowFilter<'a> {
@@ -81,6 +84,7 @@ impl<'a> RowFilter<'a> {
             changed_since: None,
             unchanged_since: None,
             relation: None,
+            published: None,
         }
     }
 
@@ -105,11 +109,13 @@ pub async fn copy_table(
     Ok(client.copy_out(&sql).await?)
 }
 
-/// Streams the source columns of the mapping's key, in destination order, of every row.
+/// Streams the source columns of the mapping's key, in destination order, of every row (of
+/// every row the publication's filter `published` selects).
 pub async fn copy_keys(
     client: &Client,
     mapping: &TableMapping,
     binary: bool,
+    published: Option<&str>,
 ) -> Result<CopyOutStream, CopyOutError> {
     let cols: Vec<String> = mapping
         .columns
@@ -119,8 +125,9 @@ pub async fn copy_keys(
         .map(|i| quote_ident(&mapping.source.columns[i].name))
         .collect();
     let format = if binary { " (FORMAT binary)" } else { "" };
+    let filter = published.map_or_else(String::new, |f| format!(" WHERE ({f})"));
     let sql = format!(
-        "COPY (SELECT {} FROM ONLY {}) TO STDOUT{format}",
+        "COPY (SELECT {} FROM ONLY {}{filter}) TO STDOUT{format}",
         cols.join(", "),
         mapping.source.name.quoted()
     );
@@ -151,6 +158,9 @@ fn copy_out_sql(
     }
     if let Some(snapshot) = filter.unchanged_since {
         conditions.push(format!("NOT {}", changed_since(snapshot)?));
+    }
+    if let Some(published) = filter.published {
+        conditions.push(format!("({published})"));
     }
     let cols = cols.join(", ");
     Ok(match (conditions.is_empty(), filter.relation.is_some()) {
@@ -234,6 +244,7 @@ mod tests {
             changed_since: Some("4294967300:4294967305:4294967301,4294967303"),
             unchanged_since: None,
             relation: None,
+            published: None,
         };
         assert_eq!(
             copy_out_sql(&mapping, false, changed).unwrap(),
@@ -245,6 +256,7 @@ mod tests {
             changed_since: None,
             unchanged_since: Some("7:9:"),
             relation: None,
+            published: None,
         };
         assert_eq!(
             copy_out_sql(&mapping, false, unchanged).unwrap(),
@@ -271,6 +283,23 @@ mod tests {
         assert_eq!(
             copy_out_sql(&mapping, false, RowFilter::leaf(&PageRange::WHOLE, &leaf)).unwrap(),
             "COPY (SELECT \"id\", \"n\" FROM ONLY \"public\".\"t_2024\") TO STDOUT"
+        );
+        let filtered = RowFilter {
+            published: Some("n > 100"),
+            ..RowFilter::range(&PageRange::WHOLE)
+        };
+        assert_eq!(
+            copy_out_sql(&mapping, false, filtered).unwrap(),
+            "COPY (SELECT \"id\", \"n\" FROM ONLY \"public\".\"t\" WHERE (n > 100)) TO STDOUT"
+        );
+        let filtered_range = RowFilter {
+            published: Some("n > 100"),
+            ..RowFilter::leaf(&last, &leaf)
+        };
+        assert_eq!(
+            copy_out_sql(&mapping, false, filtered_range).unwrap(),
+            "COPY (SELECT \"id\", \"n\" FROM ONLY \"public\".\"t_2024\" WHERE \
+             ctid >= '(10,0)'::tid AND (n > 100)) TO STDOUT"
         );
     }
 }

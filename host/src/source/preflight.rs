@@ -24,6 +24,8 @@ pub struct ServerFacts {
     pub slots: (i64, i64),
     /// `max_wal_senders` and the WAL senders running.
     pub wal_senders: (i64, i64),
+    /// `server_version_num`.
+    pub version_num: u32,
 }
 
 /// Reads the server's settings and the role's attributes.
@@ -36,7 +38,8 @@ pub async fn server(client: &Client) -> Result<ServerFacts, tokio_postgres::Erro
                     current_setting('max_replication_slots')::int8, \
                     (SELECT count(*) FROM pg_replication_slots), \
                     current_setting('max_wal_senders')::int8, \
-                    (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender') \
+                    (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender'), \
+                    current_setting('server_version_num')::int4 \
              FROM pg_roles r WHERE r.rolname = current_user",
             &[],
         )
@@ -50,6 +53,7 @@ pub async fn server(client: &Client) -> Result<ServerFacts, tokio_postgres::Erro
         tls: r.get(5),
         slots: (r.get(6), r.get(7)),
         wal_senders: (r.get(8), r.get(9)),
+        version_num: r.get::<_, i32>(10).max(0) as u32,
     })
 }
 
@@ -68,6 +72,8 @@ pub struct SlotFacts {
     pub lost: bool,
     /// The position the source considers received.
     pub confirmed_flush: Option<Lsn>,
+    /// Whether standbys keep a copy of it (PostgreSQL 17+; `None` before).
+    pub failover: Option<bool>,
 }
 
 /// The slot named `slot`, if it exists.
@@ -75,8 +81,9 @@ pub async fn slot(client: &Client, slot: &str) -> Result<Option<SlotFacts>, toki
     let row = client
         .query_opt(
             "SELECT slot_type, plugin::text, database::text, active_pid, \
-                    coalesce(wal_status = 'lost', false), confirmed_flush_lsn::text \
-             FROM pg_replication_slots WHERE slot_name = $1",
+                    coalesce(wal_status = 'lost', false), confirmed_flush_lsn::text, \
+                    (to_jsonb(s) ->> 'failover')::bool \
+             FROM pg_replication_slots s WHERE slot_name = $1",
             &[&slot],
         )
         .await?;
@@ -87,6 +94,7 @@ pub async fn slot(client: &Client, slot: &str) -> Result<Option<SlotFacts>, toki
         active_pid: r.get(3),
         lost: r.get(4),
         confirmed_flush: r.get::<_, Option<String>>(5).and_then(|s| s.parse().ok()),
+        failover: r.get(6),
     }))
 }
 

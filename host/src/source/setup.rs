@@ -2,7 +2,7 @@
 
 use tokio_postgres::Client;
 
-use crate::model::{quote_ident, Lsn, TableName};
+use crate::model::{quote_ident, Lsn};
 
 /// The source server is not ready for logical replication, or setting it up failed.
 #[derive(Debug, thiserror::Error)]
@@ -45,34 +45,23 @@ pub async fn check_server(client: &Client) -> Result<(), SetupError> {
     Ok(())
 }
 
-/// Creates the publication for `tables`, or makes an existing one publish exactly them. With
-/// `via_root`, changes to partitions are published as changes of their partitioned table
-/// (`publish_via_partition_root`), partitions created or attached later included.
-pub async fn ensure_publication(
+/// The slot's `failover` property (PostgreSQL 17+; `None` on older servers or without the
+/// slot).
+pub async fn slot_failover(
     client: &Client,
-    name: &str,
-    tables: &[TableName],
-    via_root: bool,
-) -> Result<(), SetupError> {
-    let list: Vec<String> = tables.iter().map(TableName::quoted).collect();
-    let list = list.join(", ");
-    let exists = client
-        .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&name])
-        .await?
-        .is_some();
-    let (name, option) = (
-        quote_ident(name),
-        format!("publish_via_partition_root = {via_root}"),
-    );
-    let sql = if exists {
-        format!(
-            "ALTER PUBLICATION {name} SET TABLE {list}; ALTER PUBLICATION {name} SET ({option})"
+    slot: &str,
+    server_version_num: u32,
+) -> Result<Option<bool>, SetupError> {
+    if server_version_num < super::versions::FAILOVER_SLOTS {
+        return Ok(None);
+    }
+    let row = client
+        .query_opt(
+            "SELECT failover FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
         )
-    } else {
-        format!("CREATE PUBLICATION {name} FOR TABLE {list} WITH ({option})")
-    };
-    client.batch_execute(&sql).await?;
-    Ok(())
+        .await?;
+    Ok(row.map(|r| r.get(0)))
 }
 
 /// The state of the replication slot on the source.

@@ -197,12 +197,14 @@ enum State {
 impl ReplicationStream {
     /// Creates `slot` with an exported snapshot on a fresh replication connection. The
     /// connection must run nothing else until the snapshot has been imported. A temporary slot
-    /// disappears when the connection closes.
+    /// disappears when the connection closes; a `failover` slot (PostgreSQL 17+) is kept by
+    /// standbys that synchronize slots.
     pub async fn create_slot_with_snapshot(
         settings: &ConnectionSettings,
         slot: &str,
         publication: &str,
         temporary: bool,
+        failover: bool,
     ) -> Result<CreatedSlot, StreamError> {
         let mut conn = settings
             .connect_replication(slot)
@@ -213,6 +215,7 @@ impl ReplicationStream {
                 name: slot.to_string(),
                 temporary,
                 snapshot: SnapshotAction::Export,
+                failover,
             })
             .await
             .map_err(|e| StreamError::from_wire(settings, e))?;
@@ -235,6 +238,26 @@ impl ReplicationStream {
                 in_stream: false,
             },
         })
+    }
+
+    /// Sets the `failover` property of an existing, unused slot (PostgreSQL 17+), on a
+    /// replication connection of its own.
+    pub async fn set_failover(
+        settings: &ConnectionSettings,
+        slot: &str,
+        failover: bool,
+    ) -> Result<(), StreamError> {
+        let mut conn = settings
+            .connect_replication(slot)
+            .await
+            .map_err(|e| StreamError::from_wire(settings, e))?;
+        conn.alter_replication_slot_failover(slot, failover)
+            .await
+            .map_err(|e| StreamError::from_wire(settings, e))?;
+        if let Err(e) = conn.close().await {
+            tracing::debug!(error = %e, "replication connection close");
+        }
+        Ok(())
     }
 
     /// Opens the stream of `slot` from `start` (the last position applied on the destination;

@@ -55,7 +55,13 @@ pub struct SlotOptions {
     pub temporary: bool,
     /// What to do with the initial snapshot.
     pub snapshot: SnapshotAction,
+    /// `FAILOVER`: standbys with `sync_replication_slots` keep a copy of the slot, so a
+    /// promoted standby can continue it (PostgreSQL 17+; not for temporary slots).
+    pub failover: bool,
 }
+
+/// The first `server_version_num` with failover slots.
+pub const FAILOVER_VERSION_NUM: u32 = 170_000;
 
 /// The answer to CREATE_REPLICATION_SLOT.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,8 +156,19 @@ fn quote_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
-/// The CREATE_REPLICATION_SLOT command; PostgreSQL 15+ gets the parenthesised options.
-pub fn create_slot_command(options: &SlotOptions, server_version_num: u32) -> String {
+/// The CREATE_REPLICATION_SLOT command; PostgreSQL 15+ gets the parenthesised options, 17+
+/// the `FAILOVER` option when asked for. A failover slot on an older server is refused.
+pub fn create_slot_command(
+    options: &SlotOptions,
+    server_version_num: u32,
+) -> Result<String, Error> {
+    if options.failover && server_version_num < FAILOVER_VERSION_NUM {
+        return Err(Error::Unsupported {
+            feature: "FAILOVER",
+            server_version_num,
+            needs: 17,
+        });
+    }
     let temporary = if options.temporary { " TEMPORARY" } else { "" };
     let head = format!(
         "CREATE_REPLICATION_SLOT {}{temporary} LOGICAL pgoutput",
@@ -162,11 +179,31 @@ pub fn create_slot_command(options: &SlotOptions, server_version_num: u32) -> St
         SnapshotAction::NoExport => ("nothing", "NOEXPORT_SNAPSHOT"),
         SnapshotAction::Use => ("use", "USE_SNAPSHOT"),
     };
-    if server_version_num >= 150_000 {
-        format!("{head} (SNAPSHOT '{new}')")
+    let failover = if options.failover { ", FAILOVER" } else { "" };
+    Ok(if server_version_num >= 150_000 {
+        format!("{head} (SNAPSHOT '{new}'{failover})")
     } else {
         format!("{head} {old}")
+    })
+}
+
+/// The ALTER_REPLICATION_SLOT command setting the slot's `failover` property (PostgreSQL 17+).
+pub fn alter_slot_failover_command(
+    name: &str,
+    failover: bool,
+    server_version_num: u32,
+) -> Result<String, Error> {
+    if server_version_num < FAILOVER_VERSION_NUM {
+        return Err(Error::Unsupported {
+            feature: "ALTER_REPLICATION_SLOT",
+            server_version_num,
+            needs: 17,
+        });
     }
+    Ok(format!(
+        "ALTER_REPLICATION_SLOT {} (FAILOVER {failover})",
+        quote_ident(name)
+    ))
 }
 
 /// The START_REPLICATION command for pgoutput with protocol version `proto_version`.
@@ -222,7 +259,7 @@ impl Connection {
     ) -> Result<CreatedSlot, Error> {
         let version = self.server_version_num().unwrap_or(0);
         let row = self
-            .single_row(&create_slot_command(options, version))
+            .single_row(&create_slot_command(options, version)?)
             .await?;
         let text = |i: usize| row.get(i).cloned().flatten();
         Ok(CreatedSlot {
@@ -231,6 +268,19 @@ impl Connection {
             snapshot_name: text(2),
             output_plugin: text(3),
         })
+    }
+
+    /// ALTER_REPLICATION_SLOT name (FAILOVER ...): whether standbys keep a copy of the slot
+    /// (PostgreSQL 17+; the slot must not be in use).
+    pub async fn alter_replication_slot_failover(
+        &mut self,
+        name: &str,
+        failover: bool,
+    ) -> Result<(), Error> {
+        let version = self.server_version_num().unwrap_or(0);
+        self.simple_query(&alter_slot_failover_command(name, failover, version)?)
+            .await
+            .map(drop)
     }
 
     /// DROP_REPLICATION_SLOT, optionally waiting for it to become inactive.

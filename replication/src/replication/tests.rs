@@ -29,28 +29,64 @@ fn create_slot_syntax_depends_on_the_server() {
         name: "s\"1".into(),
         temporary: true,
         snapshot: SnapshotAction::Export,
+        failover: false,
     };
     assert_eq!(
-        create_slot_command(&options, 150_000),
+        create_slot_command(&options, 150_000).unwrap(),
         "CREATE_REPLICATION_SLOT \"s\"\"1\" TEMPORARY LOGICAL pgoutput (SNAPSHOT 'export')"
     );
     assert_eq!(
-        create_slot_command(&options, 140_005),
+        create_slot_command(&options, 140_005).unwrap(),
         "CREATE_REPLICATION_SLOT \"s\"\"1\" TEMPORARY LOGICAL pgoutput EXPORT_SNAPSHOT"
     );
     let options = SlotOptions {
         name: "s".into(),
         temporary: false,
         snapshot: SnapshotAction::NoExport,
+        failover: false,
     };
     assert_eq!(
-        create_slot_command(&options, 160_000),
+        create_slot_command(&options, 160_000).unwrap(),
         "CREATE_REPLICATION_SLOT \"s\" LOGICAL pgoutput (SNAPSHOT 'nothing')"
     );
     assert_eq!(
-        create_slot_command(&options, 100_000),
+        create_slot_command(&options, 100_000).unwrap(),
         "CREATE_REPLICATION_SLOT \"s\" LOGICAL pgoutput NOEXPORT_SNAPSHOT"
     );
+}
+
+#[test]
+fn failover_slots_need_postgresql_17() {
+    let options = SlotOptions {
+        name: "pgmorph_c".into(),
+        temporary: false,
+        snapshot: SnapshotAction::Export,
+        failover: true,
+    };
+    assert_eq!(
+        create_slot_command(&options, 170_000).unwrap(),
+        "CREATE_REPLICATION_SLOT \"pgmorph_c\" LOGICAL pgoutput (SNAPSHOT 'export', FAILOVER)"
+    );
+    assert_eq!(
+        create_slot_command(&options, 180_001).unwrap(),
+        "CREATE_REPLICATION_SLOT \"pgmorph_c\" LOGICAL pgoutput (SNAPSHOT 'export', FAILOVER)"
+    );
+    for old in [160_004, 140_010] {
+        let err = create_slot_command(&options, old).unwrap_err().to_string();
+        assert!(
+            err.contains(&old.to_string()) && err.contains("17"),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        alter_slot_failover_command("s\"1", true, 170_002).unwrap(),
+        "ALTER_REPLICATION_SLOT \"s\"\"1\" (FAILOVER true)"
+    );
+    assert_eq!(
+        alter_slot_failover_command("s", false, 180_000).unwrap(),
+        "ALTER_REPLICATION_SLOT \"s\" (FAILOVER false)"
+    );
+    assert!(alter_slot_failover_command("s", true, 160_000).is_err());
 }
 
 #[test]

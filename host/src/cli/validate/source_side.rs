@@ -4,8 +4,8 @@
 use pgmorph::config::{Config, ConnectionSettings};
 use pgmorph::error_chain::one_line;
 use pgmorph::model::{quote_ident, ReplicaIdentity, TableName, TableSchema};
-use pgmorph::source::catalog;
 use pgmorph::source::preflight::{self, ServerFacts, SlotFacts};
+use pgmorph::source::{catalog, publication, versions};
 use tokio_postgres::Client;
 
 use super::destination_side::Connector;
@@ -51,6 +51,7 @@ pub async fn check(config: &Config, report: &mut Report) -> anyhow::Result<Optio
         ),
     ));
     server_checks(&facts, report);
+    report.push(version_check(config, facts.version_num));
     let mut source = Source {
         client,
         settings,
@@ -113,6 +114,34 @@ fn server_checks(f: &ServerFacts, report: &mut Report) {
     });
 }
 
+/// The source's version against the features the config asks for (failover slots on 17+,
+/// row filters on 15+).
+fn version_check(config: &Config, version_num: u32) -> Check {
+    const CHECK: &str = "source.version";
+    let version = versions::version_words(version_num);
+    if let Err(e) = versions::check(config, version_num) {
+        return Check::bad(
+            CHECK,
+            Level::Error,
+            e.to_string(),
+            "remove the key named, or upgrade the source",
+        );
+    }
+    let mut uses = Vec::new();
+    if config.source.failover_slot {
+        uses.push("a failover slot".to_string());
+    }
+    let filters = config.row_filters().len();
+    if filters > 0 {
+        uses.push(format!("row filters on {filters} tables"));
+    }
+    let uses = match uses.is_empty() {
+        true => String::new(),
+        false => format!(", which has what the config uses: {}", uses.join(", ")),
+    };
+    Check::ok(CHECK, format!("PostgreSQL {version}{uses}"))
+}
+
 impl Source {
     /// The source database's name.
     pub fn dbname(&self) -> &str {
@@ -164,7 +193,58 @@ impl Source {
             self.dbname(),
             connector,
         ));
-        self.publication_check(&slot_name, report).await
+        if let Some(check) = failover_check(config, slot.as_ref()) {
+            report.push(check);
+        }
+        self.publication_check(&slot_name, report).await?;
+        self.row_filter_check(config, slot.is_some(), report).await
+    }
+
+    /// The row filters as `pgmorph run` would publish them, tried in a transaction that is
+    /// rolled back: a filter the source refuses, one outside the replica identity, or one that
+    /// would change under an existing slot.
+    async fn row_filter_check(
+        &self,
+        config: &Config,
+        slot_exists: bool,
+        report: &mut Report,
+    ) -> anyhow::Result<()> {
+        const CHECK: &str = "source.row_filters";
+        let filters = config.row_filters();
+        if filters.is_empty() || versions::check(config, self.facts.version_num).is_err() {
+            return Ok(()); // nothing to check, or source.version names the problem
+        }
+        let tables: Vec<TableName> = self.tables.iter().map(|t| t.name.clone()).collect();
+        let wanted = publication::Wanted {
+            name: &config.slot_name(),
+            tables: &tables,
+            filters: &filters,
+            via_root: config.publish_via_root(),
+            keep_filters: slot_exists,
+            server_version_num: self.facts.version_num,
+        };
+        report.push(match publication::ensure(&self.client, &wanted, false).await {
+            Ok(published) => {
+                let list: Vec<String> = published
+                    .iter()
+                    .filter_map(|(t, p)| Some(format!("{t} WHERE {}", p.filter.as_ref()?)))
+                    .collect();
+                Check::ok(CHECK, format!("rows published: {}", list.join("; ")))
+            }
+            Err(publication::PublicationError::Query(e)) => Check::bad(
+                CHECK,
+                Level::Error,
+                format!("the source refuses the row filters: {}", one_line(&e)),
+                "correct the conditions in [source.row_filters] (SQL on the table's columns),                  or run validate as the tables' owner",
+            ),
+            Err(e) => Check::bad(
+                CHECK,
+                Level::Error,
+                e.to_string(),
+                "see the message: change the filter, the replica identity or the table list",
+            ),
+        });
+        Ok(())
     }
 
     async fn publication_check(&self, name: &str, report: &mut Report) -> anyhow::Result<()> {
@@ -238,6 +318,22 @@ impl Source {
         });
         Ok(())
     }
+}
+
+/// The slot's `failover` property against `source.failover_slot` (PostgreSQL 17+ slots).
+fn failover_check(config: &Config, slot: Option<&SlotFacts>) -> Option<Check> {
+    let has = slot?.failover?;
+    let want = config.source.failover_slot;
+    let text = format!("slot {} has failover = {has}", config.slot_name());
+    Some(match has == want {
+        true => Check::ok("source.failover", text),
+        false => Check::bad(
+            "source.failover",
+            Level::Warning,
+            format!("{text}, source.failover_slot asks for {want}"),
+            "`pgmorph run` sets it on its next start",
+        ),
+    })
 }
 
 /// SELECT on the table, and a way to identify its old rows.

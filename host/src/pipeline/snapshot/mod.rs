@@ -107,6 +107,9 @@ pub struct SnapshotJob {
     pub time_us: i64,
     /// Split tables whose interrupted copy resumes: the page ranges already copied.
     pub resume: Resume,
+    /// The publication's row filters: a table's copy reads only the rows its filter selects,
+    /// as the stream sends only those.
+    pub row_filters: crate::config::RowFilters,
 }
 
 /// By source table: the page ranges an interrupted copy already wrote.
@@ -484,6 +487,14 @@ async fn stream_rows(
         .await
         .map_err(&dst_err)?;
     futures_util::pin_mut!(sink);
+    let filter = RowFilter {
+        published: ctx
+            .job
+            .row_filters
+            .get(&mapping.source.name)
+            .map(String::as_str),
+        ..filter
+    };
     let stream = copy_out::copy_table(reader, mapping, binary, filter)
         .await
         .map_err(|e| SnapshotError::Row {

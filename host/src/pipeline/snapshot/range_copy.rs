@@ -95,6 +95,7 @@ impl RangeCtx<'_> {
                 changed_since: None,
                 unchanged_since: Some(since),
                 relation: None,
+                published: None,
             };
             copied = stream_rows(self, Into::Table, unchanged).await?;
         }
@@ -103,6 +104,7 @@ impl RangeCtx<'_> {
             changed_since: Some(since),
             unchanged_since: None,
             relation: None,
+            published: None,
         };
         let merged = stream_rows(self, Into::Stage, changed).await?;
         self.dest.merge_stage(mapping).await.map_err(self.err())?;
@@ -124,12 +126,14 @@ impl RangeCtx<'_> {
             .await
             .map_err(&err)?;
         futures_util::pin_mut!(sink);
-        let stream = copy_out::copy_keys(self.reader, mapping, binary)
-            .await
-            .map_err(|e| SnapshotError::Row {
-                table: self.table.name.clone(),
-                message: e.to_string(),
-            })?;
+        let published = self.job.row_filters.get(&mapping.source.name);
+        let stream =
+            copy_out::copy_keys(self.reader, mapping, binary, published.map(String::as_str))
+                .await
+                .map_err(|e| SnapshotError::Row {
+                    table: self.table.name.clone(),
+                    message: e.to_string(),
+                })?;
         futures_util::pin_mut!(stream);
         let mut out = BytesMut::with_capacity(SEND_CHUNK * 2);
         while let Some(chunk) = stream.next().await {
