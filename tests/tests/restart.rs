@@ -128,8 +128,12 @@ async fn kill_under_load(with_plugin: bool) -> anyhow::Result<()> {
     let mut child = spawn_bin(&args, &log);
     // Streaming (its signal handler long installed) before it is stopped below: the last
     // killed process may already have applied everything.
-    wait_until(&dst, "SELECT EXISTS (SELECT 1 FROM pgmorph.state WHERE name = 'crash' AND state = 'polling')", None)
-        .await?;
+    wait_until(
+        &dst,
+        "SELECT EXISTS (SELECT 1 FROM pgmorph.state WHERE name = 'crash' AND state = 'polling')",
+        None,
+    )
+    .await?;
     wait_same(&src, &dst, &TABLES, None).await?;
     let dups: i64 = dst
         .query_one(
