@@ -148,6 +148,16 @@ pub fn error(kind: &str) {
     m.errors.get_or_create(&labels).inc();
 }
 
+/// A large source transaction sent while it ran ended: `committed` (applied as it ran),
+/// `aborted` on the source, or `whole` (given up, applied after its commit instead).
+pub fn large_transaction(outcome: &'static str) {
+    if let Some(m) = get() {
+        m.large_transactions
+            .get_or_create(&registry::OutcomeLabel { outcome })
+            .inc();
+    }
+}
+
 /// The connector lost a connection and will start again.
 pub fn reconnecting() {
     health::set(health::Phase::Reconnecting);

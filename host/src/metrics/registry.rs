@@ -25,6 +25,7 @@ pub(super) mod names {
     pub const DEAD_LETTERS: &str = "pgmorph_dead_letters";
     pub const ERRORS: &str = "pgmorph_errors";
     pub const RECONNECTS: &str = "pgmorph_reconnects";
+    pub const LARGE_TRANSACTIONS: &str = "pgmorph_large_transactions";
     pub const STREAMING: &str = "pgmorph_streaming";
 }
 
@@ -67,6 +68,12 @@ pub(super) struct ResultLabel {
     pub result: &'static str,
 }
 
+/// `outcome`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
 /// `kind`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct KindLabel {
@@ -93,6 +100,7 @@ pub(super) struct Metrics {
     pub dead_letters: Family<DeadLetterLabels, Counter>,
     pub errors: Family<KindLabel, Counter>,
     pub reconnects: Counter,
+    pub large_transactions: Family<OutcomeLabel, Counter>,
     pub streaming: Gauge,
 }
 
@@ -121,6 +129,7 @@ impl Metrics {
             dead_letters: Family::default(),
             errors: Family::default(),
             reconnects: Counter::default(),
+            large_transactions: Family::default(),
             streaming: Gauge::default(),
         };
         m.register();
@@ -204,6 +213,11 @@ impl Metrics {
             RECONNECTS,
             "Starts again after a lost connection",
             self.reconnects.clone(),
+        );
+        r.register(
+            LARGE_TRANSACTIONS,
+            "Large source transactions the source sent while they ran, by outcome",
+            self.large_transactions.clone(),
         );
         r.register(
             STREAMING,

@@ -162,6 +162,7 @@ impl Streaming<'_> {
                 },
                 Stopped::Resync => cdc.sync = self.resync(cdc).await?,
                 Stopped::WholeTransactions(reason) => {
+                    crate::metrics::large_transaction("whole");
                     tracing::warn!(
                         reason,
                         "a large transaction cannot be applied while it runs: starting again \

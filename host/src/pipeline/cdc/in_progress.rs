@@ -286,6 +286,7 @@ impl Cdc<'_> {
         if subxid == xid {
             if let Some(mut tx) = self.in_progress.take(xid) {
                 tx.sink.rollback().await;
+                crate::metrics::large_transaction("aborted");
                 tracing::info!(xid, "a large source transaction rolled back");
             }
             return Ok(());
@@ -348,6 +349,7 @@ impl Cdc<'_> {
         self.durable = end_lsn;
         self.last_progress = progress;
         self.acknowledge(f, end_lsn);
+        crate::metrics::large_transaction("committed");
         tracing::info!(
             xid,
             changes = tx.changes,
