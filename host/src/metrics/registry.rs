@@ -282,6 +282,11 @@ mod tests {
         m.errors
             .get_or_create(&KindLabel { kind: "bug".into() })
             .inc();
+        m.large_transactions
+            .get_or_create(&OutcomeLabel {
+                outcome: "committed",
+            })
+            .inc();
         let text = m.render();
         let mut served: Vec<&str> = text
             .lines()
