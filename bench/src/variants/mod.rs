@@ -189,12 +189,7 @@ async fn drain(
     load: Workload,
     state: &mut LoadState,
 ) -> Result<Measurement> {
-    let Scope {
-        pair,
-        ctx,
-        variant,
-        run,
-    } = *scope;
+    let (pair, ctx) = (scope.pair, scope.ctx);
     settle_slots(r, pair, state, ctx).await?;
     r.pause(pair, &Deadline::new("the replicator to stop", ctx.timeout))
         .await?;
@@ -204,20 +199,7 @@ async fn drain(
     let deadline = Deadline::new(format!("{} to catch up", load.label()), ctx.timeout);
     wait_for_marker(r, pair, state.marker, &deadline).await?;
     let secs = started.elapsed().as_secs_f64();
-    let measurement = Measurement {
-        run,
-        variant,
-        workload: load,
-        secs,
-        units: changes,
-        bytes: None,
-        usage: r.usage(),
-        lag: None,
-        walsender_cpu: walsender_cpu(pair).await?,
-        apply_cpu: apply_cpu(pair).await?,
-    };
-    eprintln!("{}", measurement.line());
-    Ok(measurement)
+    backlog_measurement(r, scope, load, secs, changes).await
 }
 
 /// One big transaction written while a fresh, caught-up replicator runs, timed from its
@@ -228,35 +210,52 @@ async fn after_commit(
     load: Workload,
     state: &mut LoadState,
 ) -> Result<Measurement> {
-    let Scope {
-        pair,
-        ctx,
-        variant,
-        run,
-    } = *scope;
+    let (pair, ctx) = (scope.pair, scope.ctx);
+    restart_caught_up(r, pair, ctx, state, "the replicator to catch up").await?;
+    let changes = workload::apply_load(load, &pair.source, &pair.src, &ctx.sizes, state).await?;
+    let committed = Instant::now();
+    let deadline = Deadline::new(format!("{} to arrive", load.label()), ctx.timeout);
+    wait_for_marker(r, pair, state.marker, &deadline).await?;
+    let secs = committed.elapsed().as_secs_f64();
+    backlog_measurement(r, scope, load, secs, changes).await
+}
+
+/// A fresh replicator that has applied everything written so far.
+async fn restart_caught_up(
+    r: &mut impl Replicator,
+    pair: &Pair,
+    ctx: &Ctx,
+    state: &mut LoadState,
+    what: &str,
+) -> Result<()> {
     r.restart(
         pair,
         &Deadline::new("the replicator to restart", ctx.timeout),
     )
     .await?;
     workload::bump_marker(&pair.src, state).await?;
-    let deadline = Deadline::new("the replicator to catch up", ctx.timeout);
-    wait_for_marker(r, pair, state.marker, &deadline).await?;
-    let changes = workload::apply_load(load, &pair.source, &pair.src, &ctx.sizes, state).await?;
-    let committed = Instant::now();
-    let deadline = Deadline::new(format!("{} to arrive", load.label()), ctx.timeout);
-    wait_for_marker(r, pair, state.marker, &deadline).await?;
+    wait_for_marker(r, pair, state.marker, &Deadline::new(what, ctx.timeout)).await
+}
+
+/// What a backlog of `changes` that took `secs` cost, printed as it is measured.
+async fn backlog_measurement(
+    r: &mut impl Replicator,
+    scope: &Scope<'_>,
+    load: Workload,
+    secs: f64,
+    changes: u64,
+) -> Result<Measurement> {
     let measurement = Measurement {
-        run,
-        variant,
+        run: scope.run,
+        variant: scope.variant,
         workload: load,
-        secs: committed.elapsed().as_secs_f64(),
+        secs,
         units: changes,
         bytes: None,
         usage: r.usage(),
         lag: None,
-        walsender_cpu: walsender_cpu(pair).await?,
-        apply_cpu: apply_cpu(pair).await?,
+        walsender_cpu: walsender_cpu(scope.pair).await?,
+        apply_cpu: apply_cpu(scope.pair).await?,
     };
     eprintln!("{}", measurement.line());
     Ok(measurement)
@@ -277,17 +276,8 @@ async fn live_phase(
         variant,
         run,
     } = *scope;
-    r.restart(
-        pair,
-        &Deadline::new("the replicator to restart", ctx.timeout),
-    )
-    .await?;
-    workload::bump_marker(&pair.src, state).await?;
-    let deadline = Deadline::new(
-        "the replicator to catch up before a live phase",
-        ctx.timeout,
-    );
-    wait_for_marker(r, pair, state.marker, &deadline).await?;
+    let what = "the replicator to catch up before a live phase";
+    restart_caught_up(r, pair, ctx, state, what).await?;
     let before = r.usage();
     let mut phase = LivePhase::start(load, pair, live, &ctx.sizes, state).await?;
     let deadline = Deadline::new(
