@@ -263,9 +263,15 @@ pub fn pgmorph_bin() -> PathBuf {
 
 /// Runs `pgmorph ARGS` to completion and returns (exit success, stdout, stderr).
 pub fn run_bin(args: &[&str]) -> (bool, String, String) {
+    run_bin_with_env(args, &[])
+}
+
+/// [`run_bin`] with extra environment variables.
+pub fn run_bin_with_env(args: &[&str], env: &[(&str, &std::path::Path)]) -> (bool, String, String) {
     let out = Command::new(pgmorph_bin())
         .args(args)
         .env("PGMORPH_LOG", "warn")
+        .envs(env.iter().copied())
         .output()
         .expect("run pgmorph");
     (

@@ -5,7 +5,7 @@
 
 mod plugin_support;
 
-use pgmorph_e2e::{pgmorph_bin, run_bin};
+use pgmorph_e2e::run_bin;
 use plugin_support::wasm;
 
 fn path(p: &std::path::Path) -> &str {
@@ -151,17 +151,7 @@ fn run_refuses_a_rows_file_without_its_header_line() {
 
 /// Runs `pgmorph ARGS` with `PGMORPH_CACHE_DIR=cache`; returns (success, stdout, stderr).
 fn run_cached(cache: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(pgmorph_bin())
-        .args(args)
-        .env("PGMORPH_CACHE_DIR", cache)
-        .env("PGMORPH_LOG", "warn")
-        .output()
-        .expect("run pgmorph");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    pgmorph_e2e::run_bin_with_env(args, &[("PGMORPH_CACHE_DIR", cache)])
 }
 
 /// The plugin files the cache's entries were compiled from.

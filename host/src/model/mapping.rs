@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{Cell, Row, TableName, TableSchema};
+use super::{Cell, Op, Row, RowChange, TableName, TableSchema};
 
 /// One destination column and where its value comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +69,15 @@ impl TableMapping {
                 .iter()
                 .enumerate()
                 .all(|(i, c)| c.source_index == Some(i))
+    }
+
+    /// A source change with its rows in the destination layout ([`Self::project`]).
+    pub fn project_change(&self, op: Op, old: Option<Row>, new: Option<Row>) -> RowChange {
+        RowChange {
+            op,
+            old: old.map(|r| self.project(r)),
+            new: new.map(|r| self.project(r)),
+        }
     }
 
     /// Reorders a source row into the destination layout; computed columns start as NULL.

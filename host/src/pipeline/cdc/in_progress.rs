@@ -14,7 +14,7 @@ use std::time::Instant;
 use super::flow::{Flow, Pending};
 use super::{Cdc, CdcError};
 use crate::config::{ConnectionSettings, OnApplyError};
-use crate::model::{Lsn, Op, Provenance, Row, RowChange};
+use crate::model::{Lsn, Op, Provenance, Row};
 use crate::pipeline::streaming::AbortOnDrop;
 use crate::sink::in_progress::{watch_locks, Blockers};
 use crate::sink::{ApplyError, Sink};
@@ -266,11 +266,7 @@ impl Cdc<'_> {
             tx.savepoints.push((sub, tx.sink.counts));
             tx.sink.savepoint(sub).await.map_err(side_err)?;
         }
-        let change = RowChange {
-            op,
-            old: old.map(|r| mapping.project(r)),
-            new: new.map(|r| mapping.project(r)),
-        };
+        let change = mapping.project_change(op, old, new);
         tx.pending
             .push(mapping, change, Lsn::ZERO, Provenance::default());
         tx.changes += 1;

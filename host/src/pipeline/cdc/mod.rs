@@ -17,7 +17,7 @@ use flow::{Flow, Group, OpenTx, Pending, MAX_GROUP_DELAY};
 pub use in_progress::{InProgress, SideConnections};
 
 use super::relations::{RelationError, RelationUpdate, Relations};
-use crate::model::{Lsn, Op, Provenance, Row, RowChange, TableMapping};
+use crate::model::{Lsn, Op, Provenance, Row, TableMapping};
 use crate::plugin::reload::{self, Prepared};
 use crate::sink::{ddl, ApplyError, Sink};
 use crate::source::pgoutput::Message;
@@ -479,11 +479,7 @@ impl Cdc<'_> {
         if f.pending.full() {
             self.flush(&mut f.pending).await?;
         }
-        let change = RowChange {
-            op,
-            old: old.map(|r| mapping.project(r)),
-            new: new.map(|r| mapping.project(r)),
-        };
+        let change = mapping.project_change(op, old, new);
         let (lsn, at) = match f.tx.as_mut() {
             Some(tx) => {
                 tx.changes += 1;
