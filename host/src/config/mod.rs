@@ -73,6 +73,9 @@ pub struct Config {
     /// `[snapshot]`: initial copy settings.
     #[serde(default)]
     pub snapshot: SnapshotConfig,
+    /// `[apply]`: how changes are applied on the destination.
+    #[serde(default)]
+    pub apply: ApplyConfig,
     /// `[reconnect]`: retries after a lost connection.
     #[serde(default)]
     pub reconnect: ReconnectConfig,
@@ -256,6 +259,39 @@ impl SnapshotConfig {
     }
 }
 
+/// `[apply]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyConfig {
+    /// `parallel = 1`: destination connections that apply changes. Above 1, the changes of
+    /// tables whose destination has a primary key and no foreign keys, triggers, rules or other
+    /// unique or exclusion constraints are spread over the connections by key; every source
+    /// transaction is still applied exactly once, but a reader may see part of one for a
+    /// moment (see the README).
+    #[serde(default = "default_apply_parallel")]
+    pub parallel: usize,
+    /// Not a setting: after a start again for a change that needs one connection, the
+    /// transactions committed up to here are applied on one connection.
+    #[serde(skip)]
+    pub resume_one_lane_until: crate::model::Lsn,
+}
+
+impl Default for ApplyConfig {
+    fn default() -> Self {
+        Self {
+            parallel: default_apply_parallel(),
+            resume_one_lane_until: crate::model::Lsn::ZERO,
+        }
+    }
+}
+
+fn default_apply_parallel() -> usize {
+    1
+}
+
+/// The most apply connections `apply.parallel` may ask for.
+pub const MAX_APPLY_PARALLEL: usize = 64;
+
 fn default_parallel() -> usize {
     2
 }
@@ -390,6 +426,11 @@ impl Config {
                     "source.row_filters.{table:?} is empty: give a condition, like \"amount > 100\", or remove the key"
                 ));
             }
+        }
+        if !(1..=MAX_APPLY_PARALLEL).contains(&self.apply.parallel) {
+            return Err(format!(
+                "apply.parallel must be between 1 and {MAX_APPLY_PARALLEL}"
+            ));
         }
         if self.snapshot.parallel == 0 {
             return Err("snapshot.parallel must be at least 1".into());

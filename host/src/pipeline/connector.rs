@@ -310,6 +310,10 @@ async fn run_owned(config: &Config, options: RunOptions) -> Result<(), RunError>
                 attempt.config.source.stream_large_transactions = false;
                 continue;
             }
+            Ok(Ended::OneLane(lsn)) => {
+                attempt.config.apply.resume_one_lane_until = lsn;
+                continue;
+            }
             Ok(Ended::Final(final_state)) => {
                 if let Some(state) = state {
                     let stage = (final_state == "paused").then_some("schema sync");
@@ -514,4 +518,7 @@ pub(super) enum Ended {
     /// A large transaction could not be applied while it ran: start again, with the source
     /// sending transactions whole.
     WholeTransactions,
+    /// A change needed one apply connection after others took part of its transaction: start
+    /// again, applying on one connection until past the source transaction committed here.
+    OneLane(crate::model::Lsn),
 }

@@ -7,14 +7,15 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::cdc::{Cdc, CdcError, InProgress, SideConnections, Stopped};
-use super::connector::{Ended, ReloadOptions, RunError};
+use super::connector::{connect, Ended, ReloadOptions, RunError};
 use super::copier::Copier;
 use super::relations::Relations;
 use super::start::{Planned, Start};
 use crate::config::{ConnectionSettings, OnDdlError};
 use crate::model::{Lsn, TableMapping};
 use crate::plugin::reload::{self, Fingerprint, ReloadSetup};
-use crate::sink::{ddl, Sink};
+use crate::sink::lanes::LaneStart;
+use crate::sink::{ddl, Lanes, Sink};
 use crate::source::setup;
 use crate::source::stream::ReplicationStream;
 use crate::state::StateStore;
@@ -48,11 +49,7 @@ impl Streaming<'_> {
             relations.insert(m.clone());
         }
         let reloads = self.watch_reloads(reload).await?;
-        let main_pid: i32 = dest
-            .query_one("SELECT pg_backend_pid()", &[])
-            .await
-            .map_err(|e| CdcError::InProgress(format!("reading the apply backend: {e}")))?
-            .get(0);
+        let mut pids = vec![backend_pid(&dest).await?];
         let mut sink = Sink::open(dest, &config.name, config.destination.on_apply_error)
             .await
             .map_err(CdcError::from)?;
@@ -64,12 +61,13 @@ impl Streaming<'_> {
             "changes inside a destination transaction are grouped per table when the destination \
              tables have no foreign keys or triggers"
         );
+        let mut sink = self.open_lanes(sink, &mut pids).await?;
         // Only now, with the reload watcher registered, is the connector reported as streaming.
         state
             .set(Some("change data capture"), "polling", None)
             .await?;
         tracing::info!(slot = self.start.slot, from = %durable, "streaming changes");
-        let in_progress = InProgress::new(self.side_connections(&stream, &sink), main_pid);
+        let in_progress = InProgress::new(self.side_connections(&stream, &sink), pids);
         let mut cdc = Cdc {
             stream: &mut stream,
             sink: &mut sink,
@@ -102,15 +100,57 @@ impl Streaming<'_> {
 
     /// How large transactions sent while they run get connections of their own, when the
     /// stream sends them.
-    fn side_connections(&self, stream: &ReplicationStream, sink: &Sink) -> Option<SideConnections> {
+    fn side_connections(
+        &self,
+        stream: &ReplicationStream,
+        lanes: &Lanes,
+    ) -> Option<SideConnections> {
         let config = self.start.config;
         stream.streams_in_progress().then(|| SideConnections {
             settings: self.start.dest_settings.clone(),
             connector: config.name.clone(),
             on_apply_error: config.destination.on_apply_error,
             async_commit: config.destination.synchronous_commit_off,
-            reorder_tables: sink.reorder_tables,
+            reorder_tables: lanes.main_ref().reorder_tables,
+            settles_lanes: !lanes.is_single(),
         })
+    }
+
+    /// The apply lanes (`apply.parallel`): `main` and the other connections, opened as it was;
+    /// their backends join `pids`.
+    async fn open_lanes(&self, main: Sink, pids: &mut Vec<i32>) -> Result<Lanes, RunError> {
+        let (config, state) = (self.start.config, self.start.state);
+        let (main_lsn, lanes) = state.lane_positions().await?;
+        let start = LaneStart {
+            main: main_lsn,
+            lanes,
+            one_lane_until: config.apply.resume_one_lane_until,
+        };
+        let mut extra = Vec::new();
+        for lane in 1..config.apply.parallel {
+            let name = format!("pgmorph apply lane {lane}");
+            let client = connect(self.start.dest_settings, &name).await?;
+            Sink::prepare_session(&client, config.destination.synchronous_commit_off).await;
+            pids.push(backend_pid(&client).await?);
+            let sink = Sink::open(client, &config.name, config.destination.on_apply_error)
+                .await
+                .map_err(CdcError::from)?;
+            extra.push(sink);
+        }
+        let spread = match extra.is_empty() {
+            true => Default::default(),
+            false => ddl::spreadable_tables(main.client(), &self.plan.active).await?,
+        };
+        if !extra.is_empty() {
+            tracing::info!(
+                lanes = extra.len() + 1,
+                spread_tables = spread.len(),
+                tables = self.plan.active.len(),
+                "changes of tables with a primary key and no foreign keys, triggers or other \
+                 unique constraints are applied on several connections"
+            );
+        }
+        Ok(Lanes::new(main, extra, spread, start))
     }
 
     /// Starts watching the plugin directory and config file, when reloading is on.
@@ -171,6 +211,7 @@ impl Streaming<'_> {
                     );
                     return Ok(Ended::WholeTransactions);
                 }
+                Stopped::OneLane(lsn) => return Ok(Ended::OneLane(lsn)),
             }
         }
     }
@@ -192,7 +233,7 @@ impl Streaming<'_> {
             .cloned()
             .collect();
         for m in &pending {
-            ddl::create_table(cdc.sink.client(), m, false).await?;
+            ddl::create_table(cdc.sink.main().client(), m, false).await?;
         }
         if !pending.is_empty() {
             tracing::info!(tables = pending.len(), "re-syncing tables");
@@ -276,4 +317,13 @@ pub(super) async fn sync_points(
             Some((m.source.oid, lsn))
         })
         .collect())
+}
+
+/// The backend of a destination connection (for the lock watch of in-progress transactions).
+async fn backend_pid(client: &tokio_postgres::Client) -> Result<i32, CdcError> {
+    Ok(client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .map_err(|e| CdcError::InProgress(format!("reading the apply backend: {e}")))?
+        .get(0))
 }

@@ -94,6 +94,12 @@ pub struct Sink {
     pub counts: TxCounts,
     /// What the open transaction applies, per table, for the metrics.
     tally: Tally,
+    /// Which apply lane this connection is (`apply.parallel`): lane 0 writes the connector's
+    /// progress and counters, the others their own position.
+    lane: u32,
+    /// Whether progress written by this connection also drops the lanes' positions behind it
+    /// (see [`crate::state::store_sql::LANES_SETTLED`]).
+    pub(crate) settles_lanes: bool,
 }
 
 impl Sink {
@@ -138,6 +144,8 @@ impl Sink {
             pipeline: Vec::new(),
             counts: TxCounts::default(),
             tally: Tally::default(),
+            lane: 0,
+            settles_lanes: false,
         })
     }
 
@@ -151,6 +159,12 @@ impl Sink {
         let _ = client
             .batch_execute("SET enable_hashjoin = off; SET enable_mergejoin = off")
             .await;
+    }
+
+    /// Makes this connection apply lane `lane` (see [`super::lanes`]).
+    pub(super) fn set_lane(&mut self, lane: u32) {
+        self.lane = lane;
+        self.reorder_tables |= lane > 0;
     }
 
     /// The SQL client, for use when nothing is queued (see [`Self::settled`]), e.g. before
@@ -344,8 +358,13 @@ impl Sink {
             return Ok(());
         }
         self.end_run().await?;
-        self.queue_progress(progress).await?;
-        self.queue_stats(progress, transactions).await?;
+        if self.lane > 0 {
+            self.queue_lane_progress(progress.lsn).await?;
+        } else {
+            self.queue_progress(progress).await?;
+            self.queue_stats(progress, transactions).await?;
+        }
+        let transactions = if self.lane > 0 { 0 } else { transactions };
         let applied = self.tally.finish(transactions, progress.commit_time);
         self.send_commit(progress.lsn, applied).await?;
         self.in_tx = false;
@@ -366,14 +385,36 @@ impl Sink {
     }
 
     async fn queue_progress(&mut self, progress: Progress) -> Result<(), ApplyError> {
-        let state = TableName::new("pgmorph", "state");
-        let stmt = self
-            .prepare(&state, crate::state::store_sql::PROGRESS)
-            .await?;
         let name = TextParam::from(self.connector.clone());
+        let offset = progress.to_json().to_string().into();
+        self.queue_state(crate::state::store_sql::PROGRESS, vec![name, offset])
+            .await?;
+        if self.settles_lanes {
+            let params = vec![self.connector.clone().into(), progress.lsn.to_string().into()];
+            self.queue_state(crate::state::store_sql::LANES_SETTLED, params)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// An apply lane's own position (lanes other than 0).
+    async fn queue_lane_progress(&mut self, lsn: Lsn) -> Result<(), ApplyError> {
+        let params = vec![
+            self.connector.clone().into(),
+            self.lane.to_string().into(),
+            lsn.to_string().into(),
+        ];
+        self.queue_state(crate::state::store_sql::LANE_PROGRESS, params)
+            .await
+    }
+
+    /// Queues a statement on pgmorph's state tables.
+    async fn queue_state(&mut self, sql: &str, params: Vec<TextParam>) -> Result<(), ApplyError> {
+        let state = TableName::new("pgmorph", "state");
+        let stmt = self.prepare(&state, sql).await?;
         self.pipeline.push(Queued {
             stmt,
-            params: vec![name, progress.to_json().to_string().into()],
+            params,
             table: state,
             op: Op::Update,
             expected: None,
@@ -387,8 +428,6 @@ impl Sink {
         progress: Progress,
         transactions: i64,
     ) -> Result<(), ApplyError> {
-        let state = TableName::new("pgmorph", "state");
-        let stmt = self.prepare(&state, crate::state::store_sql::STATS).await?;
         let c = self.counts;
         let mut params = vec![TextParam::from(self.connector.clone())];
         for n in [
@@ -407,15 +446,8 @@ impl Sink {
                 .into(),
         );
         params.push(transactions.to_string().into());
-        self.pipeline.push(Queued {
-            stmt,
-            params,
-            table: state,
-            op: Op::Update,
-            expected: None,
-            carried: None,
-        });
-        Ok(())
+        self.queue_state(crate::state::store_sql::STATS, params)
+            .await
     }
 
     /// Runs DDL statements in a destination transaction of their own (no transaction may be

@@ -2,7 +2,7 @@
 
 use tokio_postgres::Client;
 
-use crate::model::{quote_ident, quote_literal, TableMapping, UserType};
+use crate::model::{quote_ident, quote_literal, TableMapping, TableName, UserType};
 
 /// Creating destination objects failed.
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +195,59 @@ pub async fn free_of_foreign_keys_and_triggers(
         .await
         .map_err(stmt("foreign key and trigger check"))?;
     Ok(row.get::<_, i64>(0) == 0)
+}
+
+/// The destination tables whose changes may be spread over several apply connections by key
+/// (`apply.parallel`): a primary key on exactly the mapping's key columns, and no foreign key
+/// (either side), trigger, rule, exclusion constraint or other unique index, so that changes of
+/// different keys never wait for or depend on each other.
+pub async fn spreadable_tables(
+    client: &Client,
+    tables: &[std::sync::Arc<TableMapping>],
+) -> Result<std::collections::HashSet<TableName>, DdlError> {
+    let tables: Vec<_> = tables
+        .iter()
+        .filter(|m| !m.skip && !m.key_indexes().is_empty())
+        .collect();
+    let names: Vec<String> = tables.iter().map(|m| m.destination.quoted()).collect();
+    let rows = client
+        .query(
+            "SELECT n, (SELECT array_agg(a.attname::text ORDER BY a.attname) \
+                        FROM pg_index i JOIN pg_attribute a \
+                          ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+                        WHERE i.indrelid = t.oid AND i.indisprimary) \
+             FROM unnest($1::text[]) AS n, LATERAL (SELECT to_regclass(n) AS oid) t \
+             WHERE t.oid IS NOT NULL \
+               AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.contype IN ('f', 'x') \
+                               AND (c.conrelid = t.oid OR c.confrelid = t.oid)) \
+               AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = t.oid AND NOT g.tgisinternal) \
+               AND NOT EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = t.oid AND r.rulename <> '_RETURN') \
+               AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = t.oid OR h.inhparent = t.oid) \
+               AND (SELECT count(*) FROM pg_index i WHERE i.indrelid = t.oid AND i.indisunique) = 1",
+            &[&names],
+        )
+        .await
+        .map_err(stmt("reading which tables may be applied on several connections"))?;
+    let mut out = std::collections::HashSet::new();
+    for row in rows {
+        let name: String = row.get(0);
+        let Some(primary) = row.get::<_, Option<Vec<String>>>(1) else {
+            continue;
+        };
+        let Some(m) = tables.iter().find(|m| m.destination.quoted() == name) else {
+            continue;
+        };
+        let mut key: Vec<String> = m
+            .key_indexes()
+            .iter()
+            .map(|&i| m.columns[i].name.clone())
+            .collect();
+        key.sort();
+        if key == primary {
+            out.insert(m.destination.clone());
+        }
+    }
+    Ok(out)
 }
 
 /// The statements wrapped in one transaction, as one simple-query string.

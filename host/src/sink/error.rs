@@ -30,6 +30,14 @@ pub enum ApplyError {
     /// The destination refused a row (a constraint, a trigger, a value its type rejects).
     #[error("{0}")]
     Refused(Box<super::refusals::Refusal>),
+    /// A change that must follow everything before it on one connection (DDL, TRUNCATE, a
+    /// changed key) came after changes of the same destination transaction went to other apply
+    /// lanes (`apply.parallel`); nothing of the transaction is committed.
+    #[error("{what} must follow the changes before it on one apply connection")]
+    Spread {
+        /// The change.
+        what: String,
+    },
     /// A change could not be expressed as SQL.
     #[error("cannot apply a change to {table}: {message}")]
     Unusable {

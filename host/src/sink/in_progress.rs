@@ -55,11 +55,11 @@ fn state_table() -> TableName {
 /// The backends of the connections applying in-progress transactions, shared with the watch.
 pub type Blockers = Arc<Mutex<Vec<i32>>>;
 
-/// Watches, on a connection of its own, whether the main apply backend `main_pid` waits for a
+/// Watches, on a connection of its own, whether an apply backend (`apply_pids`) waits for a
 /// lock held by one of `blockers`; when it has for [`BLOCKED_LOOKS`] looks in a row, ends that
 /// backend (its transaction rolls back, the main connection goes on, and the in-progress
 /// transaction is applied again after its commit). Runs until dropped.
-pub async fn watch_locks(client: Client, main_pid: i32, blockers: Blockers) {
+pub async fn watch_locks(client: Client, apply_pids: Vec<i32>, blockers: Blockers) {
     let mut looks = 0u32;
     loop {
         tokio::time::sleep(LOCK_WATCH_EVERY).await;
@@ -70,8 +70,9 @@ pub async fn watch_locks(client: Client, main_pid: i32, blockers: Blockers) {
         }
         let blocking = client
             .query_opt(
-                "SELECT b FROM unnest(pg_blocking_pids($1)) AS b WHERE b = ANY($2) LIMIT 1",
-                &[&main_pid, &pids],
+                "SELECT b FROM unnest($1::int[]) AS w, unnest(pg_blocking_pids(w)) AS b \
+                 WHERE b = ANY($2) LIMIT 1",
+                &[&apply_pids, &pids],
             )
             .await;
         let Ok(Some(row)) = blocking else {
@@ -85,7 +86,7 @@ pub async fn watch_locks(client: Client, main_pid: i32, blockers: Blockers) {
         let pid: i32 = row.get(0);
         tracing::warn!(
             pid,
-            "the main apply connection waits for a lock held by an in-progress transaction: \
+            "an apply connection waits for a lock held by an in-progress transaction: \
              ending it; the transaction is applied after its commit instead"
         );
         let _ = client

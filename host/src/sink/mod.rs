@@ -9,6 +9,7 @@ mod durability;
 mod error;
 pub mod in_progress;
 pub mod indexes;
+pub mod lanes;
 pub mod load;
 mod params;
 pub mod preflight;
@@ -20,4 +21,5 @@ mod writer;
 
 pub use apply::Sink;
 pub use error::ApplyError;
+pub use lanes::Lanes;
 pub use refusals::Refusal;

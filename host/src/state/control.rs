@@ -131,5 +131,11 @@ pub async fn set_offset(client: &Client, name: &str, lsn: Lsn) -> Result<(), Con
             &[&name, &offset],
         )
         .await?;
+    client
+        .execute(
+            "DELETE FROM pgmorph.apply_lanes WHERE connector = $1",
+            &[&name],
+        )
+        .await?;
     Ok(())
 }

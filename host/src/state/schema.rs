@@ -135,6 +135,12 @@ CREATE TABLE IF NOT EXISTS pgmorph.snapshot_progress (
     updated_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (connector, source_table)
 );
+CREATE TABLE IF NOT EXISTS pgmorph.apply_lanes (
+    connector text NOT NULL,
+    lane      integer NOT NULL,
+    lsn       pg_lsn NOT NULL,
+    PRIMARY KEY (connector, lane)
+);
 CREATE OR REPLACE VIEW pgmorph.state_view AS
     SELECT name, connector_type, pid, stage, state, err, last_offset FROM pgmorph.state;
 "#;

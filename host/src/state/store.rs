@@ -139,6 +139,23 @@ pub struct CopiedRange {
 pub(crate) const PROGRESS: &str =
     "UPDATE pgmorph.state SET last_offset = $2::text::jsonb, updated_at = now() WHERE name = $1";
 
+/// The SQL writing an apply lane's progress in its transaction (`apply.parallel` above 1;
+/// lane 0 writes [`PROGRESS`]): $1 name, $2 lane, $3 LSN (text).
+pub(crate) const LANE_PROGRESS: &str = "INSERT INTO pgmorph.apply_lanes (connector, lane, lsn) \
+     VALUES ($1, $2::text::integer, $3::text::pg_lsn) \
+     ON CONFLICT (connector, lane) DO UPDATE SET lsn = EXCLUDED.lsn";
+
+/// The SQL run with [`PROGRESS`] when every lane's changes up to that position are applied in
+/// the same transaction or committed before it: the lanes' own positions behind it are
+/// dropped (a lane without one is at the connector's position). $1 name, $2 LSN (text).
+pub(crate) const LANES_SETTLED: &str =
+    "DELETE FROM pgmorph.apply_lanes WHERE connector = $1 AND lsn <= $2::text::pg_lsn";
+
+/// Where streaming resumes: the connector's position or an apply lane's behind it. $1 name.
+const RESUME_LSN: &str = "SELECT least((s.last_offset->>'lsn')::pg_lsn, \
+     (SELECT min(l.lsn) FROM pgmorph.apply_lanes l WHERE l.connector = s.name))::text \
+     FROM pgmorph.state s WHERE s.name = $1";
+
 /// The SQL adding counters: $1 name, $2..$7 counts, $8 commit time, $9 transactions (text).
 pub(crate) const STATS: &str =
     "UPDATE pgmorph.stats SET transactions = transactions + $9::text::bigint, \
@@ -259,22 +276,55 @@ impl StateStore {
         &self.client
     }
 
-    /// Loads what earlier runs left.
+    /// Loads what earlier runs left; `last_lsn` is where streaming resumes (see
+    /// [`Self::lane_positions`]).
     pub async fn load(&self) -> Result<ConnectorState, StateError> {
-        let row = self
+        let done = self
             .client
             .query_one(
-                "SELECT snapshot_done, last_offset->>'lsn' FROM pgmorph.state WHERE name = $1",
+                "SELECT snapshot_done FROM pgmorph.state WHERE name = $1",
                 &[&self.name],
             )
             .await?;
+        let lsn = self.client.query_one(RESUME_LSN, &[&self.name]).await?;
         Ok(ConnectorState {
-            snapshot_done: row.get(0),
-            last_lsn: row
-                .get::<_, Option<String>>(1)
+            snapshot_done: done.get(0),
+            last_lsn: lsn
+                .get::<_, Option<String>>(0)
                 .and_then(|s| s.parse().ok())
                 .unwrap_or_default(),
         })
+    }
+
+    /// The connector's position, and the apply lanes' own ones by lane (`apply.parallel`
+    /// above 1): a lane's changes of source transactions ending at or before its position are
+    /// applied. A lane without one is at the connector's position.
+    pub async fn lane_positions(&self) -> Result<(Lsn, HashMap<u32, Lsn>), StateError> {
+        let main = self
+            .client
+            .query_one(
+                "SELECT last_offset->>'lsn' FROM pgmorph.state WHERE name = $1",
+                &[&self.name],
+            )
+            .await?
+            .get::<_, Option<String>>(0)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_default();
+        let rows = self
+            .client
+            .query(
+                "SELECT lane, lsn::text FROM pgmorph.apply_lanes WHERE connector = $1",
+                &[&self.name],
+            )
+            .await?;
+        let lanes = rows
+            .iter()
+            .filter_map(|r| {
+                let lane = u32::try_from(r.get::<_, i32>(0)).ok()?;
+                Some((lane, r.get::<_, String>(1).parse().ok()?))
+            })
+            .collect();
+        Ok((main, lanes))
     }
 
     /// Sets stage, state and error text, and this process's pid (or -1 when stopping).
@@ -347,6 +397,7 @@ impl StateStore {
         for sql in [
             "DELETE FROM pgmorph.tables WHERE connector = $1",
             "DELETE FROM pgmorph.copied_ranges WHERE connector = $1",
+            "DELETE FROM pgmorph.apply_lanes WHERE connector = $1",
         ] {
             self.client.execute(sql, &[&self.name]).await?;
         }
@@ -365,6 +416,12 @@ impl StateStore {
             .execute(
                 "UPDATE pgmorph.state SET last_offset = $2::text::jsonb WHERE name = $1",
                 &[&self.name, &offset],
+            )
+            .await?;
+        self.client
+            .execute(
+                "DELETE FROM pgmorph.apply_lanes WHERE connector = $1",
+                &[&self.name],
             )
             .await?;
         Ok(())
@@ -678,6 +735,7 @@ impl StateStore {
             "DELETE FROM pgmorph.stats WHERE connector = $1",
             "DELETE FROM pgmorph.attributes WHERE connector = $1",
             "DELETE FROM pgmorph.plugins WHERE connector = $1",
+            "DELETE FROM pgmorph.apply_lanes WHERE connector = $1",
         ] {
             client.execute(sql, &[&name]).await?;
         }

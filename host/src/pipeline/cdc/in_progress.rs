@@ -37,6 +37,9 @@ pub struct SideConnections {
     pub async_commit: bool,
     /// As [`Sink::reorder_tables`] of the main connection.
     pub reorder_tables: bool,
+    /// Several apply lanes: a commit also settles their positions (all of them committed
+    /// everything before it).
+    pub settles_lanes: bool,
 }
 
 impl SideConnections {
@@ -51,6 +54,7 @@ impl SideConnections {
             .await
             .map_err(side_err)?;
         sink.reorder_tables = self.reorder_tables;
+        sink.settles_lanes = self.settles_lanes;
         Ok(sink)
     }
 }
@@ -69,8 +73,8 @@ struct Open {
 /// The in-progress transactions being applied, and the lock watch while there are any.
 pub struct InProgress {
     side: Option<SideConnections>,
-    /// The main apply connection's backend.
-    main_pid: i32,
+    /// The apply connections' backends.
+    apply_pids: Vec<i32>,
     open: HashMap<u32, Open>,
     /// The transaction whose block is open.
     block: Option<u32>,
@@ -80,11 +84,11 @@ pub struct InProgress {
 
 impl InProgress {
     /// In-progress transactions opened with `side` (`None`: the stream sends none), watched
-    /// against the main apply backend `main_pid`.
-    pub fn new(side: Option<SideConnections>, main_pid: i32) -> Self {
+    /// against the apply backends `apply_pids`.
+    pub fn new(side: Option<SideConnections>, apply_pids: Vec<i32>) -> Self {
         Self {
             side,
-            main_pid,
+            apply_pids,
             open: HashMap::new(),
             block: None,
             blockers: Blockers::default(),
@@ -131,7 +135,7 @@ impl InProgress {
                 .connect("pgmorph lock watch")
                 .await
                 .map_err(|e| give_up(format!("connecting to the destination: {e}")))?;
-            let task = watch_locks(client, self.main_pid, self.blockers.clone());
+            let task = watch_locks(client, self.apply_pids.clone(), self.blockers.clone());
             self.watch = Some(AbortOnDrop(tokio::spawn(task)));
         }
         let tx = Open {

@@ -19,7 +19,7 @@ pub use in_progress::{InProgress, SideConnections};
 use super::relations::{RelationError, RelationUpdate, Relations};
 use crate::model::{Lsn, Op, Provenance, Row, TableMapping};
 use crate::plugin::reload::{self, Prepared};
-use crate::sink::{ddl, ApplyError, Sink};
+use crate::sink::{ddl, ApplyError, Lanes};
 use crate::source::pgoutput::Message;
 use crate::source::stream::{ReplicationStream, StreamError, StreamEvent};
 use crate::state::{Progress, StateStore};
@@ -103,14 +103,19 @@ pub enum Stopped {
     /// A large transaction sent while it runs could not be applied that way (the reason):
     /// start again from the destination's position, with transactions sent whole.
     WholeTransactions(String),
+    /// A change that must run on one apply connection came after changes of its destination
+    /// transaction went to others (see [`Lanes::one_lane`]): start again from the
+    /// destination's position, on one connection until past the source transaction
+    /// committed at this position.
+    OneLane(Lsn),
 }
 
 /// Runs the CDC loop until shutdown or error.
 pub struct Cdc<'a> {
     /// The stream.
     pub stream: &'a mut ReplicationStream,
-    /// The destination apply connection.
-    pub sink: &'a mut Sink,
+    /// The destination apply connections.
+    pub sink: &'a mut Lanes,
     /// Mapping cache.
     pub relations: &'a mut Relations,
     /// Plugins.
@@ -150,6 +155,13 @@ impl Cdc<'_> {
         let streaming = !self.in_progress.is_empty();
         self.in_progress.abandon().await;
         let result = match result {
+            Err(CdcError::Apply(ApplyError::Spread { what })) => {
+                tracing::info!(
+                    change = what,
+                    "starting again on one apply connection until past this transaction"
+                );
+                return Ok(Stopped::OneLane(self.reading));
+            }
             Err(CdcError::InProgress(reason)) => return Ok(Stopped::WholeTransactions(reason)),
             // With a large transaction open, the error may be its doing (a lock it held).
             Err(e) if streaming => {
@@ -440,6 +452,9 @@ impl Cdc<'_> {
                 })?;
         }
         self.state.record_mapping(&mapping).await?;
+        self.before_one_lane(f).await?;
+        self.sink.one_lane("a changed source table").await?;
+        self.sink.stop_spreading(&mapping.destination);
         f.needs_ddl_check.insert(oid);
         Ok(())
     }
@@ -454,7 +469,21 @@ impl Cdc<'_> {
                 tables.push(m.destination.clone());
             }
         }
+        if !tables.is_empty() {
+            self.before_one_lane(f).await?;
+        }
         self.sink.truncate(&tables).await?;
+        Ok(())
+    }
+
+    /// Before a change that runs on one apply lane (see [`Lanes::one_lane`]): when the
+    /// source transaction wrote nothing yet, the transactions grouped before it commit first,
+    /// so that no other lane holds changes of the open group.
+    pub(super) async fn before_one_lane(&mut self, f: &mut Flow) -> Result<(), CdcError> {
+        let first = f.tx.as_ref().is_none_or(|t| t.changes == 0);
+        if first && self.sink.spread_open() {
+            self.commit_group(f).await?;
+        }
         Ok(())
     }
 
@@ -480,6 +509,10 @@ impl Cdc<'_> {
             self.flush(&mut f.pending).await?;
         }
         let change = mapping.project_change(op, old, new);
+        if self.sink.needs_one_lane(&mapping, &change) {
+            self.before_one_lane(f).await?;
+            self.sink.one_lane("an update of a key").await?;
+        }
         let (lsn, at) = match f.tx.as_mut() {
             Some(tx) => {
                 tx.changes += 1;
@@ -650,15 +683,15 @@ impl Cdc<'_> {
                 ..
             } = batch;
             if mapping.transforms_rows {
-                self.sink.begin().await?;
-                self.sink
-                    .dead_letter(
+                let main = self.sink.main();
+                main.begin().await?;
+                main.dead_letter(
                         &mapping.source.name,
                         &lsn.to_string(),
                         &outcome.dead_letters,
                     )
                     .await?;
-                self.sink.counts.skipped += outcome.skipped as i64;
+                main.counts.skipped += outcome.skipped as i64;
             }
             self.sink.apply(&mapping, changes, lsn).await?;
         }

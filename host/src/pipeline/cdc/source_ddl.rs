@@ -38,6 +38,7 @@ impl Cdc<'_> {
         if event.connector != self.state.name() {
             return Ok(());
         }
+        self.before_one_lane(f).await?;
         let Ok(current) = self.relations.get(event.oid).cloned() else {
             if let (None, Some(new)) = (&event.old, &event.new) {
                 self.flush(&mut f.pending).await?;
@@ -141,7 +142,7 @@ impl Cdc<'_> {
         record: &DdlRecord<'_>,
         reason: String,
     ) -> Result<(), CdcError> {
-        if !self.sink.skip_refused_ddl {
+        if !self.sink.main_ref().skip_refused_ddl {
             return Err(ApplyError::Unusable {
                 table: record.source_table.to_string(),
                 message: format!("source DDL {:?}: {reason}", record.statement),
