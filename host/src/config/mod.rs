@@ -589,6 +589,21 @@ config = { columns = ["email"] }
     }
 
     #[test]
+    fn reads_apply_lanes_within_bounds() {
+        let c = Config::parse(GOOD, Path::new("c.toml")).unwrap();
+        assert_eq!(c.apply.parallel, 1, "the default");
+        let with = |n: &str| GOOD.to_string() + "\n[apply]\nparallel = " + n + "\n";
+        let c = Config::parse(&with("8"), Path::new("c.toml")).unwrap();
+        assert_eq!(c.apply.parallel, 8);
+        for bad in ["0", "65"] {
+            let err = Config::parse(&with(bad), Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("apply.parallel must be between 1 and 64"), "{err}");
+        }
+    }
+
+    #[test]
     fn reads_what_to_do_with_a_refused_row() {
         let c = Config::parse(GOOD, Path::new("c.toml")).unwrap();
         assert_eq!(

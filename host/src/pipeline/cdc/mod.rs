@@ -438,6 +438,9 @@ impl Cdc<'_> {
             return Ok(());
         };
         tracing::info!(table = %mapping.source.name, "relation changed on the source");
+        self.before_one_lane(f).await?;
+        self.sink.one_lane("a changed source table").await?;
+        self.sink.stop_spreading(&mapping.destination);
         if !new_types.is_empty() {
             let refs: Vec<_> = new_types.iter().collect();
             let dest = self.sink.settled().await?;
@@ -452,9 +455,6 @@ impl Cdc<'_> {
                 })?;
         }
         self.state.record_mapping(&mapping).await?;
-        self.before_one_lane(f).await?;
-        self.sink.one_lane("a changed source table").await?;
-        self.sink.stop_spreading(&mapping.destination);
         f.needs_ddl_check.insert(oid);
         Ok(())
     }
@@ -479,7 +479,7 @@ impl Cdc<'_> {
     /// Before a change that runs on one apply lane (see [`Lanes::one_lane`]): when the
     /// source transaction wrote nothing yet, the transactions grouped before it commit first,
     /// so that no other lane holds changes of the open group.
-    pub(super) async fn before_one_lane(&mut self, f: &mut Flow) -> Result<(), CdcError> {
+    async fn before_one_lane(&mut self, f: &mut Flow) -> Result<(), CdcError> {
         let first = f.tx.as_ref().is_none_or(|t| t.changes == 0);
         if first && self.sink.spread_open() {
             self.commit_group(f).await?;
