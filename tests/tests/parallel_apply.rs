@@ -49,27 +49,31 @@ async fn setup(pair: &Pair) -> anyhow::Result<(Client, Client)> {
 }
 
 /// Random changes from several source sessions at once, with key changes.
-async fn churn(pair: &Pair, sessions: i32, rounds: i32) -> anyhow::Result<()> {
+async fn churn(pair: &Pair, base: i32, sessions: i32, rounds: i32) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     for s in 0..sessions {
         let client = pair.source.connect("postgres").await?;
         tasks.push(tokio::spawn(async move {
             for r in 0..rounds {
-                let id = s * 100_000 + r;
+                let first = base + s * 100_000;
+                let id = first + r;
                 let sql = format!(
                     "BEGIN;
                      INSERT INTO accounts VALUES ({id}, {r}, 'new');
-                     UPDATE accounts SET balance = balance + 1 WHERE id = {s} * 100000 + ({r} * 7) % ({r} + 1);
-                     DELETE FROM accounts WHERE id = {s} * 100000 + ({r} * 13) % ({r} + 1) AND {r} % 5 = 0;
+                     UPDATE accounts SET balance = balance + 1 WHERE id = {first} + ({r} * 7) % ({r} + 1);
+                     DELETE FROM accounts WHERE id = {first} + ({r} * 13) % ({r} + 1) AND {r} % 5 = 0;
                      INSERT INTO events VALUES ({id}, 'e');
                      COMMIT;"
                 );
-                client.batch_execute(&sql).await?;
+                client
+                    .batch_execute(&sql)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{sql}: {e:?}"))?;
                 if r % 50 == 49 {
                     // A key change in a transaction of its own.
                     client
                         .batch_execute(&format!(
-                            "UPDATE accounts SET id = -id WHERE id = {s} * 100000 + {r} - 1"
+                            "UPDATE accounts SET id = -id WHERE id = {id} - 1"
                         ))
                         .await?;
                 }
@@ -107,22 +111,19 @@ async fn spread_changes_land_exactly_once_and_in_key_order() -> anyhow::Result<(
     )
     .await?;
     wait_same(&src, &dst, &TABLES, Some(&running)).await?;
-    assert_eq!(
-        writers(&dst, "postgres.accounts", "id > 1000000").await?,
-        4
-    );
+    assert_eq!(writers(&dst, "postgres.accounts", "id > 1000000").await?, 4);
     assert_eq!(writers(&dst, "postgres.tagged", "true").await?, 1);
 
     // Concurrent sessions, updates and deletes of keys other sessions' lanes hold, key
     // changes, a TRUNCATE in the middle and source DDL.
-    churn(&pair, 4, 150).await?;
+    churn(&pair, 0, 4, 150).await?;
     src.batch_execute("TRUNCATE tagged; INSERT INTO tagged VALUES (1, 'again')")
         .await?;
     src.batch_execute("ALTER TABLE accounts ADD COLUMN flag boolean")
         .await?;
     src.batch_execute("UPDATE accounts SET flag = true WHERE id % 3 = 0")
         .await?;
-    churn(&pair, 3, 60).await?;
+    churn(&pair, 500_000, 3, 60).await?;
     wait_same(&src, &dst, &TABLES, Some(&running)).await?;
     let inserts: i64 = dst
         .query_one(
@@ -206,12 +207,7 @@ async fn kill_9_while_lanes_apply_loses_and_repeats_nothing() -> anyhow::Result<
         }
         anyhow::Ok(())
     });
-    wait_until(
-        &dst,
-        "SELECT count(*) > 3000 FROM postgres.accounts",
-        None,
-    )
-    .await?;
+    wait_until(&dst, "SELECT count(*) > 3000 FROM postgres.accounts", None).await?;
     first.kill();
     load.await??;
 

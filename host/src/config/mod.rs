@@ -599,7 +599,10 @@ config = { columns = ["email"] }
             let err = Config::parse(&with(bad), Path::new("c.toml"))
                 .unwrap_err()
                 .to_string();
-            assert!(err.contains("apply.parallel must be between 1 and 64"), "{err}");
+            assert!(
+                err.contains("apply.parallel must be between 1 and 64"),
+                "{err}"
+            );
         }
     }
 

@@ -390,7 +390,10 @@ impl Sink {
         self.queue_state(crate::state::store_sql::PROGRESS, vec![name, offset])
             .await?;
         if self.settles_lanes {
-            let params = vec![self.connector.clone().into(), progress.lsn.to_string().into()];
+            let params = vec![
+                self.connector.clone().into(),
+                progress.lsn.to_string().into(),
+            ];
             self.queue_state(crate::state::store_sql::LANES_SETTLED, params)
                 .await?;
         }

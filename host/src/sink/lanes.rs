@@ -237,7 +237,11 @@ impl Lanes {
 
     /// Commits the open group: on lane 0 alone after [`Self::one_lane`], else on every lane
     /// with its own position (lane 0 last, with every lane's counters).
-    pub async fn commit(&mut self, progress: Progress, transactions: i64) -> Result<(), ApplyError> {
+    pub async fn commit(
+        &mut self,
+        progress: Progress,
+        transactions: i64,
+    ) -> Result<(), ApplyError> {
         if self.is_single() {
             return self.main.commit(progress, transactions).await;
         }
@@ -541,7 +545,10 @@ mod tests {
 
     #[test]
     fn a_changed_or_missing_key_has_no_lane() {
-        assert_eq!(lane_of(&[0], &change(Op::Update, Some("1"), Some("2")), 4), None);
+        assert_eq!(
+            lane_of(&[0], &change(Op::Update, Some("1"), Some("2")), 4),
+            None
+        );
         let unsent = RowChange {
             op: Op::Update,
             old: None,

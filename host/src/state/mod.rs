@@ -15,7 +15,8 @@ mod store;
 /// SQL run by the sink inside each applied transaction.
 pub(crate) mod store_sql {
     pub(crate) use super::store::{
-        DEAD_LETTERED, FORGET_RANGES, LANES_SETTLED, LANE_PROGRESS, PROGRESS, RANGE_COPIED, ROWS_COPIED, STATS, TABLE_COPIED,
+        DEAD_LETTERED, FORGET_RANGES, LANES_SETTLED, LANE_PROGRESS, PROGRESS, RANGE_COPIED,
+        ROWS_COPIED, STATS, TABLE_COPIED,
     };
 }
 

@@ -686,11 +686,11 @@ impl Cdc<'_> {
                 let main = self.sink.main();
                 main.begin().await?;
                 main.dead_letter(
-                        &mapping.source.name,
-                        &lsn.to_string(),
-                        &outcome.dead_letters,
-                    )
-                    .await?;
+                    &mapping.source.name,
+                    &lsn.to_string(),
+                    &outcome.dead_letters,
+                )
+                .await?;
                 main.counts.skipped += outcome.skipped as i64;
             }
             self.sink.apply(&mapping, changes, lsn).await?;
