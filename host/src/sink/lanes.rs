@@ -128,7 +128,7 @@ impl Lanes {
     }
 
     /// How many lanes there are.
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.extra.len() + 1
     }
 
@@ -158,7 +158,7 @@ impl Lanes {
             return self.main.apply(mapping, changes, lsn).await;
         }
         let key = mapping.key_indexes();
-        let n = self.len();
+        let n = self.count();
         let lanes: Vec<Option<usize>> = changes.iter().map(|c| lane_of(&key, c, n)).collect();
         if lanes.iter().any(Option::is_none) {
             self.one_lane(&format!("an update of a key of {}", mapping.destination))
@@ -398,7 +398,7 @@ impl Lanes {
     pub fn needs_one_lane(&self, mapping: &TableMapping, change: &RowChange) -> bool {
         !self.is_single()
             && self.spread.contains(&mapping.destination)
-            && lane_of(&mapping.key_indexes(), change, self.len()).is_none()
+            && lane_of(&mapping.key_indexes(), change, self.count()).is_none()
     }
 
     /// Forgets every lane's prepared statements (the tables they name changed).
