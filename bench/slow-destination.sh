@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Drain time of a backlog of small transactions into a destination slowed on purpose (a CHECK
-# constraint that sleeps 0.5 ms per row), with apply.parallel = 1 and = 4, in one run.
+# constraint that sleeps 0.5 ms per row, SLOW_S seconds if set), with apply.parallel = 1 and = 4, in one run.
 #
 #   bench/slow-destination.sh [PGMORPH_BINARY] [TRANSACTIONS]
 #
@@ -11,11 +11,14 @@ BIN=${1:-target/release/pgmorph}
 TXS=${2:-4000}
 PGBIN=$(pg_config --bindir)
 DIR=$(mktemp -d)
-trap 'for c in src dst; do "$PGBIN/pg_ctl" -D "$DIR/$c" -m immediate stop >/dev/null 2>&1 || true; done; rm -rf "$DIR"' EXIT
+chmod 755 "$DIR"
+AS=() # the servers refuse to run as root: run them as nobody then
+if [ "$(id -u)" = 0 ]; then AS=(runuser -u nobody --); chown nobody "$DIR"; fi
+trap 'for c in src dst; do "${AS[@]}" "$PGBIN/pg_ctl" -D "$DIR/$c" -m immediate stop >/dev/null 2>&1 || true; done; rm -rf "$DIR"' EXIT
 
 start() { # name port
-    "$PGBIN/initdb" -D "$DIR/$1" -U postgres -A trust >/dev/null
-    cat >>"$DIR/$1/postgresql.conf" <<EOF
+    "${AS[@]}" "$PGBIN/initdb" -D "$DIR/$1" -U postgres -A trust >/dev/null
+    "${AS[@]}" tee -a "$DIR/$1/postgresql.conf" >/dev/null <<EOF
 port = $2
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$DIR'
@@ -23,7 +26,7 @@ wal_level = logical
 fsync = off
 max_connections = 50
 EOF
-    "$PGBIN/pg_ctl" -D "$DIR/$1" -l "$DIR/$1.log" -w start >/dev/null
+    "${AS[@]}" "$PGBIN/pg_ctl" -D "$DIR/$1" -l "$DIR/$1/server.log" -w start >/dev/null
 }
 start src 55432
 start dst 55433
@@ -35,7 +38,7 @@ run() { # parallel
     local name="slow$1"
     $DST -c "DROP SCHEMA IF EXISTS postgres CASCADE; DROP SCHEMA IF EXISTS pgmorph CASCADE" 2>/dev/null
     $DST -c "CREATE OR REPLACE FUNCTION slow(int) RETURNS bool LANGUAGE plpgsql AS
-             \$\$ BEGIN PERFORM pg_sleep(0.0005); RETURN true; END \$\$;
+             \$\$ BEGIN PERFORM pg_sleep(${SLOW_S:-0.0005}); RETURN true; END \$\$;
              CREATE SCHEMA postgres; CREATE TABLE postgres.t (id int PRIMARY KEY, v int CHECK (slow(v)))"
     $SRC -c "TRUNCATE t"
     cat >"$DIR/$name.toml" <<EOF
