@@ -49,10 +49,10 @@ impl Streaming<'_> {
             relations.insert(m.clone());
         }
         let reloads = self.watch_reloads(reload).await?;
-        let mut pids = vec![backend_pid(&dest).await?];
         let mut sink = Sink::open(dest, &config.name, config.destination.on_apply_error)
             .await
             .map_err(CdcError::from)?;
+        let mut pids = vec![sink.backend_pid().await.map_err(CdcError::from)?];
         sink.skip_refused_ddl = config.destination.on_ddl_error == OnDdlError::Skip;
         sink.reorder_tables =
             ddl::free_of_foreign_keys_and_triggers(sink.client(), &plan.active).await?;
@@ -131,10 +131,10 @@ impl Streaming<'_> {
             let name = format!("pgmorph apply lane {lane}");
             let client = connect(self.start.dest_settings, &name).await?;
             Sink::prepare_session(&client, config.destination.synchronous_commit_off).await;
-            pids.push(backend_pid(&client).await?);
-            let sink = Sink::open(client, &config.name, config.destination.on_apply_error)
+            let mut sink = Sink::open(client, &config.name, config.destination.on_apply_error)
                 .await
                 .map_err(CdcError::from)?;
+            pids.push(sink.backend_pid().await.map_err(CdcError::from)?);
             extra.push(sink);
         }
         let spread = match extra.is_empty() {
@@ -317,13 +317,4 @@ pub(super) async fn sync_points(
             Some((m.source.oid, lsn))
         })
         .collect())
-}
-
-/// The backend of a destination connection (for the lock watch of in-progress transactions).
-async fn backend_pid(client: &tokio_postgres::Client) -> Result<i32, CdcError> {
-    Ok(client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .map_err(|e| CdcError::InProgress(format!("reading the apply backend: {e}")))?
-        .get(0))
 }
