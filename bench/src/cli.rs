@@ -76,6 +76,9 @@ pub struct Args {
     /// `max_sync_workers_per_subscription`, COPY pipe workers).
     #[arg(long, default_value_t = 2)]
     pub parallel: usize,
+    /// Destination connections pgmorph applies changes on (`apply.parallel`).
+    #[arg(long, default_value_t = 1)]
+    pub apply_parallel: usize,
     /// Variants to run (the plugin variants also need `--plugins-dir`). Default: native,
     /// copy, pgmorph and the plugin variants, plus pgmorph-sync-commit with `--durable`.
     #[arg(long, value_enum, value_delimiter = ',')]

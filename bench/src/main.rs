@@ -82,6 +82,7 @@ async fn bench(args: Args) -> Result<()> {
         transport: args.transport,
         durable: args.durable,
         parallel: args.parallel.max(1),
+        apply_parallel: args.apply_parallel.max(1),
         timeout: args.timeout(),
         cdc: Workload::all()
             .into_iter()

@@ -11,7 +11,8 @@ use crate::cli::Args;
 pub enum Preset {
     /// A machine with many cores: tables big enough to be split into page ranges
     /// (`public.mixed` 2,000,000 rows, `pgbench -i -s 20`), `--parallel` and the pgbench
-    /// clients at the core count, and backlogs ten times the default.
+    /// clients at the core count, pgmorph's `apply.parallel` at half of it (at most 8), and
+    /// backlogs ten times the default.
     ManyCore,
 }
 
@@ -54,6 +55,9 @@ impl Preset {
                 if !given("parallel") {
                     args.parallel = cores as usize;
                 }
+                if !given("apply_parallel") {
+                    args.apply_parallel = (cores as usize / 2).clamp(1, 8);
+                }
             }
         }
     }
@@ -76,5 +80,6 @@ mod tests {
         let cores = std::thread::available_parallelism().unwrap().get();
         assert_eq!(args.parallel, cores);
         assert_eq!(args.pgbench_clients, cores as u64);
+        assert_eq!(args.apply_parallel, (cores / 2).clamp(1, 8));
     }
 }

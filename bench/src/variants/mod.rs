@@ -37,6 +37,8 @@ pub struct Ctx {
     pub durable: bool,
     /// Tables copied at once.
     pub parallel: usize,
+    /// pgmorph's apply connections (`apply.parallel`).
+    pub apply_parallel: usize,
     /// Per-phase timeout.
     pub timeout: Duration,
     /// CDC backlog workloads to run after the snapshot, in order (the big transaction

@@ -25,6 +25,7 @@ pub struct Pgmorph {
     kind: VariantKind,
     bin: PathBuf,
     parallel: usize,
+    apply_parallel: usize,
     plugins_dir: Option<PathBuf>,
     /// Holds the config, the plugin copies and the log.
     dir: TempDir,
@@ -41,6 +42,7 @@ impl Pgmorph {
             kind,
             bin: ctx.pgmorph.clone(),
             parallel: ctx.parallel,
+            apply_parallel: ctx.apply_parallel,
             plugins_dir: ctx.plugins_dir.clone(),
             dir: tempfile::Builder::new()
                 .prefix("pgmorph-bench-")
@@ -79,7 +81,7 @@ impl Pgmorph {
              [destination]\nurl = \"{}\"\nschema = \"public\"\n\
              # true as native apply commits with synchronous_commit=off; false for sync-commit\n\
              synchronous_commit_off = {}\n\
-             [snapshot]\nparallel = {}\n",
+             [snapshot]\nparallel = {}\n[apply]\nparallel = {}\n",
             pair.url_of(&pair.source),
             tables.join(", "),
             if self.kind == VariantKind::PgmorphUnbatched {
@@ -89,7 +91,8 @@ impl Pgmorph {
             },
             pair.url_of(&pair.dest),
             self.kind != VariantKind::PgmorphSyncCommit,
-            self.parallel
+            self.parallel,
+            self.apply_parallel
         );
         if let Some(set) = plugins::set_for(self.kind) {
             text.push_str(set.toml);
