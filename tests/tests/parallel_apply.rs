@@ -230,3 +230,46 @@ async fn kill_9_while_lanes_apply_loses_and_repeats_nothing() -> anyhow::Result<
     second.stop_cleanly()?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_transaction_applied_while_it_runs_commits_after_the_spread_ones(
+) -> anyhow::Result<()> {
+    let source = pgmorph::cluster::ClusterOptions::source()
+        .with_setting("logical_decoding_work_mem", "64kB");
+    let pair = Pair::start_with_source(source, pgmorph::cluster::ClusterOptions::destination())?;
+    let (src, dst) = setup(&pair).await?;
+    let (_, config) = pair.config("mixed", PARALLEL, "schema = \"public\"")?;
+    let running = Running::start(&config, Mode::Initial);
+    wait_streaming(&dst, "mixed", Some(&running)).await?;
+
+    let big = pair.source.connect("postgres").await?;
+    big.batch_execute(
+        "BEGIN; INSERT INTO accounts SELECT g, 0, repeat('b', 200) FROM generate_series(1, 20000) g;",
+    )
+    .await?;
+    wait_until(
+        &dst,
+        "SELECT count(*) > 0 FROM pg_stat_activity \
+         WHERE application_name = 'pgmorph apply in-progress' AND backend_xid IS NOT NULL",
+        Some(&running),
+    )
+    .await?;
+    // Spread transactions commit while it runs, on keys it does not touch.
+    src.batch_execute(
+        "INSERT INTO accounts SELECT g, 1, 's' FROM generate_series(100001, 100400) g",
+    )
+    .await?;
+    wait_until(
+        &dst,
+        "SELECT count(*) = 400 FROM postgres.accounts",
+        Some(&running),
+    )
+    .await?;
+    assert_eq!(writers(&dst, "postgres.accounts", "true").await?, 4);
+    big.batch_execute("COMMIT").await?;
+    src.batch_execute("UPDATE accounts SET balance = 2 WHERE id % 100 = 0")
+        .await?;
+    wait_same(&src, &dst, &TABLES, Some(&running)).await?;
+    running.stop().await?;
+    Ok(())
+}
