@@ -13,7 +13,8 @@ use crate::model::{Cell, Row};
 pub struct CopyTextError(&'static str);
 
 /// Appends one row as a COPY text line. `Cell::Unchanged` cannot appear in a COPY and is
-/// written as NULL; callers never pass it.
+/// written as NULL; callers never pass it, nor binary values (they travel in COPY's binary
+/// format).
 pub fn encode_row(out: &mut BytesMut, row: &[Cell]) {
     for (i, cell) in row.iter().enumerate() {
         if i > 0 {
@@ -22,6 +23,7 @@ pub fn encode_row(out: &mut BytesMut, row: &[Cell]) {
         match cell {
             Cell::Null | Cell::Unchanged => out.put_slice(b"\\N"),
             Cell::Text(v) => escape_into(out, v),
+            Cell::Binary(_) => unreachable!("a binary value in a COPY text row"),
         }
     }
     out.put_u8(b'\n');

@@ -68,6 +68,9 @@ pub struct ConnectionSettings {
     /// Ask the source to send large transactions while they run (pgoutput `streaming`,
     /// protocol 2), so they are applied before their commit arrives.
     pub stream_in_progress: bool,
+    /// Ask the source to send values in binary form (pgoutput `binary`, PostgreSQL 14+), for
+    /// tables whose values may travel so (see `TableMapping::binary_safe`).
+    pub binary_values: bool,
     /// The parsed string with the resolved password (never printed) and TLS settings.
     endpoint: Endpoint,
     /// Built once from the TLS settings; `None` for sslmode=disable.
@@ -78,6 +81,9 @@ pub struct ConnectionSettings {
 const BATCH_RECEIVE_BUFFER: u32 = 16 * 1024;
 /// How long a batching replication connection waits after a busy read.
 const BATCH_PAUSE: Duration = Duration::from_millis(1);
+
+/// The first `server_version_num` whose pgoutput sends binary values.
+pub const BINARY_VALUES_VERSION: u32 = 140_000;
 
 /// `read_batching` of `[source]`: how the replication stream is read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
@@ -169,6 +175,7 @@ impl ConnectionSettings {
             dbname: endpoint.dbname.clone(),
             batch_reads: false,
             stream_in_progress: false,
+            binary_values: false,
             endpoint,
             tls,
         })
@@ -289,16 +296,18 @@ impl ConnectionSettings {
         .await
     }
 
-    /// START_REPLICATION settings for `slot` and `publication` from `start`: pgoutput
-    /// protocol 1 with logical messages, a status update every second, at most 2048 events
-    /// waiting, and the coalescing pause of read batching on TCP.
+    /// START_REPLICATION settings for `slot` and `publication` from `start`, on a source of
+    /// `server_version_num`: pgoutput protocol 1 with logical messages, a status update every
+    /// second, at most 2048 events waiting, and the coalescing pause of read batching on TCP.
     pub fn start_options(
         &self,
         slot: &str,
         publication: &str,
         start: crate::model::Lsn,
+        server_version_num: u32,
     ) -> StartOptions {
         let mut o = StartOptions::new(slot, start.into(), vec![publication.to_string()]);
+        o.binary = self.binary_values && server_version_num >= BINARY_VALUES_VERSION;
         // Protocol 2 adds blocks of in-progress transactions (source::pgoutput decodes both).
         if self.stream_in_progress {
             o.proto_version = Some(2);
@@ -402,7 +411,8 @@ mod tests {
         assert!(!s.batch_reads, "off unless the config asks");
         assert_eq!(s.replication_options().receive_buffer, None);
         assert_eq!(
-            s.start_options("slot", "pub", Lsn::ZERO).read_coalesce,
+            s.start_options("slot", "pub", Lsn::ZERO, 150_000)
+                .read_coalesce,
             Duration::ZERO
         );
         s.batch_reads = true;
@@ -411,7 +421,7 @@ mod tests {
             s.replication_options().receive_buffer,
             Some(BATCH_RECEIVE_BUFFER)
         );
-        let start = s.start_options("slot", "pub", Lsn(42));
+        let start = s.start_options("slot", "pub", Lsn(42), 150_000);
         assert_eq!(start.read_coalesce, BATCH_PAUSE);
         assert_eq!(
             (start.proto_version, start.messages, start.channel_capacity),
@@ -429,9 +439,19 @@ mod tests {
         s.host = "/tmp".into();
         assert_eq!(s.replication_options().receive_buffer, None);
         assert_eq!(
-            s.start_options("slot", "pub", Lsn::ZERO).read_coalesce,
+            s.start_options("slot", "pub", Lsn::ZERO, 150_000)
+                .read_coalesce,
             Duration::ZERO
         );
+    }
+
+    #[test]
+    fn binary_values_only_when_asked_and_the_source_has_them() {
+        let mut s = parse("postgres://a@127.0.0.1/db").unwrap();
+        assert!(!s.start_options("slot", "pub", Lsn::ZERO, 170_000).binary);
+        s.binary_values = true;
+        assert!(s.start_options("slot", "pub", Lsn::ZERO, 140_000).binary);
+        assert!(!s.start_options("slot", "pub", Lsn::ZERO, 130_012).binary);
     }
 
     #[test]

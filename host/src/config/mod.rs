@@ -124,6 +124,13 @@ pub struct SourceConfig {
     /// connection of its own, committed when its commit arrives (false: sent after its commit).
     #[serde(default = "default_true")]
     pub stream_large_transactions: bool,
+    /// `binary_values = true`: the source sends values in their binary form (pgoutput
+    /// `binary`, PostgreSQL 14+), which costs the source less to produce and the destination
+    /// less to read. Used while every table that changes has no row plugins and keeps its
+    /// source column types (a change of another table starts the stream again with text
+    /// values); false: always text.
+    #[serde(default = "default_true")]
+    pub binary_values: bool,
     /// `failover_slot = true`: create the replication slot with `FAILOVER` (PostgreSQL 17+),
     /// so a physical standby with `sync_replication_slots = on` keeps a copy of it and a
     /// promoted standby can continue the stream; an existing slot is altered to match. On an
@@ -503,6 +510,7 @@ impl Config {
         )?;
         settings.batch_reads = self.source.read_batching.applies_to(&settings.host);
         settings.stream_in_progress = self.source.stream_large_transactions;
+        settings.binary_values = self.source.binary_values;
         Ok(settings)
     }
 

@@ -2,10 +2,12 @@
 
 use bytes::Bytes;
 
-/// One value of a row, in PostgreSQL's text form.
+/// One value of a row, in the form the source produced.
 ///
-/// Values stay in the text form the source produced (pgoutput and COPY both speak it), so a
-/// row that no plugin touches is forwarded without parsing any value.
+/// Values stay in the form the source produced, so a row that no plugin touches is forwarded
+/// without parsing any value: PostgreSQL's text form (COPY, and pgoutput by default), or the
+/// type's binary send form when the stream sends binary values (`source.binary_values`, only
+/// for tables that no row plugin reads and whose columns keep their source types).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cell {
     /// SQL NULL.
@@ -14,6 +16,8 @@ pub enum Cell {
     Unchanged,
     /// The value's text form.
     Text(Bytes),
+    /// The value's binary form (the type's send function), for the same type on both sides.
+    Binary(Bytes),
 }
 
 impl Cell {
@@ -23,6 +27,19 @@ impl Cell {
             Cell::Text(b) => Some(b),
             _ => None,
         }
+    }
+
+    /// The value's bytes, text or binary; `None` for NULL and unchanged values.
+    pub fn value(&self) -> Option<&Bytes> {
+        match self {
+            Cell::Text(b) | Cell::Binary(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// Whether the cell holds a value in binary form.
+    pub fn is_binary(&self) -> bool {
+        matches!(self, Cell::Binary(_))
     }
 
     /// Builds a text cell from a string.
@@ -81,7 +98,16 @@ impl RowChange {
             .into_iter()
             .flatten()
             .flatten()
-            .map(|cell| cell.as_text().map_or(0, <[u8]>::len))
+            .map(|cell| cell.value().map_or(0, Bytes::len))
             .sum()
+    }
+
+    /// Whether a value of the change is in binary form.
+    pub fn has_binary(&self) -> bool {
+        [&self.old, &self.new]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(Cell::is_binary)
     }
 }

@@ -94,6 +94,25 @@ impl TableMapping {
             .collect()
     }
 
+    /// Whether the table's values may travel in binary form (COPY's binary format, pgoutput's
+    /// binary values, binary parameters): no row step, every destination column fed by a
+    /// source column of the same type, and every type one whose binary form does not name a
+    /// source-specific type OID (built-in types and their arrays, enums and domains).
+    pub fn binary_safe(&self) -> bool {
+        /// OIDs below this are built in and the same on every server.
+        const FIRST_NORMAL_OID: u32 = 16384;
+        !self.transforms_rows
+            && self.columns.iter().all(|c| match c.source_index {
+                None => false,
+                Some(i) => {
+                    let s = &self.source.columns[i];
+                    s.type_sql == c.type_sql
+                        && (s.type_oid < FIRST_NORMAL_OID
+                            || (!c.type_sql.ends_with("[]") && c.type_sql != "text"))
+                }
+            })
+    }
+
     /// Indexes (destination layout) of the columns that identify a row.
     pub fn key_indexes(&self) -> Vec<usize> {
         (0..self.columns.len())
@@ -132,6 +151,12 @@ impl TableMapping {
             let value = match cell {
                 Cell::Null => serde_json::Value::Null,
                 Cell::Text(t) => serde_json::Value::String(String::from_utf8_lossy(t).into_owned()),
+                Cell::Binary(b) => {
+                    let oid = column
+                        .source_index
+                        .map_or(0, |i| self.source.columns[i].type_oid);
+                    serde_json::Value::String(super::binary_text::render(oid, b))
+                }
                 Cell::Unchanged => continue,
             };
             map.insert(column.name.clone(), value);

@@ -1,6 +1,7 @@
 //! The shared vocabulary of the data path: LSNs, table schemas, mappings, cells and changes,
 //! user types, secondary indexes, page ranges and where a batch of changes came from.
 
+mod binary_text;
 mod change;
 mod index;
 mod lsn;

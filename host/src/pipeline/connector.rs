@@ -314,6 +314,10 @@ async fn run_owned(config: &Config, options: RunOptions) -> Result<(), RunError>
                 attempt.config.apply.resume_one_lane_until = lsn;
                 continue;
             }
+            Ok(Ended::TextValues) => {
+                attempt.config.source.binary_values = false;
+                continue;
+            }
             Ok(Ended::Final(final_state)) => {
                 if let Some(state) = state {
                     let stage = (final_state == "paused").then_some("schema sync");
@@ -521,4 +525,7 @@ pub(super) enum Ended {
     /// A change needed one apply connection after others took part of its transaction: start
     /// again, applying on one connection until past the source transaction committed here.
     OneLane(crate::model::Lsn),
+    /// A table whose values must be text changed while the source sent binary values: start
+    /// again with text values.
+    TextValues,
 }

@@ -212,6 +212,14 @@ impl Streaming<'_> {
                     return Ok(Ended::WholeTransactions);
                 }
                 Stopped::OneLane(lsn) => return Ok(Ended::OneLane(lsn)),
+                Stopped::TextValues(reason) => {
+                    tracing::info!(
+                        reason,
+                        "starting again from the destination's position, with the source \
+                         sending text values from now on"
+                    );
+                    return Ok(Ended::TextValues);
+                }
             }
         }
     }

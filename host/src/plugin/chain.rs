@@ -321,6 +321,7 @@ fn check_row(step: &RowStep, out: &Row, input: &Row, is_new: bool) -> Result<(),
                 return bad("NULL in a NOT NULL column".into())
             }
             Cell::Null => {}
+            Cell::Binary(_) => return bad("a binary value".into()),
             Cell::Text(text) => {
                 if let Err(why) = validate::check(column.class, text) {
                     return bad(why);

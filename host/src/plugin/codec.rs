@@ -22,6 +22,8 @@ fn wire_op(op: Op) -> pgmorph_wire::Op {
 fn cells<'r>(row: &'r Row, positions: &'r [usize]) -> impl Iterator<Item = CellRef<'r>> {
     positions.iter().map(move |&p| match row.get(p) {
         Some(Cell::Text(text)) => CellRef::Text(text),
+        // Tables with row plugins are streamed with text values (see `TableMapping::binary_safe`).
+        Some(Cell::Binary(_)) => unreachable!("a binary value for a row plugin"),
         Some(Cell::Unchanged) => CellRef::Unchanged,
         Some(Cell::Null) | None => CellRef::Null,
     })

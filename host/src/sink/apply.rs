@@ -14,16 +14,16 @@ use tokio::sync::watch;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Statement};
 
+use super::copy_rows::CopyForm;
 use super::durability::FlushWatch;
 use super::error::{failed, ApplyError};
-use super::params::TextParam;
+use super::params::Param;
 use super::refusals::{Carried, CarriedRow};
 use super::statements::{self, Built};
 use super::writer::{Job, Queued, Writer};
 use crate::config::OnApplyError;
-use crate::copy_text;
 use crate::metrics::{Applied, Tally};
-use crate::model::{quote_ident, Cell, Lsn, Op, Row, RowChange, TableMapping, TableName};
+use crate::model::{Lsn, Op, Row, RowChange, TableMapping, TableName};
 use crate::state::{Progress, TxCounts};
 use crate::transform::DeadLetter;
 
@@ -38,9 +38,11 @@ const MAX_PIPELINE: usize = 512;
 
 /// Consecutive changes of one kind to one table, gathered before they become statements.
 enum Run {
-    /// Inserts: kept as rows while few, encoded for COPY once there are many.
+    /// Inserts: kept as rows while few, encoded for COPY once there are many (`form`: how the
+    /// COPY crosses; `None` for rows mixing text and binary values, never copied).
     Insert {
         mapping: Arc<TableMapping>,
+        form: Option<CopyForm>,
         rows: Vec<Row>,
         lsns: Vec<Lsn>,
         copy: Option<BytesMut>,
@@ -385,7 +387,7 @@ impl Sink {
     }
 
     async fn queue_progress(&mut self, progress: Progress) -> Result<(), ApplyError> {
-        let name = TextParam::from(self.connector.clone());
+        let name = Param::from(self.connector.clone());
         let offset = progress.to_json().to_string().into();
         self.queue_state(crate::state::store_sql::PROGRESS, vec![name, offset])
             .await?;
@@ -412,7 +414,7 @@ impl Sink {
     }
 
     /// Queues a statement on pgmorph's state tables.
-    async fn queue_state(&mut self, sql: &str, params: Vec<TextParam>) -> Result<(), ApplyError> {
+    async fn queue_state(&mut self, sql: &str, params: Vec<Param>) -> Result<(), ApplyError> {
         let state = TableName::new("pgmorph", "state");
         let stmt = self.prepare(&state, sql).await?;
         self.pipeline.push(Queued {
@@ -432,7 +434,7 @@ impl Sink {
         transactions: i64,
     ) -> Result<(), ApplyError> {
         let c = self.counts;
-        let mut params = vec![TextParam::from(self.connector.clone())];
+        let mut params = vec![Param::from(self.connector.clone())];
         for n in [
             c.inserts,
             c.updates,
@@ -570,14 +572,16 @@ impl Sink {
     ) -> Result<(), ApplyError> {
         self.counts.inserts += 1;
         self.make_room(mapping).await?;
+        let row_form = CopyForm::of(&row);
         let i = match self.run_of(mapping) {
-            Some(i) if matches!(self.runs[i], Run::Insert { .. }) => i,
+            Some(i) if matches!(self.runs[i], Run::Insert { form, .. } if form == row_form) => i,
             other => {
                 if let Some(i) = other {
                     self.end_run_at(i).await?;
                 }
                 self.runs.push(Run::Insert {
                     mapping: mapping.clone(),
+                    form: row_form,
                     rows: Vec::new(),
                     lsns: Vec::new(),
                     copy: None,
@@ -586,22 +590,26 @@ impl Sink {
             }
         };
         let Run::Insert {
-            rows, lsns, copy, ..
+            form,
+            rows,
+            lsns,
+            copy,
+            ..
         } = &mut self.runs[i]
         else {
             unreachable!("an insert run")
         };
         // The rows stay with the COPY data, to name or set aside a row the destination refuses.
-        match copy {
-            Some(data) => copy_text::encode_row(data, &row),
-            None if rows.len() + 1 >= COPY_MIN_ROWS => {
-                let mut data = BytesMut::with_capacity(64 << 10);
+        match (copy.as_mut(), *form) {
+            (Some(data), Some(form)) => form.encode(data, &row),
+            (None, Some(form)) if rows.len() + 1 >= COPY_MIN_ROWS => {
+                let mut data = form.start(64 << 10);
                 for r in rows.iter().chain([&row]) {
-                    copy_text::encode_row(&mut data, r);
+                    form.encode(&mut data, r);
                 }
                 *copy = Some(data);
             }
-            None => {}
+            _ => {}
         }
         rows.push(row);
         lsns.push(lsn);
@@ -624,10 +632,7 @@ impl Sink {
         let key: Vec<Bytes> = mapping
             .key_indexes()
             .iter()
-            .map(|&i| match &new[i] {
-                Cell::Text(b) => b.clone(),
-                _ => Bytes::new(),
-            })
+            .map(|&i| new[i].value().cloned().unwrap_or_default())
             .collect();
         self.make_room(mapping).await?;
         let i = match self.run_of(mapping) {
@@ -723,6 +728,7 @@ impl Sink {
         match self.runs.remove(i) {
             Run::Insert {
                 mapping,
+                form,
                 rows,
                 lsns,
                 copy,
@@ -731,10 +737,11 @@ impl Sink {
                     .into_iter()
                     .zip(lsns)
                     .map(|(row, lsn)| carried_row(lsn, None, Some(row)));
-                match copy {
-                    Some(data) => {
+                match copy.zip(form) {
+                    Some((mut data, form)) => {
+                        form.finish(&mut data);
                         let carried = carry(&mapping, Op::Insert, carried.collect());
-                        self.copy(carried, data).await
+                        self.copy(carried, form, data).await
                     }
                     None => {
                         for row in carried {
@@ -753,57 +760,82 @@ impl Sink {
                 rows,
                 lsns,
                 ..
-            } => {
-                let n = rows.len() as u64;
-                let built = if rows.len() == 1 {
-                    match statements::update(&mapping, None, &rows[0])
-                        .map_err(|m| unusable(&mapping, &m))?
-                    {
-                        Some(b) => b,
-                        None => return Ok(()),
-                    }
-                } else {
-                    statements::update_many(&mapping, &shape, &rows)
-                };
-                let rows = rows
-                    .into_iter()
-                    .zip(lsns)
-                    .map(|(row, lsn)| carried_row(lsn, None, Some(row)));
-                let carried = carry(&mapping, Op::Update, rows.collect());
-                self.queue(&mapping, built, carried, Some(n)).await
-            }
+            } => self.end_updates(&mapping, &shape, rows, lsns).await,
             Run::Delete {
                 mapping,
                 key,
                 olds,
                 lsns,
-            } => {
-                let n = olds.len() as u64;
-                let built = if olds.len() == 1 {
-                    statements::delete(&mapping, &olds[0])
-                } else {
-                    statements::delete_many(&mapping, key, &olds)
-                }
-                .map_err(|m| unusable(&mapping, &m))?;
-                let olds = olds
-                    .into_iter()
-                    .zip(lsns)
-                    .map(|(old, lsn)| carried_row(lsn, Some(old), None));
-                let carried = carry(&mapping, Op::Delete, olds.collect());
-                self.queue(&mapping, built, carried, Some(n)).await
-            }
+            } => self.end_deletes(&mapping, key, olds, lsns).await,
         }
     }
 
-    async fn copy(&mut self, carried: Carried, data: BytesMut) -> Result<(), ApplyError> {
+    /// Queues a run of updates as one set-based statement, or one statement per row when it
+    /// is a single row or its values fit no array parameter.
+    async fn end_updates(
+        &mut self,
+        mapping: &Arc<TableMapping>,
+        shape: &[bool],
+        rows: Vec<Row>,
+        lsns: Vec<Lsn>,
+    ) -> Result<(), ApplyError> {
+        let many = (rows.len() > 1)
+            .then(|| statements::update_many(mapping, shape, &rows))
+            .flatten();
+        let Some(built) = many else {
+            for (row, lsn) in rows.into_iter().zip(lsns) {
+                let built = statements::update(mapping, None, &row);
+                let Some(built) = built.map_err(|m| unusable(mapping, &m))? else {
+                    continue;
+                };
+                let carried = carry(mapping, Op::Update, vec![carried_row(lsn, None, Some(row))]);
+                self.queue(mapping, built, carried, Some(1)).await?;
+            }
+            return Ok(());
+        };
+        let n = rows.len() as u64;
+        let rows = rows.into_iter().zip(lsns);
+        let rows = rows.map(|(row, lsn)| carried_row(lsn, None, Some(row)));
+        let carried = carry(mapping, Op::Update, rows.collect());
+        self.queue(mapping, built, carried, Some(n)).await
+    }
+
+    /// Queues a run of deletes as one statement, or one per row when it is a single row or
+    /// its keys fit no array parameter.
+    async fn end_deletes(
+        &mut self,
+        mapping: &Arc<TableMapping>,
+        key: usize,
+        olds: Vec<Row>,
+        lsns: Vec<Lsn>,
+    ) -> Result<(), ApplyError> {
+        let many = match olds.len() {
+            1 => None,
+            _ => statements::delete_many(mapping, key, &olds).map_err(|m| unusable(mapping, &m))?,
+        };
+        let Some(built) = many else {
+            for (old, lsn) in olds.into_iter().zip(lsns) {
+                let built = statements::delete(mapping, &old).map_err(|m| unusable(mapping, &m))?;
+                let carried = carry(mapping, Op::Delete, vec![carried_row(lsn, Some(old), None)]);
+                self.queue(mapping, built, carried, Some(1)).await?;
+            }
+            return Ok(());
+        };
+        let n = olds.len() as u64;
+        let olds = olds.into_iter().zip(lsns);
+        let olds = olds.map(|(old, lsn)| carried_row(lsn, Some(old), None));
+        let carried = carry(mapping, Op::Delete, olds.collect());
+        self.queue(mapping, built, carried, Some(n)).await
+    }
+
+    async fn copy(
+        &mut self,
+        carried: Carried,
+        form: CopyForm,
+        data: BytesMut,
+    ) -> Result<(), ApplyError> {
         self.send_pipeline().await?;
-        let m = &carried.mapping;
-        let cols: Vec<String> = m.columns.iter().map(|c| quote_ident(&c.name)).collect();
-        let sql = format!(
-            "COPY {} ({}) FROM STDIN",
-            m.destination.quoted(),
-            cols.join(", ")
-        );
+        let sql = form.sql(&carried.mapping);
         let begin = std::mem::take(&mut self.need_begin);
         self.writer
             .send(Job::Copy {

@@ -2,7 +2,7 @@
 //! them: rows a plugin could not process under its `dead_letter` policy (CDC and snapshot
 //! alike), and rows the destination refused under `on_apply_error = "dead_letter"`.
 
-use super::params::TextParam;
+use super::params::Param;
 use crate::metrics::{self, DeadLetterReason};
 use crate::transform::DeadLetter;
 
@@ -21,7 +21,7 @@ pub(crate) fn params(
     op: &str,
     lsn: &str,
     d: &DeadLetter,
-) -> Vec<TextParam> {
+) -> Vec<Param> {
     metrics::dead_letter(table, DeadLetterReason::Plugin);
     [
         connector,
@@ -33,7 +33,7 @@ pub(crate) fn params(
         &d.row.to_string(),
     ]
     .into_iter()
-    .map(|s| TextParam::from(s.to_string()))
+    .map(|s| Param::from(s.to_string()))
     .collect()
 }
 
@@ -58,7 +58,7 @@ pub(crate) struct Refused<'a> {
 impl Refused<'_> {
     /// The parameters of [`INSERT_REFUSED`]; every refused row set aside is built here, and
     /// counted here for the metrics.
-    pub fn params(&self) -> Vec<TextParam> {
+    pub fn params(&self) -> Vec<Param> {
         metrics::dead_letter(self.table, DeadLetterReason::Refused);
         [
             self.connector,
@@ -71,7 +71,7 @@ impl Refused<'_> {
             &self.key.to_string(),
         ]
         .into_iter()
-        .map(|s| TextParam::from(s.to_string()))
+        .map(|s| Param::from(s.to_string()))
         .collect()
     }
 }

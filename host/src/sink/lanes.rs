@@ -440,8 +440,8 @@ fn lane_of(key: &[usize], change: &RowChange, lanes: usize) -> Option<usize> {
     }
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for &k in key {
-        match row.get(k) {
-            Some(Cell::Text(b)) => b.hash(&mut h),
+        match row.get(k).and_then(Cell::value) {
+            Some(b) => b.hash(&mut h),
             // A key value not sent (NULL or unchanged): the change cannot be placed by key.
             _ => return None,
         }

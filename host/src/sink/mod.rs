@@ -3,6 +3,7 @@
 
 pub mod align;
 pub mod apply;
+mod copy_rows;
 pub mod ddl;
 mod dead_letters;
 mod durability;

@@ -17,7 +17,7 @@ use tokio_postgres::{Client, Statement};
 
 use super::dead_letters;
 use super::error::{failed, ApplyError};
-use super::params::TextParam;
+use super::params::Param;
 use super::statements::{self, Built};
 use super::writer::Queued;
 use crate::model::{Lsn, Op, Row, TableMapping, TableName};
@@ -200,7 +200,7 @@ async fn first_refused(
 /// What runs under one savepoint: a statement of the batch as it is, or one row of one.
 enum Piece {
     Statement(usize),
-    Row(Statement, Vec<TextParam>),
+    Row(Statement, Vec<Param>),
 }
 
 /// Runs `pieces` under a savepoint, pipelined. The outer error: the savepoint could not be
@@ -416,7 +416,7 @@ impl SetAside<'_> {
             key: &key,
         };
         let state = state_table();
-        let name = [TextParam::from(self.connector.to_string())];
+        let name = [Param::from(self.connector.to_string())];
         let params = letter.params();
         let (inserted, counted) = tokio::join!(
             self.client

@@ -1,25 +1,27 @@
-//! The SQL the sink sends for row changes, with their text-format parameters.
+//! The SQL the sink sends for row changes, with their parameters in the form the source sent
+//! the values (text, or binary for the same type on both sides).
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::params::TextParam;
-use crate::model::{quote_ident, Cell, Row, TableMapping};
+use super::params::Param;
+use crate::model::{quote_ident, Cell, MappedColumn, Row, TableMapping};
 
 /// A statement and its parameters.
 pub(crate) struct Built {
     /// SQL text (prepared once per distinct text).
     pub sql: String,
-    /// Parameters in text form.
-    pub params: Vec<TextParam>,
+    /// Parameters, text or binary.
+    pub params: Vec<Param>,
 }
 
 /// Why a change cannot become SQL.
 pub(crate) type Unusable = String;
 
-pub(crate) fn param(cell: &Cell) -> TextParam {
+pub(crate) fn param(cell: &Cell) -> Param {
     match cell {
-        Cell::Text(b) => TextParam::Text(b.clone()),
-        _ => TextParam::Null,
+        Cell::Text(b) => Param::Text(b.clone()),
+        Cell::Binary(b) => Param::Binary(b.clone()),
+        _ => Param::Null,
     }
 }
 
@@ -78,24 +80,74 @@ pub(crate) fn single_key(m: &TableMapping) -> Option<usize> {
     (keys.len() == 1).then(|| keys[0])
 }
 
-/// `DELETE FROM t WHERE key = ANY($1::type[])` for many rows of a single-key table.
-pub(crate) fn delete_many(m: &TableMapping, key: usize, olds: &[Row]) -> Result<Built, Unusable> {
+/// `DELETE FROM t WHERE key = ANY($1)` for many rows of a single-key table; `None` when the
+/// key values do not fit one array (binary values of an array type, or text and binary mixed).
+pub(crate) fn delete_many(
+    m: &TableMapping,
+    key: usize,
+    olds: &[Row],
+) -> Result<Option<Built>, Unusable> {
     let c = &m.columns[key];
-    let mut values = Vec::with_capacity(olds.len());
-    for old in olds {
-        match &old[key] {
-            Cell::Text(b) => values.push(b.clone()),
-            _ => return Err(format!("key column {} has no value", c.name)),
-        }
+    let cells: Vec<&Cell> = olds.iter().map(|old| &old[key]).collect();
+    if cells.iter().any(|cell| cell.value().is_none()) {
+        return Err(format!("key column {} has no value", c.name));
     }
-    Ok(Built {
+    let Some(array) = column_array(c, cells.into_iter()) else {
+        return Ok(None);
+    };
+    Ok(Some(Built {
         sql: format!(
-            "DELETE FROM {} WHERE {} = ANY($1::text::{}[])",
+            "DELETE FROM {} WHERE {} = ANY({})",
             m.destination.quoted(),
             quote_ident(&c.name),
-            c.type_sql.trim_end_matches("[]")
+            array.sql(1)
         ),
-        params: vec![TextParam::Text(array_literal(&values))],
+        params: vec![array.param],
+    }))
+}
+
+/// One column's values as one array parameter: a text array cast per value (so array-typed
+/// columns work too), or a binary array of the column's type.
+struct ColumnArray<'a> {
+    param: Param,
+    /// The column's SQL type, for a text array.
+    cast: Option<&'a str>,
+    /// The column's SQL type, for a binary array.
+    binary: Option<&'a str>,
+}
+
+impl ColumnArray<'_> {
+    /// The array as the `n`th parameter, elements of the column's type.
+    fn sql(&self, n: usize) -> String {
+        match (self.cast, self.binary) {
+            (Some(ty), _) => format!("${n}::text::{}[]", ty.trim_end_matches("[]")),
+            (None, Some(ty)) => format!("${n}::{ty}[]"),
+            (None, None) => unreachable!("a column array has a type"),
+        }
+    }
+}
+
+/// The cells of one column as an array parameter; `None` when they mix text and binary
+/// values, or are binary values of an array type (one array parameter cannot hold arrays).
+fn column_array<'a, 'c>(
+    c: &'a MappedColumn,
+    cells: impl Iterator<Item = &'c Cell> + Clone,
+) -> Option<ColumnArray<'a>> {
+    let binary = cells.clone().any(Cell::is_binary);
+    if !binary {
+        return Some(ColumnArray {
+            param: Param::Text(array_of_cells(cells)),
+            cast: Some(&c.type_sql),
+            binary: None,
+        });
+    }
+    if c.type_sql.ends_with("[]") || cells.clone().any(|cell| matches!(cell, Cell::Text(_))) {
+        return None;
+    }
+    Some(ColumnArray {
+        param: Param::BinaryArray(cells.map(|cell| cell.value().cloned()).collect()),
+        cast: None,
+        binary: Some(&c.type_sql),
     })
 }
 
@@ -114,30 +166,41 @@ pub(crate) fn update_shape(m: &TableMapping, new: &Row) -> Vec<bool> {
 }
 
 /// One `UPDATE t SET ... FROM unnest(...) v WHERE key` for many rows with the same shape and
-/// distinct keys (whose keys did not change).
-pub(crate) fn update_many(m: &TableMapping, shape: &[bool], rows: &[Row]) -> Built {
+/// distinct keys (whose keys did not change); `None` when a column's values do not fit one
+/// array ([`column_array`]).
+pub(crate) fn update_many(m: &TableMapping, shape: &[bool], rows: &[Row]) -> Option<Built> {
     let used: Vec<usize> = (0..m.columns.len())
         .filter(|&i| m.columns[i].is_key || shape[i])
         .collect();
-    // Every column crosses as text[] and is cast per value, so array-typed columns work too.
-    let arrays: Vec<String> = (1..=used.len()).map(|n| format!("${n}::text[]")).collect();
-    let aliases: Vec<String> = (0..used.len()).map(|n| format!("a{n}")).collect();
+    let mut arrays = Vec::with_capacity(used.len());
+    let mut params = Vec::with_capacity(used.len());
+    let mut aliases = Vec::with_capacity(used.len());
     let mut sets = Vec::new();
     let mut conds = Vec::new();
     for (n, &i) in used.iter().enumerate() {
-        let col = quote_ident(&m.columns[i].name);
-        let ty = &m.columns[i].type_sql;
-        if m.columns[i].is_key {
-            conds.push(format!("t.{col} = v.a{n}::{ty}"));
+        let c = &m.columns[i];
+        let array = column_array(c, rows.iter().map(|r| &r[i]))?;
+        // Text arrays cross as text[] and are cast per value, so array-typed columns work too.
+        let value = match array.cast {
+            Some(ty) => {
+                arrays.push(format!("${}::text[]", n + 1));
+                format!("v.a{n}::{ty}")
+            }
+            None => {
+                arrays.push(array.sql(n + 1));
+                format!("v.a{n}")
+            }
+        };
+        params.push(array.param);
+        aliases.push(format!("a{n}"));
+        let col = quote_ident(&c.name);
+        if c.is_key {
+            conds.push(format!("t.{col} = {value}"));
         } else {
-            sets.push(format!("{col} = v.a{n}::{ty}"));
+            sets.push(format!("{col} = {value}"));
         }
     }
-    let params = used
-        .iter()
-        .map(|&i| TextParam::Text(array_of_cells(rows.iter().map(|r| &r[i]))))
-        .collect();
-    Built {
+    Some(Built {
         sql: format!(
             "UPDATE {} AS t SET {} FROM unnest({}) AS v({}) WHERE {}",
             m.destination.quoted(),
@@ -147,7 +210,7 @@ pub(crate) fn update_many(m: &TableMapping, shape: &[bool], rows: &[Row]) -> Bui
             conds.join(" AND ")
         ),
         params,
-    }
+    })
 }
 
 /// An array literal of cells: text quoted, NULL bare.
@@ -160,7 +223,8 @@ fn array_of_cells<'a>(cells: impl Iterator<Item = &'a Cell>) -> Bytes {
         }
         match cell {
             Cell::Text(v) => quote_element(&mut out, v),
-            _ => out.put_slice(b"NULL"),
+            Cell::Binary(_) => unreachable!("binary values travel in binary arrays"),
+            Cell::Null | Cell::Unchanged => out.put_slice(b"NULL"),
         }
     }
     out.put_u8(b'}');
@@ -178,27 +242,13 @@ fn quote_element(out: &mut BytesMut, v: &[u8]) {
     out.put_u8(b'"');
 }
 
-/// An array literal (`{"a","b\"c"}`) of text values.
-pub(crate) fn array_literal(values: &[Bytes]) -> Bytes {
-    let mut out = BytesMut::with_capacity(values.iter().map(|v| v.len() + 3).sum::<usize>() + 2);
-    out.put_u8(b'{');
-    for (i, v) in values.iter().enumerate() {
-        if i > 0 {
-            out.put_u8(b',');
-        }
-        quote_element(&mut out, v);
-    }
-    out.put_u8(b'}');
-    out.freeze()
-}
-
 /// Appends the WHERE clause identifying `old`: key columns, or every sent column (compared as
 /// text, one row only) when the table has no key.
 fn where_clause(
     m: &TableMapping,
     old: &Row,
     sql: &mut String,
-    params: &mut Vec<TextParam>,
+    params: &mut Vec<Param>,
 ) -> Result<(), Unusable> {
     let keys = m.key_indexes();
     if !keys.is_empty() {
@@ -207,7 +257,7 @@ fn where_clause(
             if n > 0 {
                 sql.push_str(" AND ");
             }
-            if !matches!(old[i], Cell::Text(_)) {
+            if old[i].value().is_none() {
                 return Err(format!("key column {} has no value", m.columns[i].name));
             }
             params.push(param(&old[i]));
@@ -225,8 +275,14 @@ fn where_clause(
             continue;
         }
         params.push(param(&old[i]));
+        // A binary value is read as the column's type, then compared as text like the others.
+        let cast = if old[i].is_binary() {
+            format!("::{}", c.type_sql)
+        } else {
+            String::new()
+        };
         conds.push(format!(
-            "{}::text IS NOT DISTINCT FROM ${}::text",
+            "{}::text IS NOT DISTINCT FROM ${}{cast}::text",
             quote_ident(&c.name),
             params.len()
         ));
@@ -245,13 +301,7 @@ mod tests {
 
     #[test]
     fn array_literals_quote_everything() {
-        let v = [
-            Bytes::from_static(b"a"),
-            Bytes::from_static(b"b\"c\\d"),
-            Bytes::from_static(b""),
-        ];
-        assert_eq!(&array_literal(&v)[..], br#"{"a","b\"c\\d",""}"#);
-        let cells = [Cell::text("x"), Cell::Null];
-        assert_eq!(&array_of_cells(cells.iter())[..], br#"{"x",NULL}"#);
+        let cells = [Cell::text("b\"c\\d"), Cell::Null, Cell::text("")];
+        assert_eq!(&array_of_cells(cells.iter())[..], br#"{"b\"c\\d",NULL,""}"#);
     }
 }

@@ -22,7 +22,7 @@ use tokio_postgres::{Client, Statement};
 
 use super::durability::FlushWatch;
 use super::error::{failed, ApplyError};
-use super::params::TextParam;
+use super::params::Param;
 use super::refusals::{self, Carried, SetAside};
 use crate::metrics::Applied;
 use crate::model::{Lsn, Op, TableName};
@@ -38,7 +38,7 @@ const FLUSH_POLL: Duration = Duration::from_millis(50);
 /// A statement waiting in the pipeline.
 pub(crate) struct Queued {
     pub stmt: Statement,
-    pub params: Vec<TextParam>,
+    pub params: Vec<Param>,
     pub table: TableName,
     pub op: Op,
     /// Rows it should change (for the missing-row warning); `None` to not check.

@@ -40,22 +40,9 @@ pub async fn open_reader(
     Ok(client)
 }
 
-/// Whether a table can travel in COPY's binary format: no row step, every destination column
-/// fed by a source column of the same type, and every type one whose binary form does not name
-/// a source-specific type OID (built-in types and their arrays, enums and domains).
+/// Whether a table can travel in COPY's binary format ([`TableMapping::binary_safe`]).
 pub fn binary_safe(mapping: &TableMapping) -> bool {
-    /// OIDs below this are built in and the same on every server.
-    const FIRST_NORMAL_OID: u32 = 16384;
-    !mapping.transforms_rows
-        && mapping.columns.iter().all(|c| match c.source_index {
-            None => false,
-            Some(i) => {
-                let s = &mapping.source.columns[i];
-                s.type_sql == c.type_sql
-                    && (s.type_oid < FIRST_NORMAL_OID
-                        || (!c.type_sql.ends_with("[]") && c.type_sql != "text"))
-            }
-        })
+    mapping.binary_safe()
 }
 
 /// Which rows of a table to read.

@@ -429,10 +429,15 @@ impl Reader {
             let cell = match self.u8()? {
                 b'n' => Cell::Null,
                 b'u' => Cell::Unchanged,
-                b't' | b'b' => {
+                b't' => {
                     let len = self.u32()? as usize;
                     self.need(len)?;
                     Cell::Text(self.buf.split_to(len))
+                }
+                b'b' => {
+                    let len = self.u32()? as usize;
+                    self.need(len)?;
+                    Cell::Binary(self.buf.split_to(len))
                 }
                 other => {
                     return Err(DecodeError::UnknownTag {
@@ -760,5 +765,32 @@ mod tests {
         // Stream control messages carry no extra xid inside a block.
         let (xid, m) = decode_in(Bytes::from_static(b"E"), true).unwrap();
         assert_eq!((xid, m), (None, Message::StreamStop));
+    }
+
+    #[test]
+    fn binary_columns_become_binary_cells() {
+        let mut b = BytesMut::new();
+        b.put_u8(b'I');
+        b.put_u32(7);
+        b.put_u8(b'N');
+        b.put_u16(3);
+        b.put_u8(b'b');
+        b.put_u32(4);
+        b.put_slice(&[0, 0, 0, 42]);
+        b.put_u8(b't');
+        b.put_u32(1);
+        b.put_slice(b"x");
+        b.put_u8(b'n');
+        assert_eq!(
+            decode(b.freeze()).unwrap(),
+            Message::Insert {
+                rel: 7,
+                new: vec![
+                    Cell::Binary(Bytes::from_static(&[0, 0, 0, 42])),
+                    Cell::text("x"),
+                    Cell::Null
+                ]
+            }
+        );
     }
 }

@@ -327,7 +327,13 @@ impl ReplicationStream {
                 )),
             };
         };
-        let options = self.settings.start_options(&slot, &publication, start);
+        let version = conn.server_version_num().unwrap_or(0);
+        let options = self
+            .settings
+            .start_options(&slot, &publication, start, version);
+        if options.binary {
+            tracing::debug!("the stream sends values in binary form");
+        }
         let stream = conn
             .start_replication(options)
             .await

@@ -271,6 +271,7 @@ impl Cdc<'_> {
             tx.sink.savepoint(sub).await.map_err(side_err)?;
         }
         let change = mapping.project_change(op, old, new);
+        super::text_values_check(&mapping, &change)?;
         tx.pending
             .push(mapping, change, Lsn::ZERO, Provenance::default());
         tx.changes += 1;

@@ -17,7 +17,7 @@ use flow::{Flow, Group, OpenTx, Pending, MAX_GROUP_DELAY};
 pub use in_progress::{InProgress, SideConnections};
 
 use super::relations::{RelationError, RelationUpdate, Relations};
-use crate::model::{Lsn, Op, Provenance, Row, TableMapping};
+use crate::model::{Lsn, Op, Provenance, Row, RowChange, TableMapping};
 use crate::plugin::reload::{self, Prepared};
 use crate::sink::{ddl, ApplyError, Lanes};
 use crate::source::pgoutput::Message;
@@ -89,6 +89,9 @@ pub enum CdcError {
     /// [`in_progress`]); nothing of it was committed.
     #[error("a large source transaction cannot be applied while it runs: {0}")]
     InProgress(String),
+    /// A value arrived in binary form for a table whose values must be text (the reason).
+    #[error("values must travel as text: {0}")]
+    TextValues(String),
 }
 
 /// Why the loop returned without error.
@@ -108,6 +111,9 @@ pub enum Stopped {
     /// destination's position, on one connection until past the source transaction
     /// committed at this position.
     OneLane(Lsn),
+    /// A change of a table whose values must be text came in binary form (the reason): start
+    /// again from the destination's position, with text values.
+    TextValues(String),
 }
 
 /// Runs the CDC loop until shutdown or error.
@@ -163,6 +169,7 @@ impl Cdc<'_> {
                 return Ok(Stopped::OneLane(self.reading));
             }
             Err(CdcError::InProgress(reason)) => return Ok(Stopped::WholeTransactions(reason)),
+            Err(CdcError::TextValues(reason)) => return Ok(Stopped::TextValues(reason)),
             // With a large transaction open, the error may be its doing (a lock it held).
             Err(e) if streaming => {
                 let reason = format!(
@@ -509,6 +516,7 @@ impl Cdc<'_> {
             self.flush(&mut f.pending).await?;
         }
         let change = mapping.project_change(op, old, new);
+        text_values_check(&mapping, &change)?;
         if self.sink.needs_one_lane(&mapping, &change) {
             self.before_one_lane(f).await?;
             self.sink.one_lane("an update of a key").await?;
@@ -697,4 +705,19 @@ impl Cdc<'_> {
         }
         Ok(())
     }
+}
+
+/// Fails with [`CdcError::TextValues`] when `change` holds binary values that its table cannot
+/// take (a row plugin reads them, or a column changes type on the way).
+pub(super) fn text_values_check(
+    mapping: &TableMapping,
+    change: &RowChange,
+) -> Result<(), CdcError> {
+    if change.has_binary() && !mapping.binary_safe() {
+        return Err(CdcError::TextValues(format!(
+            "{} has row plugins or columns of other types on the destination",
+            mapping.source.name
+        )));
+    }
+    Ok(())
 }
