@@ -201,6 +201,9 @@ pub enum VariantKind {
     /// pgmorph without plugins and with `read_batching = "off"`: it reads every message of the
     /// replication stream as it arrives (not in the defaults).
     PgmorphUnbatched,
+    /// pgmorph without plugins and with `binary_values = false`: the source sends every value
+    /// as text (not in the defaults).
+    PgmorphText,
     /// `pg_recvlogical` reading each CDC backlog through `pgoutput` into `/dev/null`: a
     /// consumer that applies nothing (not in the defaults). No snapshot.
     PgoutputRead,
@@ -228,6 +231,7 @@ impl VariantKind {
             VariantKind::PgmorphChain => "pgmorph+chain",
             VariantKind::PgmorphSyncCommit => "pgmorph sync-commit",
             VariantKind::PgmorphUnbatched => "pgmorph unbatched",
+            VariantKind::PgmorphText => "pgmorph text-values",
             VariantKind::PgoutputRead => "pgoutput-read",
         }
     }

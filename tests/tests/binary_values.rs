@@ -207,3 +207,36 @@ async fn a_row_plugin_table_switches_the_stream_to_text_values() -> anyhow::Resu
     running.stop().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_destination_column_of_another_type_takes_text() -> anyhow::Result<()> {
+    let pair = Pair::start()?;
+    let (src, dst) = pair.clients().await?;
+    src.batch_execute(
+        "CREATE TABLE widened (id int PRIMARY KEY, v int);
+         INSERT INTO widened SELECT g, g * 10 FROM generate_series(1, 100) g;",
+    )
+    .await?;
+    dst.batch_execute(
+        "CREATE SCHEMA postgres; CREATE TABLE postgres.widened (id int PRIMARY KEY, v bigint)",
+    )
+    .await?;
+    let config = config(&pair, "binwide", "")?;
+    let running = Running::start(&config, Mode::Initial);
+    wait_streaming(&dst, "binwide", Some(&running)).await?;
+    let widened = [("public.widened", "postgres.widened")];
+    wait_same(&src, &dst, &widened, Some(&running)).await?;
+    src.batch_execute(
+        "INSERT INTO widened SELECT g, g * 10 FROM generate_series(101, 200) g;
+         UPDATE widened SET v = v + 1 WHERE id % 2 = 0; DELETE FROM widened WHERE id < 10;",
+    )
+    .await?;
+    wait_same(&src, &dst, &widened, Some(&running)).await?;
+    let command = start_command(&src).await?;
+    assert!(
+        command.contains("START_REPLICATION") && !command.contains("binary"),
+        "the stream started again with text values: {command}"
+    );
+    running.stop().await?;
+    Ok(())
+}

@@ -101,7 +101,8 @@ pub async fn run_once(kind: VariantKind, ctx: &Ctx, run: usize) -> Result<Vec<Me
         | VariantKind::PgmorphPassthrough
         | VariantKind::PgmorphChain
         | VariantKind::PgmorphSyncCommit
-        | VariantKind::PgmorphUnbatched => {
+        | VariantKind::PgmorphUnbatched
+        | VariantKind::PgmorphText => {
             let replicator = pgmorph::Pgmorph::new(ctx, kind)?;
             drive(replicator, &pair, ctx, kind, run, size).await
         }

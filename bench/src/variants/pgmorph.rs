@@ -77,7 +77,7 @@ impl Pgmorph {
         let tables: Vec<String> = TABLES.iter().map(|t| format!("\"{t}\"")).collect();
         let mut text = format!(
             "name = \"{NAME}\"\n\
-             [source]\nurl = \"{}\"\ntables = [{}]\nread_batching = \"{}\"\n\
+             [source]\nurl = \"{}\"\ntables = [{}]\nread_batching = \"{}\"\nbinary_values = {}\n\
              [destination]\nurl = \"{}\"\nschema = \"public\"\n\
              # true as native apply commits with synchronous_commit=off; false for sync-commit\n\
              synchronous_commit_off = {}\n\
@@ -89,6 +89,7 @@ impl Pgmorph {
             } else {
                 "auto"
             },
+            self.kind != VariantKind::PgmorphText,
             pair.url_of(&pair.dest),
             self.kind != VariantKind::PgmorphSyncCommit,
             self.parallel,

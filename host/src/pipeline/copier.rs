@@ -1,12 +1,14 @@
 //! Copying tables under an exported snapshot while the connector starts or streams.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::connector::RunError;
 use super::snapshot::{self, SnapshotJob};
 use super::start::pairs_of;
 use crate::config::{Config, ConnectionSettings};
-use crate::model::TableMapping;
+use crate::model::{TableMapping, TableName};
+use crate::sink::ddl;
 use crate::source::stream::{CreatedSlot, ReplicationStream};
 use crate::state::{StateError, StateStore};
 use crate::transform::SharedTransform;
@@ -59,6 +61,7 @@ impl Copier<'_> {
             .collect();
         self.state.forget_ranges(&fresh).await?;
         self.state.plan_copies(&pairs_of(tables)).await?;
+        let text_tables = self.text_tables(tables).await?;
         let rows = snapshot::copy_all(SnapshotJob {
             source: self.source.clone(),
             destination: self.destination.clone(),
@@ -74,6 +77,7 @@ impl Copier<'_> {
             time_us: crate::model::Provenance::unix_us(std::time::SystemTime::now()),
             resume,
             row_filters: self.config.row_filters(),
+            text_tables,
         })
         .await?;
         // Closing the idle connection drops the temporary slot.
@@ -81,6 +85,16 @@ impl Copier<'_> {
         self.state.finish_snapshot(rows as i64).await?;
         tracing::info!(rows, "snapshot finished");
         Ok(rows)
+    }
+
+    /// The destination tables among `tables` whose rows must cross as text although their
+    /// mapping allows binary ([`ddl::other_typed_tables`]).
+    async fn text_tables(
+        &self,
+        tables: &[Arc<TableMapping>],
+    ) -> Result<HashSet<TableName>, RunError> {
+        let client = super::connector::connect(self.destination, "pgmorph snapshot plan").await?;
+        Ok(ddl::other_typed_tables(&client, tables).await)
     }
 
     /// The tables among `tables` whose interrupted copy resumes by page range: page ranges

@@ -61,6 +61,7 @@ impl Streaming<'_> {
             "changes inside a destination transaction are grouped per table when the destination \
              tables have no foreign keys or triggers"
         );
+        let text_tables = ddl::other_typed_tables(sink.client(), &plan.active).await;
         let mut sink = self.open_lanes(sink, &mut pids).await?;
         // Only now, with the reload watcher registered, is the connector reported as streaming.
         state
@@ -86,6 +87,7 @@ impl Streaming<'_> {
             reloads,
             restart_with: None,
             in_progress,
+            text_tables,
         };
         let outcome = self.stream_until_stopped(&mut cdc).await;
         drop(cdc);

@@ -1,5 +1,7 @@
 //! Destination DDL: the destination schema, user types and mapped tables.
 
+use std::collections::HashSet;
+
 use tokio_postgres::Client;
 
 use crate::model::{quote_ident, quote_literal, TableMapping, TableName, UserType};
@@ -140,6 +142,53 @@ pub async fn create_table(
         }
     }
     Ok(())
+}
+
+/// The destination tables among `tables` that take binary values ([`TableMapping::binary_safe`])
+/// but have a column of another type than the mapping's (typmods aside: a table that existed
+/// before, or a source type change skipped): their values must cross as text. When the
+/// destination cannot compare the types (older servers refuse some type names), every such
+/// table.
+pub async fn other_typed_tables(
+    client: &Client,
+    tables: &[std::sync::Arc<TableMapping>],
+) -> HashSet<TableName> {
+    let binary: Vec<&TableMapping> = tables
+        .iter()
+        .map(|m| &**m)
+        .filter(|m| m.binary_safe())
+        .collect();
+    let (mut names, mut columns, mut types) = (Vec::new(), Vec::new(), Vec::new());
+    for m in &binary {
+        for c in &m.columns {
+            names.push(m.destination.quoted());
+            columns.push(c.name.as_str());
+            types.push(c.type_sql.as_str());
+        }
+    }
+    let rows = client
+        .query(
+            "SELECT DISTINCT w.t FROM unnest($1::text[], $2::text[], $3::text[]) AS w(t, name, ty) \
+             JOIN pg_attribute a ON a.attrelid = to_regclass(w.t) AND a.attname = w.name \
+             WHERE a.attnum > 0 AND NOT a.attisdropped \
+               AND a.atttypid IS DISTINCT FROM to_regtype(w.ty)",
+            &[&names, &columns, &types],
+        )
+        .await;
+    match rows {
+        Ok(rows) => {
+            let other: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
+            binary
+                .iter()
+                .filter(|m| other.contains(&m.destination.quoted()))
+                .map(|m| m.destination.clone())
+                .collect()
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "destination column types not compared");
+            binary.iter().map(|m| m.destination.clone()).collect()
+        }
+    }
 }
 
 /// The column names of the mapping's destination table (empty if it does not exist).

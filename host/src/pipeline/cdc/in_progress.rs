@@ -263,6 +263,8 @@ impl Cdc<'_> {
         if self.sync.get(&rel).is_some_and(|sync| *sync > self.durable) {
             return Err(give_up(format!("{} is being copied", mapping.source.name)));
         }
+        let change = mapping.project_change(op, old, new);
+        self.text_values_check(&mapping, &change)?;
         let top = self.in_progress.block;
         let tx = self.in_progress.current()?;
         if Some(sub) != top && !tx.savepoints.iter().any(|(x, _)| *x == sub) {
@@ -270,8 +272,6 @@ impl Cdc<'_> {
             tx.savepoints.push((sub, tx.sink.counts));
             tx.sink.savepoint(sub).await.map_err(side_err)?;
         }
-        let change = mapping.project_change(op, old, new);
-        super::text_values_check(&mapping, &change)?;
         tx.pending
             .push(mapping, change, Lsn::ZERO, Provenance::default());
         tx.changes += 1;

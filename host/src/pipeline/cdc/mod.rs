@@ -1,7 +1,7 @@
 //! The CDC loop: one source transaction at a time, applied as one destination transaction,
 //! acknowledged only after the destination committed it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use flow::{Flow, Group, OpenTx, Pending, MAX_GROUP_DELAY};
 pub use in_progress::{InProgress, SideConnections};
 
 use super::relations::{RelationError, RelationUpdate, Relations};
-use crate::model::{Lsn, Op, Provenance, Row, RowChange, TableMapping};
+use crate::model::{Lsn, Op, Provenance, Row, RowChange, TableMapping, TableName};
 use crate::plugin::reload::{self, Prepared};
 use crate::sink::{ddl, ApplyError, Lanes};
 use crate::source::pgoutput::Message;
@@ -149,6 +149,9 @@ pub struct Cdc<'a> {
     pub restart_with: Option<Prepared>,
     /// Large transactions applied while they run.
     pub in_progress: InProgress,
+    /// Destination tables whose values must cross as text although their mapping allows binary
+    /// ([`ddl::other_typed_tables`], and tables whose source DDL was skipped).
+    pub text_tables: HashSet<TableName>,
 }
 
 impl Cdc<'_> {
@@ -516,7 +519,7 @@ impl Cdc<'_> {
             self.flush(&mut f.pending).await?;
         }
         let change = mapping.project_change(op, old, new);
-        text_values_check(&mapping, &change)?;
+        self.text_values_check(&mapping, &change)?;
         if self.sink.needs_one_lane(&mapping, &change) {
             self.before_one_lane(f).await?;
             self.sink.one_lane("an update of a key").await?;
@@ -530,6 +533,32 @@ impl Cdc<'_> {
             None => (Lsn::ZERO, Provenance::default()),
         };
         f.pending.push(mapping, change, lsn, at);
+        Ok(())
+    }
+
+    /// Fails with [`CdcError::TextValues`] when `change` holds binary values that its table
+    /// cannot take (a row plugin reads them, a column changes type on the way, or the
+    /// destination column has another type).
+    pub(super) fn text_values_check(
+        &self,
+        mapping: &TableMapping,
+        change: &RowChange,
+    ) -> Result<(), CdcError> {
+        if !change.has_binary() {
+            return Ok(());
+        }
+        if !mapping.binary_safe() {
+            return Err(CdcError::TextValues(format!(
+                "{} has row plugins or columns of other types on the destination",
+                mapping.source.name
+            )));
+        }
+        if self.text_tables.contains(&mapping.destination) {
+            return Err(CdcError::TextValues(format!(
+                "destination table {} has columns of other types than the source's",
+                mapping.destination
+            )));
+        }
         Ok(())
     }
 
@@ -705,19 +734,4 @@ impl Cdc<'_> {
         }
         Ok(())
     }
-}
-
-/// Fails with [`CdcError::TextValues`] when `change` holds binary values that its table cannot
-/// take (a row plugin reads them, or a column changes type on the way).
-pub(super) fn text_values_check(
-    mapping: &TableMapping,
-    change: &RowChange,
-) -> Result<(), CdcError> {
-    if change.has_binary() && !mapping.binary_safe() {
-        return Err(CdcError::TextValues(format!(
-            "{} has row plugins or columns of other types on the destination",
-            mapping.source.name
-        )));
-    }
-    Ok(())
 }

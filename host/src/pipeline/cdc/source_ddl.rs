@@ -150,6 +150,8 @@ impl Cdc<'_> {
             .into());
         }
         self.sink.skip_source_ddl(record, &reason).await?;
+        // The destination columns may now differ from the source's.
+        self.text_tables.insert(record.dest_table.clone());
         log_outcome(record, &DdlOutcome::Skipped(reason));
         Ok(())
     }

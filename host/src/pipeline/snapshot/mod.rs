@@ -110,6 +110,16 @@ pub struct SnapshotJob {
     /// The publication's row filters: a table's copy reads only the rows its filter selects,
     /// as the stream sends only those.
     pub row_filters: crate::config::RowFilters,
+    /// Destination tables that take text although their mapping allows binary COPY
+    /// ([`crate::sink::ddl::other_typed_tables`]).
+    pub text_tables: std::collections::HashSet<crate::model::TableName>,
+}
+
+impl SnapshotJob {
+    /// Whether the table's rows cross in COPY's binary format.
+    pub fn binary(&self, mapping: &TableMapping) -> bool {
+        copy_out::binary_safe(mapping) && !self.text_tables.contains(&mapping.destination)
+    }
 }
 
 /// By source table: the page ranges an interrupted copy already wrote.
@@ -481,7 +491,7 @@ async fn stream_rows(
         source,
     };
     let dst_err = dst_err(&table);
-    let binary = copy_out::binary_safe(mapping);
+    let binary = ctx.job.binary(mapping);
     let sink = dest
         .copy_in(mapping, into, binary)
         .await

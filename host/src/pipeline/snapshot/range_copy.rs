@@ -119,7 +119,7 @@ impl RangeCtx<'_> {
         let started = self.start().await?;
         let mapping = &self.table.mapping;
         let err = self.err();
-        let binary = copy_out::binary_safe(mapping);
+        let binary = self.job.binary(mapping);
         let sink = self
             .dest
             .begin_key_sync(mapping, binary)
