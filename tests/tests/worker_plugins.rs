@@ -40,12 +40,17 @@ async fn int(client: &Client, sql: &str) -> anyhow::Result<i64> {
 /// Starts connector `name` with `tally` then `stamp` (v1) in a watched plugin directory, the
 /// snapshot split into four page ranges on four workers.
 fn start(pair: &Pair, name: &str) -> anyhow::Result<(PathBuf, Running)> {
+    start_with(pair, name, "")
+}
+
+/// [`start`] with `more` config after the `[snapshot]` section.
+fn start_with(pair: &Pair, name: &str, more: &str) -> anyhow::Result<(PathBuf, Running)> {
     let plugins = pair.dir.path().join("plugins");
     std::fs::create_dir(&plugins)?;
     install(&built("tally"), &plugins.join("10-tally.wasm"));
     install(&built("stamp"), &plugins.join("20-stamp.wasm"));
     let top = format!(
-        "plugin_dir = \"{}\"\n[snapshot]\nparallel = 4\nrange_min_mb = 0",
+        "plugin_dir = \"{}\"\n[snapshot]\nparallel = 4\nrange_min_mb = 0\n{more}",
         plugins.display()
     );
     let (path, config) = pair.config(name, &top, "tables = [\"public.items\"]")?;
@@ -154,6 +159,49 @@ async fn each_snapshot_worker_runs_its_own_plugin_instances_and_reloads_reach_th
     assert!(
         recopied_by >= 2,
         "{recopied_by} instance(s) copied the rows again"
+    );
+    running.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_cdc_steps_run_on_the_instances_of_each_apply_connection() -> anyhow::Result<()> {
+    let pair = Pair::start()?;
+    let (src, dst) = pair.clients().await?;
+    src.batch_execute(SCHEMA).await?;
+    let (_, running) = start_with(&pair, "cdcworkers", "[apply]\nparallel = 3")?;
+    wait_streaming(&dst, "cdcworkers", Some(&running)).await?;
+    src.batch_execute(
+        "INSERT INTO items SELECT g, g % 13, 'cdc' FROM generate_series(30001, 33000) g;
+         UPDATE items SET payload = 'cdc' WHERE id % 10 = 0 AND id <= 30000;",
+    )
+    .await?;
+    wait_until(
+        &dst,
+        "SELECT count(*) = 6000 AND bool_and(stamped_by = 'v1') FROM postgres.items WHERE payload = 'cdc'",
+        Some(&running),
+    )
+    .await?;
+    assert_eq!(digest(&dst, PROJECTED).await?, digest(&src, "items").await?);
+    // Each instance took consecutive rows of a step, in source order: along the ids, a tally
+    // goes up by one except where a part (or a step) starts.
+    let inserted = "payload = 'cdc' AND id > 30000";
+    let by = instances(&dst, inserted).await?;
+    assert!(
+        by >= 2,
+        "{by} instance(s) ran the row step of 3,000 inserts"
+    );
+    let starts = int(
+        &dst,
+        &format!(
+            "SELECT count(*) FROM (SELECT tally::int - lag(tally::int) OVER (ORDER BY id) AS d \
+             FROM postgres.items WHERE {inserted}) t WHERE d IS DISTINCT FROM 1"
+        ),
+    )
+    .await?;
+    assert!(
+        (by..=30).contains(&starts),
+        "{starts} runs of consecutive rows for {by} instances"
     );
     running.stop().await?;
     Ok(())

@@ -14,5 +14,6 @@ pub mod sequences;
 pub mod snapshot;
 mod start;
 mod streaming;
+mod worker_plugins;
 
 pub use connector::{run, Mode, ReloadOptions, RunError, RunOptions};

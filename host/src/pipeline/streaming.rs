@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use super::cdc::row_pool::RowPool;
 use super::cdc::{Cdc, CdcError, InProgress, SideConnections, Stopped};
 use super::connector::{connect, Ended, ReloadOptions, RunError};
 use super::copier::Copier;
@@ -87,6 +88,7 @@ impl Streaming<'_> {
             reloads,
             restart_with: None,
             in_progress,
+            row_pool: RowPool::new(plan.transform.clone(), config.apply.parallel),
             text_tables,
         };
         let outcome = self.stream_until_stopped(&mut cdc).await;

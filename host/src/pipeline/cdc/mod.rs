@@ -11,6 +11,7 @@ use tokio_postgres::Client;
 mod flow;
 mod in_progress;
 mod new_table;
+pub mod row_pool;
 mod source_ddl;
 
 use flow::{Flow, Group, OpenTx, Pending, MAX_GROUP_DELAY};
@@ -23,7 +24,7 @@ use crate::sink::{ddl, ApplyError, Lanes};
 use crate::source::pgoutput::Message;
 use crate::source::stream::{ReplicationStream, StreamError, StreamEvent};
 use crate::state::{Progress, StateStore};
-use crate::transform::{start_row_step, RowStepError, SharedTransform, TableBatch};
+use crate::transform::{RowStepError, SharedTransform, TableBatch};
 
 /// Sleeps until `deadline`, or forever without one.
 async fn sleep_until(deadline: Option<Instant>) {
@@ -149,6 +150,8 @@ pub struct Cdc<'a> {
     pub restart_with: Option<Prepared>,
     /// Large transactions applied while they run.
     pub in_progress: InProgress,
+    /// The row step's plugin instances (one set per apply connection).
+    pub row_pool: row_pool::RowPool,
     /// Destination tables whose values must cross as text although their mapping allows binary
     /// ([`ddl::other_typed_tables`], and tables whose source DDL was skipped).
     pub text_tables: HashSet<TableName>,
@@ -710,7 +713,7 @@ impl Cdc<'_> {
     async fn flush(&mut self, pending: &mut Pending) -> Result<(), CdcError> {
         let (mut batches, lsns) = pending.take();
         if batches.iter().any(|b| b.mapping.transforms_rows) {
-            batches = start_row_step(&self.transform, batches).finish().await?;
+            batches = self.row_pool.run(batches).await?;
         }
         for (batch, lsn) in batches.into_iter().zip(lsns) {
             let TableBatch {

@@ -17,12 +17,11 @@ mod partitioned;
 mod progress;
 mod range_copy;
 mod row_path;
-mod worker_plugins;
 
+use super::worker_plugins::WorkerPlugins;
 use progress::{Reporter, TableProgress};
 use range_copy::RangeCtx;
 use row_path::RowPath;
-use worker_plugins::WorkerPlugins;
 
 use crate::config::ConnectionSettings;
 use crate::model::TableMapping;
@@ -367,12 +366,18 @@ async fn work(
             table: "(connect)".into(),
             source,
         })?;
-    let mut plugins = WorkerPlugins::new(worker, job.transform.clone());
+    let mut plugins = WorkerPlugins::new("snapshot", worker, job.transform.clone());
     let mut rows = 0;
     while !failed.load(Ordering::Relaxed) {
         let next = queue.lock().expect("queue lock").pop_front();
         let Some((table, unit)) = next else { break };
-        let transform = plugins.for_unit(&table.mapping).await?;
+        let transform = plugins
+            .for_unit(&table.mapping)
+            .await
+            .map_err(|e| SnapshotError::Row {
+                table: e.table,
+                message: e.source.message,
+            })?;
         let ctx = RangeCtx {
             job,
             reader: &reader,

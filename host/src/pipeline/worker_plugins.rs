@@ -1,9 +1,11 @@
-//! Each copy worker's own plugin instances. A worker copies the shared transform
+//! A worker's own plugin instances: each snapshot copy worker's, and each part of a large CDC
+//! row step's (see `cdc::row_pool`). A worker copies the shared transform
 //! ([`Transform::fork`]: the compiled components are shared, every instance has its own store and
 //! limits) and runs its row steps on a thread of its own, so the plugins of several workers run
 //! at once instead of queueing for one plugin thread.
 //!
-//! Before each unit of work (one destination transaction) the worker compares the shared
+//! Before each unit of work (one destination transaction, or one CDC row step) the worker
+//! compares the shared
 //! transform's [`Transform::generation`] with its copy's and copies it again when it moved on: a
 //! reloaded chain, or a table mapped again, reaches every worker between transactions, and the
 //! rows of one unit all go through one chain version.
@@ -14,7 +16,6 @@ use std::time::Instant;
 
 use tokio::sync::Mutex;
 
-use super::SnapshotError;
 use crate::model::{RowChange, TableMapping, TableSchema};
 use crate::transform::{
     RowOutcome, RowStepError, SharedTransform, TableBatch, Transform, TransformError,
@@ -22,6 +23,8 @@ use crate::transform::{
 
 /// A worker's plugin instances, made when a unit first needs the row path.
 pub(super) struct WorkerPlugins {
+    /// What the worker is, in thread names and logs (`snapshot`, `cdc`).
+    role: &'static str,
     worker: usize,
     shared: SharedTransform,
     /// The thread the worker's plugins run on (no Tokio context, as wasmtime-wasi needs).
@@ -40,8 +43,9 @@ struct StepStats {
 }
 
 impl WorkerPlugins {
-    pub(super) fn new(worker: usize, shared: SharedTransform) -> Self {
+    pub(super) fn new(role: &'static str, worker: usize, shared: SharedTransform) -> Self {
         Self {
+            role,
             worker,
             shared,
             thread: None,
@@ -56,7 +60,7 @@ impl WorkerPlugins {
     pub(super) async fn for_unit(
         &mut self,
         mapping: &TableMapping,
-    ) -> Result<SharedTransform, SnapshotError> {
+    ) -> Result<SharedTransform, RowStepError> {
         if !mapping.transforms_rows || mapping.skip {
             return Ok(self.shared.clone());
         }
@@ -72,7 +76,7 @@ impl WorkerPlugins {
     }
 
     /// Copies the shared transform on the worker's thread (instantiation included).
-    async fn fork(&mut self, table: &str) -> Result<(u64, SharedTransform), SnapshotError> {
+    async fn fork(&mut self, table: &str) -> Result<(u64, SharedTransform), RowStepError> {
         let thread = self.thread()?;
         let shared = self.shared.clone();
         let on = thread.clone();
@@ -84,21 +88,21 @@ impl WorkerPlugins {
             Ok::<_, TransformError>((generation, forked))
         })
         .await
-        .map_err(|e| SnapshotError::Row {
-            table: table.to_string(),
-            message: format!("starting the worker's plugin instances: {e}"),
+        .map_err(|e| {
+            row_step_error(
+                table,
+                format!("starting the worker's plugin instances: {e}"),
+            )
         })?;
-        let (generation, forked) = made.map_err(|e| SnapshotError::Row {
-            table: table.to_string(),
-            message: e.message,
-        })?;
+        let (generation, forked) = made.map_err(|e| row_step_error(table, e.message))?;
         let Some(forked) = forked else {
             return Ok((generation, self.shared.clone()));
         };
         tracing::debug!(
+            role = self.role,
             worker = self.worker,
             generation,
-            "snapshot worker started its own plugin instances"
+            "worker started its own plugin instances"
         );
         let own: Box<dyn Transform> = Box::new(OnThread {
             inner: forked,
@@ -108,18 +112,23 @@ impl WorkerPlugins {
         Ok((generation, Arc::new(Mutex::new(own))))
     }
 
-    fn thread(&mut self) -> Result<Arc<rayon_core::ThreadPool>, SnapshotError> {
+    fn thread(&mut self) -> Result<Arc<rayon_core::ThreadPool>, RowStepError> {
         if let Some(t) = &self.thread {
             return Ok(t.clone());
         }
-        let worker = self.worker;
+        let (role, worker) = (self.role, self.worker);
         let pool = rayon_core::ThreadPoolBuilder::new()
             .num_threads(1)
-            .thread_name(move |_| format!("plugins-w{worker}"))
+            .thread_name(move |_| match role {
+                "snapshot" => format!("plugins-w{worker}"),
+                _ => format!("plugins-{role}{worker}"),
+            })
             .build()
-            .map_err(|e| SnapshotError::Row {
-                table: "(worker)".into(),
-                message: format!("cannot start a plugin thread for snapshot worker {worker}: {e}"),
+            .map_err(|e| {
+                row_step_error(
+                    "(worker)",
+                    format!("cannot start a plugin thread for {role} worker {worker}: {e}"),
+                )
             })?;
         Ok(self.thread.insert(Arc::new(pool)).clone())
     }
@@ -131,13 +140,21 @@ impl WorkerPlugins {
         let cpu_ms = thread.install(thread_cpu_ns).map(|ns| ns / 1_000_000);
         let s = &self.stats;
         tracing::info!(
+            role = self.role,
             worker = self.worker,
             batches = s.batches.load(Ordering::Relaxed),
             rows = s.rows.load(Ordering::Relaxed),
             busy_ms = s.busy_ns.load(Ordering::Relaxed) / 1_000_000,
             cpu_ms,
-            "snapshot worker's plugin instances finished"
+            "worker's plugin instances finished"
         );
+    }
+}
+
+fn row_step_error(table: &str, message: String) -> RowStepError {
+    RowStepError {
+        table: table.to_string(),
+        source: TransformError { message },
     }
 }
 
