@@ -22,6 +22,13 @@ CREATE TABLE typed (
 );
 CREATE TABLE arrays (id bigint PRIMARY KEY, ai int4[], at text[], ats timestamptz[]);
 CREATE TABLE keyless (a int, b text, c jsonb, d timestamptz);
+CREATE TABLE other_types (
+    id bigint PRIMARY KEY,
+    r int4range, tr tstzrange, nr numrange, mr int4multirange,
+    mo money, bt bit(8), vb varbit, pt point, ln line, ls lseg, bx box, pa path, pg polygon, ci circle,
+    x xml, tv tsvector, tq tsquery, mac macaddr, mac8 macaddr8, o oid, pl pg_lsn, js jsonpath,
+    cidr_ cidr, iv interval, tz timetz
+);
 ALTER TABLE keyless REPLICA IDENTITY FULL;
 "#;
 
@@ -43,11 +50,25 @@ fn typed_rows(from: i32, to: i32) -> String {
     )
 }
 
-const TABLES: [(&str, &str); 3] = [
+const TABLES: [(&str, &str); 4] = [
     ("public.typed", "postgres.typed"),
     ("public.arrays", "postgres.arrays"),
     ("public.keyless", "postgres.keyless"),
+    ("public.other_types", "postgres.other_types"),
 ];
+
+/// Rows `from..=to` of `other_types`.
+fn other_rows(from: i32, to: i32) -> String {
+    format!(
+        "INSERT INTO other_types SELECT g, int4range(g, g + 9), '[2026-01-01 00:00+00, 2026-02-01 00:00+00)',
+           '(1.5, 2.5]', '{{[1,3), [5,7)}}', '$1,234.56', B'10101010', B'101', point(g, 2.5), '{{1,2,3}}',
+           '[(0,0),(1,1)]', '(1,1),(0,0)', '[(0,0),(1,1),(2,0)]', '((0,0),(1,1),(1,0))', '<(0,0),5>',
+           '<a b=\"c\">text</a>', 'the quick brown fox', 'fox & dog', '08:00:2b:01:02:03',
+           '08:00:2b:01:02:03:04:05', g, '16/B374D848', '$.a[*] ? (@ > 1)', '10.0.0.0/8',
+           '1 day 02:03:04.5', '12:00:00+05:30'
+         FROM generate_series({from}, {to}) g"
+    )
+}
 
 /// The option list of the walsender's START_REPLICATION, once it streams.
 async fn start_command(src: &Client) -> anyhow::Result<String> {
@@ -94,6 +115,8 @@ async fn binary_values_cross_every_apply_path() -> anyhow::Result<()> {
     // Many inserts in one transaction (one binary COPY), then one alone (a statement).
     src.batch_execute(&typed_rows(41, 140)).await?;
     src.batch_execute(&typed_rows(141, 141)).await?;
+    src.batch_execute(&other_rows(1, 50)).await?;
+    src.batch_execute(&other_rows(51, 51)).await?;
     wait_same(&src, &dst, &TABLES, Some(&running)).await?;
     src.batch_execute(
         // Set-based: binary arrays of built-in, enum and domain values.
@@ -105,7 +128,9 @@ async fn binary_values_cross_every_apply_path() -> anyhow::Result<()> {
          DELETE FROM typed WHERE id BETWEEN 50 AND 70;
          DELETE FROM arrays WHERE id <= 2;
          UPDATE keyless SET b = b || '?', d = d + interval '1 day' WHERE a IN (1, 3);
-         DELETE FROM keyless WHERE a = 1;",
+         DELETE FROM keyless WHERE a = 1;
+         UPDATE other_types SET pt = point(9, 9), r = '[5,6)', mo = mo + 1::money, tv = tv || 'jumps'::tsvector;
+         DELETE FROM other_types WHERE id > 45;",
     )
     .await?;
     src.batch_execute(

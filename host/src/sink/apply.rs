@@ -770,8 +770,9 @@ impl Sink {
         }
     }
 
-    /// Queues a run of updates as one set-based statement, or one statement per row when it
-    /// is a single row or its values fit no array parameter.
+    /// Queues a run of updates as one set-based statement over arrays, or, when its values fit
+    /// no array parameter (binary values of an array type), as statements listing the rows in
+    /// `VALUES`, a power of two of them each (so few distinct statements are prepared).
     async fn end_updates(
         &mut self,
         mapping: &Arc<TableMapping>,
@@ -782,17 +783,35 @@ impl Sink {
         let many = (rows.len() > 1)
             .then(|| statements::update_many(mapping, shape, &rows))
             .flatten();
-        let Some(built) = many else {
-            for (row, lsn) in rows.into_iter().zip(lsns) {
-                let built = statements::update(mapping, None, &row);
-                let Some(built) = built.map_err(|m| unusable(mapping, &m))? else {
-                    continue;
-                };
-                let carried = carry(mapping, Op::Update, vec![carried_row(lsn, None, Some(row))]);
-                self.queue(mapping, built, carried, Some(1)).await?;
+        if let Some(built) = many {
+            return self.queue_updates(mapping, built, rows, lsns).await;
+        }
+        let most = statements::values_rows_max(mapping, shape);
+        let mut rest: Vec<(Row, Lsn)> = rows.into_iter().zip(lsns).collect();
+        while !rest.is_empty() {
+            let n = rest.len().min(most);
+            let take = 1 << (usize::BITS - 1 - n.leading_zeros());
+            let (rows, lsns): (Vec<Row>, Vec<Lsn>) = rest.drain(..take).unzip();
+            let built = match take {
+                1 => statements::update(mapping, None, &rows[0])
+                    .map_err(|m| unusable(mapping, &m))?,
+                _ => Some(statements::update_values(mapping, shape, &rows)),
+            };
+            if let Some(built) = built {
+                self.queue_updates(mapping, built, rows, lsns).await?;
             }
-            return Ok(());
-        };
+        }
+        Ok(())
+    }
+
+    /// Queues one update statement with the rows it writes.
+    async fn queue_updates(
+        &mut self,
+        mapping: &Arc<TableMapping>,
+        built: Built,
+        rows: Vec<Row>,
+        lsns: Vec<Lsn>,
+    ) -> Result<(), ApplyError> {
         let n = rows.len() as u64;
         let rows = rows.into_iter().zip(lsns);
         let rows = rows.map(|(row, lsn)| carried_row(lsn, None, Some(row)));

@@ -213,6 +213,58 @@ pub(crate) fn update_many(m: &TableMapping, shape: &[bool], rows: &[Row]) -> Opt
     })
 }
 
+/// Rows in one [`update_values`] statement, at most: 64, fewer for wide rows (a statement
+/// takes at most 65,535 parameters).
+pub(crate) fn values_rows_max(m: &TableMapping, shape: &[bool]) -> usize {
+    let per_row = (0..m.columns.len())
+        .filter(|&i| m.columns[i].is_key || shape[i])
+        .count()
+        .max(1);
+    (u16::MAX as usize / per_row).clamp(1, 64)
+}
+
+/// One `UPDATE t SET ... FROM (VALUES (...), ...) v WHERE key` for rows with the same shape
+/// and distinct keys (whose keys did not change), each value a parameter of the column's type:
+/// for values no array parameter can hold.
+pub(crate) fn update_values(m: &TableMapping, shape: &[bool], rows: &[Row]) -> Built {
+    let used: Vec<usize> = (0..m.columns.len())
+        .filter(|&i| m.columns[i].is_key || shape[i])
+        .collect();
+    let mut params = Vec::with_capacity(rows.len() * used.len());
+    let mut tuples = Vec::with_capacity(rows.len());
+    for row in rows {
+        let marks: Vec<String> = used
+            .iter()
+            .map(|&i| {
+                params.push(param(&row[i]));
+                format!("${}::{}", params.len(), m.columns[i].type_sql)
+            })
+            .collect();
+        tuples.push(format!("({})", marks.join(", ")));
+    }
+    let aliases: Vec<String> = (0..used.len()).map(|n| format!("a{n}")).collect();
+    let mut sets = Vec::new();
+    let mut conds = Vec::new();
+    for (n, &i) in used.iter().enumerate() {
+        let col = quote_ident(&m.columns[i].name);
+        match m.columns[i].is_key {
+            true => conds.push(format!("t.{col} = v.a{n}")),
+            false => sets.push(format!("{col} = v.a{n}")),
+        }
+    }
+    Built {
+        sql: format!(
+            "UPDATE {} AS t SET {} FROM (VALUES {}) AS v({}) WHERE {}",
+            m.destination.quoted(),
+            sets.join(", "),
+            tuples.join(", "),
+            aliases.join(", "),
+            conds.join(" AND ")
+        ),
+        params,
+    }
+}
+
 /// An array literal of cells: text quoted, NULL bare.
 fn array_of_cells<'a>(cells: impl Iterator<Item = &'a Cell>) -> Bytes {
     let mut out = BytesMut::new();
@@ -303,5 +355,46 @@ mod tests {
     fn array_literals_quote_everything() {
         let cells = [Cell::text("b\"c\\d"), Cell::Null, Cell::text("")];
         assert_eq!(&array_of_cells(cells.iter())[..], br#"{"b\"c\\d",NULL,""}"#);
+    }
+
+    #[test]
+    fn values_updates_list_each_row_with_typed_parameters() {
+        use crate::model::{Column, ReplicaIdentity, TableSchema};
+        use std::sync::Arc;
+        let column = |name: &str, ty: &str, key: bool| Column {
+            name: name.into(),
+            type_oid: 0,
+            type_modifier: -1,
+            type_sql: ty.into(),
+            not_null: key,
+            is_key: key,
+        };
+        let schema = TableSchema {
+            oid: 1,
+            name: crate::model::TableName::new("public", "t"),
+            columns: vec![
+                column("id", "bigint", true),
+                column("tags", "integer[]", false),
+            ],
+            identity: ReplicaIdentity::Default,
+            has_primary_key: true,
+        };
+        let m = TableMapping::identity(Arc::new(schema), "d");
+        let bin = |v: &'static [u8]| Cell::Binary(Bytes::from_static(v));
+        let rows = vec![vec![bin(&[1]), bin(&[2])], vec![bin(&[3]), Cell::Null]];
+        let shape = update_shape(&m, &rows[0]);
+        assert!(
+            update_many(&m, &shape, &rows).is_none(),
+            "binary arrays of arrays"
+        );
+        let built = update_values(&m, &shape, &rows);
+        assert_eq!(
+            built.sql,
+            "UPDATE \"d\".\"t\" AS t SET \"tags\" = v.a1 FROM (VALUES ($1::bigint, $2::integer[]), \
+             ($3::bigint, $4::integer[])) AS v(a0, a1) WHERE t.\"id\" = v.a0"
+        );
+        assert_eq!(built.params.len(), 4);
+        assert!(matches!(built.params[3], Param::Null));
+        assert_eq!(values_rows_max(&m, &shape), 64);
     }
 }
