@@ -56,6 +56,36 @@ async fn digest(client: &Client, check: &TableCheck) -> Result<(i64, String)> {
     Ok((result.get(0), result.get(1)))
 }
 
+/// [`compare`], tried again for up to `patience` while the tables differ: with parallel apply
+/// the connections commit one group each on their own, and a reader may see one's part before
+/// another's. Says so when the first comparison did not match.
+pub async fn compare_settled(
+    src: &Client,
+    dst: &Client,
+    checks: &[TableCheck],
+    phase: &str,
+    patience: std::time::Duration,
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match compare(src, dst, checks, phase).await {
+            Ok(()) => {
+                if tries > 1 {
+                    println!(
+                        "  (destination equal after {tries} comparisons, {} ms, after {phase})",
+                        started.elapsed().as_millis()
+                    );
+                }
+                return Ok(());
+            }
+            Err(e) if started.elapsed() >= patience => return Err(e),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+}
+
 /// Compares every table; fails with [`Mismatch`] naming each differing table.
 pub async fn compare(src: &Client, dst: &Client, checks: &[TableCheck], phase: &str) -> Result<()> {
     let mut problems = Vec::new();

@@ -71,6 +71,11 @@ pub(crate) trait Replicator {
     }
     /// Fails if the replicator has died or reports errors.
     async fn check(&mut self, pair: &Pair) -> Result<()>;
+    /// Once the marker is visible: whether everything before it is committed too (several
+    /// apply connections commit on their own). `true` by default.
+    async fn settled(&self, _pair: &Pair) -> Result<bool> {
+        Ok(true)
+    }
     /// Resource use so far of the current pgmorph process, if any.
     fn usage(&self) -> Option<ProcUsage>;
     /// What to compare between source and destination.
@@ -156,9 +161,14 @@ async fn drive(
         .cdc
         .iter()
         .partition(|w| matches!(w, Workload::Bigtx | Workload::BigtxCommit));
+    // With parallel apply the other connections may still be committing the marker's group.
+    let patience = match ctx.apply_parallel {
+        1 => std::time::Duration::ZERO,
+        _ => std::time::Duration::from_secs(10),
+    };
     for load in backlog {
         out.push(drain(&mut r, &scope, load, &mut state).await?);
-        verify::compare(&pair.src, &pair.dst, &checks, load.label()).await?;
+        verify::compare_settled(&pair.src, &pair.dst, &checks, load.label(), patience).await?;
     }
     if let Some(live) = &ctx.live {
         for &load in &live.loads {
@@ -415,8 +425,13 @@ async fn wait_for_marker(
     loop {
         r.check(pair).await?;
         if workload::marker(&pair.dst).await == Some(marker) {
-            return Ok(());
+            break;
         }
         deadline.tick().await?;
     }
+    while !r.settled(pair).await? {
+        r.check(pair).await?;
+        deadline.tick().await?;
+    }
+    Ok(())
 }

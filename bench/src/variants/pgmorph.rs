@@ -102,15 +102,29 @@ impl Pgmorph {
     }
 }
 
-/// Compiles each component of `dir` once into pgmorph's cache (`pgmorph plugin check`), so
-/// that no timed run pays for compiling a plugin it sees for the first time.
-fn warm_compile_cache(bin: &Path, dir: &Path) -> Result<()> {
+/// Compiles each component of `dir` once into pgmorph's cache (`pgmorph plugin check`, with
+/// the plugin's config from `set_toml`), so that no timed run pays for compiling a plugin it
+/// sees for the first time.
+fn warm_compile_cache(bin: &Path, dir: &Path, set_toml: &str) -> Result<()> {
+    let set: toml::Table = toml::from_str(set_toml)?;
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        let out = std::process::Command::new(bin)
-            .args(["plugin", "check"])
-            .arg(&path)
-            .output()?;
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        let mut check = std::process::Command::new(bin);
+        check.args(["plugin", "check"]).arg(&path);
+        let config = set
+            .get("plugins")
+            .and_then(|p| p.get(stem))
+            .and_then(|p| p.get("config"));
+        if let Some(config) = config {
+            check
+                .arg("--plugin-config")
+                .arg(serde_json::to_string(config)?);
+        }
+        let out = check.output()?;
         if !out.status.success() {
             bail!(
                 "pgmorph plugin check {} failed: {}",
@@ -131,7 +145,7 @@ impl Replicator for Pgmorph {
             self.plugin_path(),
         ) {
             plugins::install(&set, from, &to)?;
-            warm_compile_cache(&self.bin, &to)?;
+            warm_compile_cache(&self.bin, &to, set.toml)?;
         }
         Ok(())
     }
@@ -175,6 +189,24 @@ impl Replicator for Pgmorph {
             Some(process) => process.check_alive(),
             None => bail!("pgmorph is not running"),
         }
+    }
+
+    /// With several apply connections: every connection's position (the connector's and the
+    /// lanes') has reached the furthest one, read when the marker was seen.
+    async fn settled(&self, pair: &Pair) -> Result<bool> {
+        if self.apply_parallel < 2 {
+            return Ok(true);
+        }
+        let row = pair
+            .dst
+            .query_one(
+                "WITH p AS (SELECT (last_offset ->> 'lsn')::pg_lsn AS lsn FROM pgmorph.state \
+                   WHERE name = $1 UNION ALL SELECT lsn FROM pgmorph.apply_lanes WHERE connector = $1) \
+                 SELECT min(lsn) >= max(lsn) FROM p",
+                &[&NAME],
+            )
+            .await?;
+        Ok(row.get::<_, Option<bool>>(0).unwrap_or(true))
     }
 
     fn usage(&self) -> Option<ProcUsage> {
