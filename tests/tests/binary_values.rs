@@ -265,3 +265,47 @@ async fn an_existing_destination_column_of_another_type_takes_text() -> anyhow::
     running.stop().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skipped_source_type_change_makes_its_table_take_text() -> anyhow::Result<()> {
+    let pair = Pair::start()?;
+    let (src, dst) = pair.clients().await?;
+    src.batch_execute(
+        "CREATE TABLE items (id int PRIMARY KEY, b text); INSERT INTO items VALUES (1, 'one');",
+    )
+    .await?;
+    let config = config(&pair, "binskip", "on_ddl_error = \"skip\"\n")?;
+    let wanted = pgmorph::source::publication::Wanted {
+        name: &config.slot_name(),
+        tables: &[pgmorph::model::TableName::new("public", "items")],
+        filters: &Default::default(),
+        via_root: true,
+        keep_filters: true,
+        server_version_num: pgmorph::source::versions::server_version_num(&src).await?,
+    };
+    pgmorph::source::publication::ensure(&src, &wanted, true).await?;
+    let follow = pgmorph::source::ddl_trigger::Follow::default();
+    pgmorph::source::ddl_trigger::install(&src, "binskip", &config.slot_name(), &follow).await?;
+    let running = Running::start(&config, Mode::Initial);
+    wait_streaming(&dst, "binskip", Some(&running)).await?;
+    assert!(start_command(&src).await?.contains("binary 'true'"));
+    // The destination cannot cast 'one': the change is skipped and `b` stays text there, while
+    // the source now sends integers.
+    src.batch_execute("ALTER TABLE items ALTER COLUMN b TYPE int USING length(b)")
+        .await?;
+    src.batch_execute("INSERT INTO items SELECT g, g * 7 FROM generate_series(2, 100) g")
+        .await?;
+    wait_until(
+        &dst,
+        "SELECT count(*) = 100 AND bool_and(b = CASE id WHEN 1 THEN 'one' ELSE (id * 7)::text END) \
+         FROM postgres.items",
+        Some(&running),
+    )
+    .await?;
+    assert!(
+        !start_command(&src).await?.contains("binary"),
+        "the stream went on with text values"
+    );
+    running.stop().await?;
+    Ok(())
+}

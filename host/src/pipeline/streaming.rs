@@ -247,6 +247,8 @@ impl Streaming<'_> {
         for m in &pending {
             ddl::create_table(cdc.sink.main().client(), m, false).await?;
         }
+        let other = ddl::other_typed_tables(cdc.sink.main().client(), &pending).await;
+        cdc.text_tables.extend(other);
         if !pending.is_empty() {
             tracing::info!(tables = pending.len(), "re-syncing tables");
             self.copier.copy(&pending, None).await?;

@@ -47,6 +47,9 @@ impl Cdc<'_> {
                     table: mapping.destination.to_string(),
                     message: crate::error_chain::one_line(&e),
                 })?;
+            // A destination table kept from before may have other column types.
+            let other = ddl::other_typed_tables(dest, std::slice::from_ref(&mapping)).await;
+            self.text_tables.extend(other);
             create_table_statements(&mapping)
         };
         let connector = self.state.name();
@@ -66,7 +69,7 @@ impl Cdc<'_> {
             .sink
             .apply_source_ddl(&statements, &record, state_sql)
             .await?;
-        super::source_ddl::log_outcome(&record, &outcome);
+        super::source_ddl::settle_outcome(&mut self.text_tables, &record, &outcome);
         self.state.record_mapping(&mapping).await?;
         tracing::info!(
             table = %mapping.source.name,

@@ -3,12 +3,12 @@
 //! transform, and the destination table follows the difference, in the destination
 //! transaction of the source transaction that made the change.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use super::flow::Flow;
 use super::{Cdc, CdcError};
-use crate::model::{Lsn, TableMapping, TableSchema, UserType};
+use crate::model::{Lsn, TableMapping, TableName, TableSchema, UserType};
 use crate::pipeline::relations::RelationError;
 use crate::sink::schema_change::{drop_table_sql, schema_change_sql, DdlOutcome, SourceChange};
 use crate::sink::{ddl, ApplyError};
@@ -112,7 +112,7 @@ impl Cdc<'_> {
             .apply_source_ddl(&statements, &record, renamed)
             .await?;
         self.state.record_mapping(new).await?;
-        log_outcome(&record, &outcome);
+        settle_outcome(&mut self.text_tables, &record, &outcome);
         self.relations.insert(mapped.new);
         Ok(())
     }
@@ -150,9 +150,7 @@ impl Cdc<'_> {
             .into());
         }
         self.sink.skip_source_ddl(record, &reason).await?;
-        // The destination columns may now differ from the source's.
-        self.text_tables.insert(record.dest_table.clone());
-        log_outcome(record, &DdlOutcome::Skipped(reason));
+        settle_outcome(&mut self.text_tables, record, &DdlOutcome::Skipped(reason));
         Ok(())
     }
 
@@ -181,7 +179,7 @@ impl Cdc<'_> {
             .sink
             .apply_source_ddl(&statements, &record, None)
             .await?;
-        log_outcome(&record, &outcome);
+        settle_outcome(&mut self.text_tables, &record, &outcome);
         tracing::info!(
             table = %current.source.name,
             destination = %current.destination,
@@ -250,8 +248,21 @@ fn change_statements(mapped: &Mapped, new_state: &TableState) -> Vec<String> {
     )
 }
 
+/// Logs what became of a source DDL command; a skipped one leaves the destination table's
+/// columns as they were, so its values cross as text from then on (`text_tables`).
+pub(super) fn settle_outcome(
+    text_tables: &mut HashSet<TableName>,
+    record: &DdlRecord<'_>,
+    outcome: &DdlOutcome,
+) {
+    if matches!(outcome, DdlOutcome::Skipped(_)) {
+        text_tables.insert(record.dest_table.clone());
+    }
+    log_outcome(record, outcome);
+}
+
 /// Logs what became of a source DDL command.
-pub(super) fn log_outcome(record: &DdlRecord<'_>, outcome: &DdlOutcome) {
+fn log_outcome(record: &DdlRecord<'_>, outcome: &DdlOutcome) {
     match outcome {
         DdlOutcome::Applied => tracing::info!(
             table = %record.source_table,
