@@ -119,10 +119,7 @@ impl WorkerPlugins {
         let (role, worker) = (self.role, self.worker);
         let pool = rayon_core::ThreadPoolBuilder::new()
             .num_threads(1)
-            .thread_name(move |_| match role {
-                "snapshot" => format!("plugins-w{worker}"),
-                _ => format!("plugins-{role}{worker}"),
-            })
+            .thread_name(move |_| format!("plugins-{role}{worker}"))
             .build()
             .map_err(|e| {
                 row_step_error(

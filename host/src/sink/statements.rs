@@ -106,23 +106,30 @@ pub(crate) fn delete_many(
     }))
 }
 
-/// One column's values as one array parameter: a text array cast per value (so array-typed
-/// columns work too), or a binary array of the column's type.
+/// One column's values as one array parameter: text (cast per value, so array-typed columns
+/// work too), or binary of the column's type.
 struct ColumnArray<'a> {
     param: Param,
-    /// The column's SQL type, for a text array.
-    cast: Option<&'a str>,
-    /// The column's SQL type, for a binary array.
-    binary: Option<&'a str>,
+    /// The column's SQL type.
+    ty: &'a str,
+    binary: bool,
 }
 
 impl ColumnArray<'_> {
     /// The array as the `n`th parameter, elements of the column's type.
     fn sql(&self, n: usize) -> String {
-        match (self.cast, self.binary) {
-            (Some(ty), _) => format!("${n}::text::{}[]", ty.trim_end_matches("[]")),
-            (None, Some(ty)) => format!("${n}::{ty}[]"),
-            (None, None) => unreachable!("a column array has a type"),
+        match self.binary {
+            true => format!("${n}::{}[]", self.ty),
+            false => format!("${n}::text::{}[]", self.ty.trim_end_matches("[]")),
+        }
+    }
+
+    /// The array as the `n`th argument of `unnest`, and its element `alias` as a value of the
+    /// column's type.
+    fn unnest(&self, n: usize, alias: &str) -> (String, String) {
+        match self.binary {
+            true => (self.sql(n), alias.to_string()),
+            false => (format!("${n}::text[]"), format!("{alias}::{}", self.ty)),
         }
     }
 }
@@ -134,20 +141,16 @@ fn column_array<'a, 'c>(
     cells: impl Iterator<Item = &'c Cell> + Clone,
 ) -> Option<ColumnArray<'a>> {
     let binary = cells.clone().any(Cell::is_binary);
-    if !binary {
-        return Some(ColumnArray {
-            param: Param::Text(array_of_cells(cells)),
-            cast: Some(&c.type_sql),
-            binary: None,
-        });
-    }
-    if c.type_sql.ends_with("[]") || cells.clone().any(|cell| matches!(cell, Cell::Text(_))) {
-        return None;
-    }
+    let param = match binary {
+        false => Param::Text(array_of_cells(cells)),
+        true if c.type_sql.ends_with("[]") => return None,
+        true if cells.clone().any(|cell| matches!(cell, Cell::Text(_))) => return None,
+        true => Param::BinaryArray(cells.map(|cell| cell.value().cloned()).collect()),
+    };
     Some(ColumnArray {
-        param: Param::BinaryArray(cells.map(|cell| cell.value().cloned()).collect()),
-        cast: None,
-        binary: Some(&c.type_sql),
+        param,
+        ty: &c.type_sql,
+        binary,
     })
 }
 
@@ -165,50 +168,53 @@ pub(crate) fn update_shape(m: &TableMapping, new: &Row) -> Vec<bool> {
         .collect()
 }
 
+/// The columns an update of `shape` names: the key columns and the ones it sets.
+fn used_columns(m: &TableMapping, shape: &[bool]) -> Vec<usize> {
+    (0..m.columns.len())
+        .filter(|&i| m.columns[i].is_key || shape[i])
+        .collect()
+}
+
+/// `UPDATE t AS t SET ... FROM {source} AS v(a0, ...) WHERE key`, where `v.a{n}` (as
+/// `values[n]` reads it) is the value of column `used[n]`.
+fn update_from(m: &TableMapping, used: &[usize], values: &[String], source: &str) -> String {
+    let aliases: Vec<String> = (0..used.len()).map(|n| format!("a{n}")).collect();
+    let mut sets = Vec::new();
+    let mut conds = Vec::new();
+    for (&i, value) in used.iter().zip(values) {
+        let col = quote_ident(&m.columns[i].name);
+        match m.columns[i].is_key {
+            true => conds.push(format!("t.{col} = {value}")),
+            false => sets.push(format!("{col} = {value}")),
+        }
+    }
+    format!(
+        "UPDATE {} AS t SET {} FROM {source} AS v({}) WHERE {}",
+        m.destination.quoted(),
+        sets.join(", "),
+        aliases.join(", "),
+        conds.join(" AND ")
+    )
+}
+
 /// One `UPDATE t SET ... FROM unnest(...) v WHERE key` for many rows with the same shape and
 /// distinct keys (whose keys did not change); `None` when a column's values do not fit one
 /// array ([`column_array`]).
 pub(crate) fn update_many(m: &TableMapping, shape: &[bool], rows: &[Row]) -> Option<Built> {
-    let used: Vec<usize> = (0..m.columns.len())
-        .filter(|&i| m.columns[i].is_key || shape[i])
-        .collect();
+    let used = used_columns(m, shape);
     let mut arrays = Vec::with_capacity(used.len());
+    let mut values = Vec::with_capacity(used.len());
     let mut params = Vec::with_capacity(used.len());
-    let mut aliases = Vec::with_capacity(used.len());
-    let mut sets = Vec::new();
-    let mut conds = Vec::new();
     for (n, &i) in used.iter().enumerate() {
-        let c = &m.columns[i];
-        let array = column_array(c, rows.iter().map(|r| &r[i]))?;
-        // Text arrays cross as text[] and are cast per value, so array-typed columns work too.
-        let value = match array.cast {
-            Some(ty) => {
-                arrays.push(format!("${}::text[]", n + 1));
-                format!("v.a{n}::{ty}")
-            }
-            None => {
-                arrays.push(array.sql(n + 1));
-                format!("v.a{n}")
-            }
-        };
+        let array = column_array(&m.columns[i], rows.iter().map(|r| &r[i]))?;
+        let (arg, value) = array.unnest(n + 1, &format!("v.a{n}"));
+        arrays.push(arg);
+        values.push(value);
         params.push(array.param);
-        aliases.push(format!("a{n}"));
-        let col = quote_ident(&c.name);
-        if c.is_key {
-            conds.push(format!("t.{col} = {value}"));
-        } else {
-            sets.push(format!("{col} = {value}"));
-        }
     }
+    let source = format!("unnest({})", arrays.join(", "));
     Some(Built {
-        sql: format!(
-            "UPDATE {} AS t SET {} FROM unnest({}) AS v({}) WHERE {}",
-            m.destination.quoted(),
-            sets.join(", "),
-            arrays.join(", "),
-            aliases.join(", "),
-            conds.join(" AND ")
-        ),
+        sql: update_from(m, &used, &values, &source),
         params,
     })
 }
@@ -216,10 +222,7 @@ pub(crate) fn update_many(m: &TableMapping, shape: &[bool], rows: &[Row]) -> Opt
 /// Rows in one [`update_values`] statement, at most: 64, fewer for wide rows (a statement
 /// takes at most 65,535 parameters).
 pub(crate) fn values_rows_max(m: &TableMapping, shape: &[bool]) -> usize {
-    let per_row = (0..m.columns.len())
-        .filter(|&i| m.columns[i].is_key || shape[i])
-        .count()
-        .max(1);
+    let per_row = used_columns(m, shape).len().max(1);
     (u16::MAX as usize / per_row).clamp(1, 64)
 }
 
@@ -227,9 +230,7 @@ pub(crate) fn values_rows_max(m: &TableMapping, shape: &[bool]) -> usize {
 /// and distinct keys (whose keys did not change), each value a parameter of the column's type:
 /// for values no array parameter can hold.
 pub(crate) fn update_values(m: &TableMapping, shape: &[bool], rows: &[Row]) -> Built {
-    let used: Vec<usize> = (0..m.columns.len())
-        .filter(|&i| m.columns[i].is_key || shape[i])
-        .collect();
+    let used = used_columns(m, shape);
     let mut params = Vec::with_capacity(rows.len() * used.len());
     let mut tuples = Vec::with_capacity(rows.len());
     for row in rows {
@@ -242,25 +243,10 @@ pub(crate) fn update_values(m: &TableMapping, shape: &[bool], rows: &[Row]) -> B
             .collect();
         tuples.push(format!("({})", marks.join(", ")));
     }
-    let aliases: Vec<String> = (0..used.len()).map(|n| format!("a{n}")).collect();
-    let mut sets = Vec::new();
-    let mut conds = Vec::new();
-    for (n, &i) in used.iter().enumerate() {
-        let col = quote_ident(&m.columns[i].name);
-        match m.columns[i].is_key {
-            true => conds.push(format!("t.{col} = v.a{n}")),
-            false => sets.push(format!("{col} = v.a{n}")),
-        }
-    }
+    let values: Vec<String> = (0..used.len()).map(|n| format!("v.a{n}")).collect();
+    let source = format!("(VALUES {})", tuples.join(", "));
     Built {
-        sql: format!(
-            "UPDATE {} AS t SET {} FROM (VALUES {}) AS v({}) WHERE {}",
-            m.destination.quoted(),
-            sets.join(", "),
-            tuples.join(", "),
-            aliases.join(", "),
-            conds.join(" AND ")
-        ),
+        sql: update_from(m, &used, &values, &source),
         params,
     }
 }

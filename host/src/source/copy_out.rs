@@ -40,11 +40,6 @@ pub async fn open_reader(
     Ok(client)
 }
 
-/// Whether a table can travel in COPY's binary format ([`TableMapping::binary_safe`]).
-pub fn binary_safe(mapping: &TableMapping) -> bool {
-    mapping.binary_safe()
-}
-
 /// Which rows of a table to read.
 #[derive(Debug, Clone, Copy)]
 pub struct RowFilter<'a> {

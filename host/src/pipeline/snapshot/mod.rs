@@ -117,7 +117,7 @@ pub struct SnapshotJob {
 impl SnapshotJob {
     /// Whether the table's rows cross in COPY's binary format.
     pub fn binary(&self, mapping: &TableMapping) -> bool {
-        copy_out::binary_safe(mapping) && !self.text_tables.contains(&mapping.destination)
+        mapping.binary_safe() && !self.text_tables.contains(&mapping.destination)
     }
 }
 
