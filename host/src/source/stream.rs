@@ -177,6 +177,8 @@ pub struct ReplicationStream {
     positions: Option<StandbyPositions>,
     /// Inside a block of an in-progress transaction (between Stream Start and Stop).
     in_stream: bool,
+    /// The source sends values in binary form (pgoutput `binary`).
+    binary: bool,
 }
 
 enum State {
@@ -236,6 +238,7 @@ impl ReplicationStream {
                 settings: settings.clone(),
                 positions: None,
                 in_stream: false,
+                binary: false,
             },
         })
     }
@@ -305,6 +308,7 @@ impl ReplicationStream {
             settings: settings.clone(),
             positions: None,
             in_stream: false,
+            binary: false,
         };
         stream.start().await?;
         Ok(stream)
@@ -331,6 +335,7 @@ impl ReplicationStream {
         let options = self
             .settings
             .start_options(&slot, &publication, start, version);
+        self.binary = options.binary;
         if options.binary {
             tracing::debug!("the stream sends values in binary form");
         }
@@ -379,6 +384,11 @@ impl ReplicationStream {
             }
         };
         Ok(Some(out))
+    }
+
+    /// Whether the source sends values in binary form.
+    pub fn sends_binary(&self) -> bool {
+        self.binary
     }
 
     /// Whether the stream sends large transactions while they run (`streaming` on).

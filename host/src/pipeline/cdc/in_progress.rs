@@ -264,7 +264,7 @@ impl Cdc<'_> {
             return Err(give_up(format!("{} is being copied", mapping.source.name)));
         }
         let change = mapping.project_change(op, old, new);
-        self.text_values_check(&mapping, &change)?;
+        self.text_values_check(&mapping, std::slice::from_ref(&change))?;
         let top = self.in_progress.block;
         let tx = self.in_progress.current()?;
         if Some(sub) != top && !tx.savepoints.iter().any(|(x, _)| *x == sub) {

@@ -522,7 +522,6 @@ impl Cdc<'_> {
             self.flush(&mut f.pending).await?;
         }
         let change = mapping.project_change(op, old, new);
-        self.text_values_check(&mapping, &change)?;
         if self.sink.needs_one_lane(&mapping, &change) {
             self.before_one_lane(f).await?;
             self.sink.one_lane("an update of a key").await?;
@@ -539,15 +538,15 @@ impl Cdc<'_> {
         Ok(())
     }
 
-    /// Fails with [`CdcError::TextValues`] when `change` holds binary values that its table
-    /// cannot take (a row plugin reads them, a column changes type on the way, or the
-    /// destination column has another type).
+    /// Fails with [`CdcError::TextValues`] when `changes` of one table hold binary values that
+    /// the table cannot take (a row plugin reads them, a column changes type on the way, or the
+    /// destination column has another type). Free when the stream sends text.
     pub(super) fn text_values_check(
         &self,
         mapping: &TableMapping,
-        change: &RowChange,
+        changes: &[RowChange],
     ) -> Result<(), CdcError> {
-        if !change.has_binary() {
+        if !self.stream.sends_binary() || !changes.iter().any(RowChange::has_binary) {
             return Ok(());
         }
         if !mapping.binary_safe() {
@@ -712,6 +711,10 @@ impl Cdc<'_> {
     /// together, then every batch is applied in source order.
     async fn flush(&mut self, pending: &mut Pending) -> Result<(), CdcError> {
         let (mut batches, lsns) = pending.take();
+        // Before any plugin or the destination sees a value: once per batch, not per change.
+        for batch in &batches {
+            self.text_values_check(&batch.mapping, &batch.changes)?;
+        }
         if batches.iter().any(|b| b.mapping.transforms_rows) {
             batches = self.row_pool.run(batches).await?;
         }
