@@ -534,3 +534,25 @@ pub async fn stop_writer_and_compare(
         .get(0);
     Ok((written, rows, doubled))
 }
+
+/// Creates connector `name`'s publication of `public.<table>` and installs its source DDL
+/// capture, as `setup-source --ddl` does, before the connector first starts.
+pub async fn capture_source_ddl(
+    src: &Client,
+    config: &Config,
+    name: &str,
+    table: &str,
+) -> anyhow::Result<()> {
+    let wanted = pgmorph::source::publication::Wanted {
+        name: &config.slot_name(),
+        tables: &[pgmorph::model::TableName::new("public", table)],
+        filters: &Default::default(),
+        via_root: true,
+        keep_filters: true,
+        server_version_num: pgmorph::source::versions::server_version_num(src).await?,
+    };
+    pgmorph::source::publication::ensure(src, &wanted, true).await?;
+    let follow = pgmorph::source::ddl_trigger::Follow::default();
+    pgmorph::source::ddl_trigger::install(src, name, &config.slot_name(), &follow).await?;
+    Ok(())
+}

@@ -6,7 +6,9 @@
 
 use pgmorph::config::Config;
 use pgmorph::pipeline::Mode;
-use pgmorph_e2e::{wait_same, wait_streaming, wait_until, Pair, RowPathOnly, Running};
+use pgmorph_e2e::{
+    capture_source_ddl, wait_same, wait_streaming, wait_until, Pair, RowPathOnly, Running,
+};
 use tokio_postgres::Client;
 
 const SCHEMA: &str = r#"
@@ -80,6 +82,16 @@ async fn start_command(src: &Client) -> anyhow::Result<String> {
         )
         .await?;
     Ok(row.get::<_, Option<String>>(0).unwrap_or_default())
+}
+
+/// The stream started again with text values.
+async fn assert_text_values(src: &Client) -> anyhow::Result<()> {
+    let command = start_command(src).await?;
+    assert!(
+        command.contains("START_REPLICATION") && !command.contains("binary"),
+        "the stream started again with text values: {command}"
+    );
+    Ok(())
 }
 
 fn config(pair: &Pair, name: &str, destination_extra: &str) -> anyhow::Result<Config> {
@@ -224,11 +236,7 @@ async fn a_row_plugin_table_switches_the_stream_to_text_values() -> anyhow::Resu
     )
     .await?;
     wait_same(&src, &dst, &TABLES, Some(&running)).await?;
-    let command = start_command(&src).await?;
-    assert!(
-        command.contains("START_REPLICATION") && !command.contains("binary"),
-        "the stream started again with text values: {command}"
-    );
+    assert_text_values(&src).await?;
     running.stop().await?;
     Ok(())
 }
@@ -257,11 +265,7 @@ async fn an_existing_destination_column_of_another_type_takes_text() -> anyhow::
     )
     .await?;
     wait_same(&src, &dst, &widened, Some(&running)).await?;
-    let command = start_command(&src).await?;
-    assert!(
-        command.contains("START_REPLICATION") && !command.contains("binary"),
-        "the stream started again with text values: {command}"
-    );
+    assert_text_values(&src).await?;
     running.stop().await?;
     Ok(())
 }
@@ -275,17 +279,7 @@ async fn a_skipped_source_type_change_makes_its_table_take_text() -> anyhow::Res
     )
     .await?;
     let config = config(&pair, "binskip", "on_ddl_error = \"skip\"\n")?;
-    let wanted = pgmorph::source::publication::Wanted {
-        name: &config.slot_name(),
-        tables: &[pgmorph::model::TableName::new("public", "items")],
-        filters: &Default::default(),
-        via_root: true,
-        keep_filters: true,
-        server_version_num: pgmorph::source::versions::server_version_num(&src).await?,
-    };
-    pgmorph::source::publication::ensure(&src, &wanted, true).await?;
-    let follow = pgmorph::source::ddl_trigger::Follow::default();
-    pgmorph::source::ddl_trigger::install(&src, "binskip", &config.slot_name(), &follow).await?;
+    capture_source_ddl(&src, &config, "binskip", "items").await?;
     let running = Running::start(&config, Mode::Initial);
     wait_streaming(&dst, "binskip", Some(&running)).await?;
     assert!(start_command(&src).await?.contains("binary 'true'"));
@@ -302,10 +296,7 @@ async fn a_skipped_source_type_change_makes_its_table_take_text() -> anyhow::Res
         Some(&running),
     )
     .await?;
-    assert!(
-        !start_command(&src).await?.contains("binary"),
-        "the stream went on with text values"
-    );
+    assert_text_values(&src).await?;
     running.stop().await?;
     Ok(())
 }

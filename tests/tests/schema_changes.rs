@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use pgmorph::pipeline::Mode;
 use pgmorph::plugin::PluginChain;
-use pgmorph_e2e::{run_bin, spawn_bin, wait_same, wait_streaming, wait_until, Pair, Running};
+use pgmorph_e2e::{
+    capture_source_ddl, run_bin, spawn_bin, wait_same, wait_streaming, wait_until, Pair, Running,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
@@ -478,17 +480,7 @@ async fn ddl_the_destination_refuses_stops_the_connector() -> anyhow::Result<()>
     )
     .await?;
     let (_, config) = pair.config("refused", "", "tables = [\"public.items\"]")?;
-    let wanted = pgmorph::source::publication::Wanted {
-        name: &config.slot_name(),
-        tables: &[pgmorph::model::TableName::new("public", "items")],
-        filters: &Default::default(),
-        via_root: true,
-        keep_filters: true,
-        server_version_num: pgmorph::source::versions::server_version_num(&src).await?,
-    };
-    pgmorph::source::publication::ensure(&src, &wanted, true).await?;
-    let follow = pgmorph::source::ddl_trigger::Follow::default();
-    pgmorph::source::ddl_trigger::install(&src, "refused", &config.slot_name(), &follow).await?;
+    capture_source_ddl(&src, &config, "refused", "items").await?;
     let running = Running::start(&config, Mode::Initial);
     wait_streaming(&dst, "refused", Some(&running)).await?;
     // The source converts with its own expression; the destination's cast of 'one' fails.
