@@ -4,26 +4,7 @@
 
 use std::fmt::Write;
 
-/// Built-in type OIDs whose binary form is rendered here as PostgreSQL prints them.
-mod oid {
-    pub const BOOL: u32 = 16;
-    pub const BYTEA: u32 = 17;
-    pub const CHAR: u32 = 18;
-    pub const NAME: u32 = 19;
-    pub const INT8: u32 = 20;
-    pub const INT2: u32 = 21;
-    pub const INT4: u32 = 23;
-    pub const TEXT: u32 = 25;
-    pub const OID: u32 = 26;
-    pub const JSON: u32 = 114;
-    pub const XML: u32 = 142;
-    pub const FLOAT4: u32 = 700;
-    pub const FLOAT8: u32 = 701;
-    pub const BPCHAR: u32 = 1042;
-    pub const VARCHAR: u32 = 1043;
-    pub const UUID: u32 = 2950;
-    pub const JSONB: u32 = 3802;
-}
+use tokio_postgres::types::Type;
 
 /// The value's text: as PostgreSQL prints it for the common built-in types, otherwise
 /// `binary:` and the hex digits of its binary form (so it is never mistaken for text).
@@ -33,27 +14,31 @@ pub fn render(type_oid: u32, value: &[u8]) -> String {
 
 fn known(type_oid: u32, v: &[u8]) -> Option<String> {
     let text = |v: &[u8]| std::str::from_utf8(v).ok().map(str::to_string);
-    match type_oid {
-        oid::BOOL => match v {
+    match Type::from_oid(type_oid)? {
+        Type::BOOL => match v {
             [0] => Some("f".into()),
             [1] => Some("t".into()),
             _ => None,
         },
-        oid::INT2 => Some(i16::from_be_bytes(v.try_into().ok()?).to_string()),
-        oid::INT4 => Some(i32::from_be_bytes(v.try_into().ok()?).to_string()),
-        oid::INT8 => Some(i64::from_be_bytes(v.try_into().ok()?).to_string()),
-        oid::OID => Some(u32::from_be_bytes(v.try_into().ok()?).to_string()),
-        oid::FLOAT4 => Some(float(f64::from(f32::from_be_bytes(v.try_into().ok()?)))),
-        oid::FLOAT8 => Some(float(f64::from_be_bytes(v.try_into().ok()?))),
-        oid::TEXT | oid::VARCHAR | oid::BPCHAR | oid::NAME | oid::CHAR | oid::JSON | oid::XML => {
-            text(v)
-        }
-        oid::JSONB => match v.split_first() {
+        Type::INT2 => Some(i16::from_be_bytes(v.try_into().ok()?).to_string()),
+        Type::INT4 => Some(i32::from_be_bytes(v.try_into().ok()?).to_string()),
+        Type::INT8 => Some(i64::from_be_bytes(v.try_into().ok()?).to_string()),
+        Type::OID => Some(u32::from_be_bytes(v.try_into().ok()?).to_string()),
+        Type::FLOAT4 => Some(float(f64::from(f32::from_be_bytes(v.try_into().ok()?)))),
+        Type::FLOAT8 => Some(float(f64::from_be_bytes(v.try_into().ok()?))),
+        Type::TEXT
+        | Type::VARCHAR
+        | Type::BPCHAR
+        | Type::NAME
+        | Type::CHAR
+        | Type::JSON
+        | Type::XML => text(v),
+        Type::JSONB => match v.split_first() {
             Some((1, rest)) => text(rest),
             _ => None,
         },
-        oid::BYTEA => Some(format!("\\x{}", hex(v))),
-        oid::UUID if v.len() == 16 => {
+        Type::BYTEA => Some(format!("\\x{}", hex(v))),
+        Type::UUID if v.len() == 16 => {
             let h = hex(v);
             Some(format!(
                 "{}-{}-{}-{}-{}",
@@ -92,21 +77,21 @@ mod tests {
 
     #[test]
     fn renders_common_types_as_postgres_prints_them() {
-        assert_eq!(render(oid::INT4, &42i32.to_be_bytes()), "42");
-        assert_eq!(render(oid::INT8, &(-7i64).to_be_bytes()), "-7");
-        assert_eq!(render(oid::INT2, &3i16.to_be_bytes()), "3");
-        assert_eq!(render(oid::BOOL, &[1]), "t");
-        assert_eq!(render(oid::TEXT, b"caf\xc3\xa9"), "café");
-        assert_eq!(render(oid::JSONB, b"\x01{\"a\": 1}"), "{\"a\": 1}");
-        assert_eq!(render(oid::BYTEA, &[0xde, 0xad]), "\\xdead");
-        assert_eq!(render(oid::FLOAT8, &1.5f64.to_be_bytes()), "1.5");
-        assert_eq!(render(oid::FLOAT8, &f64::NAN.to_be_bytes()), "NaN");
+        assert_eq!(render(Type::INT4.oid(), &42i32.to_be_bytes()), "42");
+        assert_eq!(render(Type::INT8.oid(), &(-7i64).to_be_bytes()), "-7");
+        assert_eq!(render(Type::INT2.oid(), &3i16.to_be_bytes()), "3");
+        assert_eq!(render(Type::BOOL.oid(), &[1]), "t");
+        assert_eq!(render(Type::TEXT.oid(), b"caf\xc3\xa9"), "café");
+        assert_eq!(render(Type::JSONB.oid(), b"\x01{\"a\": 1}"), "{\"a\": 1}");
+        assert_eq!(render(Type::BYTEA.oid(), &[0xde, 0xad]), "\\xdead");
+        assert_eq!(render(Type::FLOAT8.oid(), &1.5f64.to_be_bytes()), "1.5");
+        assert_eq!(render(Type::FLOAT8.oid(), &f64::NAN.to_be_bytes()), "NaN");
         let uuid = [
             0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66,
             0x77, 0x88,
         ];
         assert_eq!(
-            render(oid::UUID, &uuid),
+            render(Type::UUID.oid(), &uuid),
             "12345678-9abc-def0-1122-334455667788"
         );
     }
@@ -114,7 +99,7 @@ mod tests {
     #[test]
     fn other_or_malformed_values_show_their_binary_form() {
         assert_eq!(render(1700, &[0, 1, 0, 0]), "binary:00010000");
-        assert_eq!(render(oid::INT4, &[0, 1]), "binary:0001");
-        assert_eq!(render(oid::JSONB, b"\x02{}"), "binary:027b7d");
+        assert_eq!(render(Type::INT4.oid(), &[0, 1]), "binary:0001");
+        assert_eq!(render(Type::JSONB.oid(), b"\x02{}"), "binary:027b7d");
     }
 }
